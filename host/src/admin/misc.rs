@@ -1,0 +1,153 @@
+//! Stats, plugins, breakers, events, health.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use super::{ApiError, AppState};
+use crate::engine::TxStatus;
+
+/// Totals by status and type.
+#[derive(Debug, Serialize)]
+pub struct StatsResponse {
+    /// Every transaction.
+    pub total_transactions: u64,
+    /// Not yet finished.
+    pub pending_transactions: u64,
+    /// Completed.
+    pub completed_transactions: u64,
+    /// Failed, compensated, timed out or cancelled.
+    pub failed_transactions: u64,
+    /// Needing an operator.
+    pub compensation_failed_transactions: u64,
+    /// Counts by status.
+    pub by_status: BTreeMap<String, u64>,
+    /// Counts by type, then status.
+    pub by_type: BTreeMap<String, BTreeMap<String, u64>>,
+}
+
+/// `GET /api/stats`.
+pub async fn stats(State(state): State<AppState>) -> Result<Json<StatsResponse>, ApiError> {
+    let counts = state
+        .engine
+        .store()
+        .stats()
+        .await
+        .map_err(crate::Error::from)?;
+    let mut by_status: BTreeMap<String, u64> = TxStatus::ALL
+        .iter()
+        .map(|s| (s.as_str().to_string(), 0))
+        .collect();
+    let mut by_type: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+    let (mut total, mut pending, mut completed, mut failed, mut comp_failed) = (0, 0, 0, 0, 0);
+    for c in counts {
+        total += c.count;
+        *by_status.entry(c.status.as_str().to_string()).or_default() += c.count;
+        *by_type
+            .entry(c.tx_type.clone())
+            .or_default()
+            .entry(c.status.as_str().to_string())
+            .or_default() += c.count;
+        match c.status {
+            TxStatus::Completed => completed += c.count,
+            TxStatus::CompensationFailed => comp_failed += c.count,
+            TxStatus::Failed | TxStatus::Compensated | TxStatus::Timeout | TxStatus::Cancelled => {
+                failed += c.count
+            }
+            _ => pending += c.count,
+        }
+    }
+    Ok(Json(StatsResponse {
+        total_transactions: total,
+        pending_transactions: pending,
+        completed_transactions: completed,
+        failed_transactions: failed,
+        compensation_failed_transactions: comp_failed,
+        by_status,
+        by_type,
+    }))
+}
+
+/// `GET /api/plugins`.
+pub async fn plugins(State(state): State<AppState>) -> Json<Value> {
+    Json(json!({"plugins": state.engine.plugins().plugins()}))
+}
+
+/// `GET /api/circuit-breakers`.
+pub async fn breakers(State(state): State<AppState>) -> Json<Value> {
+    Json(json!({"circuit_breakers": state.engine.breakers().list()}))
+}
+
+/// `POST /api/circuit-breakers/{service}/reset`.
+pub async fn reset_breaker(
+    State(state): State<AppState>,
+    Path(service): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    if state.engine.breakers().reset(&service) {
+        Ok(Json(json!({"service": service, "state": "closed"})))
+    } else {
+        Err(ApiError::not_found(format!(
+            "no circuit breaker for service `{service}`"
+        )))
+    }
+}
+
+/// `GET /api/events?type=…&tx_id=…&limit=…`: recent events, newest first.
+pub async fn events(State(state): State<AppState>, RawQuery(query): RawQuery) -> Json<Value> {
+    let params: BTreeMap<String, String> = query
+        .unwrap_or_default()
+        .split('&')
+        .filter_map(|p| {
+            p.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+        })
+        .collect();
+    let limit = params
+        .get("limit")
+        .and_then(|l| l.parse::<usize>().ok())
+        .unwrap_or(200);
+    let events: Vec<_> = state
+        .engine
+        .events()
+        .recent()
+        .into_iter()
+        .rev()
+        .filter(|e| params.get("type").is_none_or(|t| &e.kind == t))
+        .filter(|e| {
+            params
+                .get("tx_id")
+                .is_none_or(|t| e.tx_id.as_ref() == Some(t))
+        })
+        .take(limit)
+        .collect();
+    Json(json!({"events": events}))
+}
+
+/// `/healthz`: the process answers.
+pub async fn healthz() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// `/readyz`: the store answers and plugins are loaded.
+pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    match state.engine.store().ping().await {
+        Ok(()) => (
+            StatusCode::OK,
+            Json(json!({"status": "ready", "steps": state.engine.plugins().step_names().len()})),
+        ),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "unavailable", "error": e.to_string()})),
+        ),
+    }
+}
+
+/// Unknown `/api` paths.
+pub async fn api_not_found() -> ApiError {
+    ApiError::not_found("no such API endpoint")
+}

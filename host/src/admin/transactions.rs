@@ -1,0 +1,277 @@
+//! `/api/transactions`: start, list, read.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::views::TxView;
+use super::{ApiError, ApiJson, AppState};
+use crate::engine::TxStatus;
+use crate::store::TxFilter;
+
+/// Longest `?wait=` honoured.
+const MAX_WAIT: Duration = Duration::from_secs(300);
+/// Largest page.
+const MAX_PAGE_SIZE: u32 = 500;
+
+/// Body of `POST /api/transactions`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateRequest {
+    /// A defined saga type, or a label for a saga given with `steps`.
+    pub tx_type: Option<String>,
+    /// The input object every step sees.
+    #[serde(default)]
+    pub input: Option<Value>,
+    /// Steps in order (instead of, or overriding, the type's definition).
+    pub steps: Option<Vec<String>>,
+    /// Extra lock keys.
+    #[serde(default)]
+    pub lock_keys: Vec<String>,
+    /// Saga timeout (`30s`, `2m`).
+    pub timeout: Option<String>,
+    /// Step retries.
+    pub max_retries: Option<u32>,
+}
+
+fn parse_duration(text: &str, what: &str) -> Result<Duration, ApiError> {
+    humantime::parse_duration(text.trim()).map_err(|e| {
+        ApiError::bad_request(format!("`{what}` must be a duration like 30s or 2m: {e}"))
+    })
+}
+
+/// Parse a query string into key → values (keys may repeat).
+fn query_pairs(raw: Option<String>) -> BTreeMap<String, Vec<String>> {
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (k, v) in form_urlencoded(raw.as_deref().unwrap_or("")) {
+        out.entry(k).or_default().push(v);
+    }
+    out
+}
+
+fn form_urlencoded(q: &str) -> Vec<(String, String)> {
+    q.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (decode(k), decode(v))
+        })
+        .collect()
+}
+
+fn decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
+                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()).ok_or(()) {
+                    Ok(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `POST /api/transactions`: record a saga and start it; `?wait=30s` waits for its end.
+pub async fn create(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+    ApiJson(body): ApiJson<CreateRequest>,
+) -> Result<(StatusCode, Json<TxView>), ApiError> {
+    let query = query_pairs(query);
+    let wait = match query.get("wait").and_then(|v| v.last()) {
+        Some(w) => Some(parse_duration(w, "wait")?.min(MAX_WAIT)),
+        None => None,
+    };
+    let input = match body.input {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(map)) => map,
+        Some(_) => {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_body",
+                "`input` must be a JSON object",
+            ));
+        }
+    };
+    let timeout = body
+        .timeout
+        .as_deref()
+        .map(|t| parse_duration(t, "timeout"))
+        .transpose()?;
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    if body.tx_type.is_none() && body.steps.is_none() {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+            "give `tx_type`, `steps`, or both",
+        ));
+    }
+    let engine = &state.engine;
+    let tx = engine.transaction_from_request(
+        body.tx_type,
+        body.steps,
+        input,
+        body.lock_keys,
+        timeout,
+        body.max_retries,
+        header("idempotency-key"),
+        header("traceparent"),
+    )?;
+    let submitted = engine.submit(tx).await?;
+    if let Some(wait) = wait {
+        engine.wait(&submitted.tx_id, wait).await?;
+    }
+    let (tx, steps) = engine.get(&submitted.tx_id).await?;
+    let history = engine
+        .store()
+        .history(&tx.tx_id)
+        .await
+        .map_err(crate::Error::from)?;
+    let status = if submitted.existing {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((status, Json(TxView::detail(&tx, &steps, &history))))
+}
+
+/// `GET /api/transactions/{tx_id}`: the saga, its steps and its history.
+pub async fn get_one(
+    State(state): State<AppState>,
+    Path(tx_id): Path<String>,
+) -> Result<Json<TxView>, ApiError> {
+    let (tx, steps) = state.engine.get(&tx_id).await?;
+    let history = state
+        .engine
+        .store()
+        .history(&tx_id)
+        .await
+        .map_err(crate::Error::from)?;
+    Ok(Json(TxView::detail(&tx, &steps, &history)))
+}
+
+/// A page of transactions.
+#[derive(Debug, Serialize)]
+pub struct ListResponse {
+    /// This page, newest first.
+    pub transactions: Vec<TxView>,
+    /// How many match in all.
+    pub total: u64,
+    /// Page number (1-based).
+    pub page: u64,
+    /// Page size.
+    pub page_size: u32,
+}
+
+/// `GET /api/transactions?status=FAILED&status=TIMEOUT&tx_type=…&page=1&page_size=20&from=…&to=…&q=…`
+pub async fn list(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<ListResponse>, ApiError> {
+    let query = query_pairs(query);
+    let one = |k: &str| {
+        query
+            .get(k)
+            .and_then(|v| v.last())
+            .filter(|v| !v.is_empty())
+            .cloned()
+    };
+    let mut statuses = Vec::new();
+    for s in query
+        .get("status")
+        .into_iter()
+        .flatten()
+        .flat_map(|v| v.split(','))
+    {
+        if s.is_empty() {
+            continue;
+        }
+        statuses.push(
+            s.trim()
+                .to_ascii_uppercase()
+                .parse::<TxStatus>()
+                .map_err(ApiError::bad_request)?,
+        );
+    }
+    let number = |k: &str, default: u64| -> Result<u64, ApiError> {
+        one(k).map_or(Ok(default), |v| {
+            v.parse()
+                .map_err(|_| ApiError::bad_request(format!("`{k}` must be a positive number")))
+        })
+    };
+    let page = number("page", 1)?.max(1);
+    let page_size = number("page_size", 20)?.clamp(1, MAX_PAGE_SIZE as u64) as u32;
+    let time = |k: &str| -> Result<Option<i64>, ApiError> {
+        one(k)
+            .map(|v| {
+                humantime::parse_rfc3339_weak(&v)
+                    .map(|t| {
+                        t.duration_since(std::time::UNIX_EPOCH)
+                            .map(|d| d.as_millis() as i64)
+                            .unwrap_or(0)
+                    })
+                    .map_err(|_| ApiError::bad_request(format!("`{k}` must be an RFC 3339 time")))
+            })
+            .transpose()
+    };
+    let filter = TxFilter {
+        statuses,
+        tx_type: one("tx_type"),
+        created_after: time("from")?,
+        created_before: time("to")?,
+        tx_id_prefix: one("q"),
+        offset: (page - 1) * page_size as u64,
+        limit: page_size,
+    };
+    let result = state
+        .engine
+        .store()
+        .list(&filter)
+        .await
+        .map_err(crate::Error::from)?;
+    Ok(Json(ListResponse {
+        transactions: result.items.iter().map(TxView::summary).collect(),
+        total: result.total,
+        page,
+        page_size,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_strings_decode_and_repeat() {
+        let q = query_pairs(Some(
+            "status=FAILED&status=TIMEOUT&tx_type=fund%20transfer&x=a+b&bad=%zz".into(),
+        ));
+        assert_eq!(q["status"], ["FAILED", "TIMEOUT"]);
+        assert_eq!(q["tx_type"], ["fund transfer"]);
+        assert_eq!(q["x"], ["a b"]);
+        assert_eq!(q["bad"], ["%zz"]);
+    }
+}

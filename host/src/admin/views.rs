@@ -1,0 +1,158 @@
+//! JSON shapes of the API: snake_case, RFC 3339 times.
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::engine::{StepStatus, TxStatus};
+use crate::store::{HistoryEntry, StepRecord, TxRecord};
+
+/// Milliseconds since the epoch as RFC 3339.
+pub fn rfc3339(ms: i64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+/// A transaction as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct TxView {
+    /// Id.
+    pub tx_id: String,
+    /// Type.
+    pub tx_type: String,
+    /// Status.
+    pub status: TxStatus,
+    /// Input.
+    pub input: Value,
+    /// Outputs of completed steps.
+    pub output: Map<String, Value>,
+    /// Lock keys.
+    pub lock_keys: Vec<String>,
+    /// Current step index.
+    pub current_step: u32,
+    /// Number of steps.
+    pub total_steps: u32,
+    /// Saga-level retries so far.
+    pub retry_count: u32,
+    /// Retries allowed.
+    pub max_retries: u32,
+    /// Timeout in milliseconds.
+    pub timeout_ms: u64,
+    /// Deadline.
+    pub deadline_at: String,
+    /// Latest error.
+    pub error: Option<String>,
+    /// Version (bumped by every change).
+    pub version: i64,
+    /// Created.
+    pub created_at: String,
+    /// Last changed.
+    pub updated_at: String,
+    /// Finished.
+    pub completed_at: Option<String>,
+    /// Steps (detail only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub steps: Option<Vec<StepView>>,
+    /// History (detail only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub history: Option<Vec<HistoryView>>,
+}
+
+/// A step as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepView {
+    /// Position.
+    pub step_index: u32,
+    /// Name.
+    pub step_name: String,
+    /// Status.
+    pub status: StepStatus,
+    /// Execute attempts.
+    pub attempts: u32,
+    /// Compensate attempts.
+    pub compensation_attempts: u32,
+    /// Output.
+    pub output: Option<Map<String, Value>>,
+    /// Latest error.
+    pub error: Option<String>,
+    /// Idempotency key.
+    pub idempotency_key: Option<String>,
+    /// Digest of the plugin that ran it.
+    pub plugin_digest: Option<String>,
+    /// Started.
+    pub started_at: Option<String>,
+    /// Settled.
+    pub finished_at: Option<String>,
+}
+
+/// A history line.
+#[derive(Debug, Clone, Serialize)]
+pub struct HistoryView {
+    /// When.
+    pub at: String,
+    /// Kind.
+    pub kind: String,
+    /// What and why.
+    pub message: String,
+}
+
+impl TxView {
+    /// The summary view (no steps).
+    pub fn summary(tx: &TxRecord) -> Self {
+        Self {
+            tx_id: tx.tx_id.clone(),
+            tx_type: tx.tx_type.clone(),
+            status: tx.status,
+            input: tx.input.clone(),
+            output: tx.outputs.clone(),
+            lock_keys: tx.lock_keys.clone(),
+            current_step: tx.current_step,
+            total_steps: tx.total_steps,
+            retry_count: tx.retry_count,
+            max_retries: tx.max_retries,
+            timeout_ms: tx.timeout_ms,
+            deadline_at: rfc3339(tx.deadline_at),
+            error: tx.last_error.clone(),
+            version: tx.version,
+            created_at: rfc3339(tx.created_at),
+            updated_at: rfc3339(tx.updated_at),
+            completed_at: tx.completed_at.map(rfc3339),
+            steps: None,
+            history: None,
+        }
+    }
+
+    /// The detail view with steps and history.
+    pub fn detail(tx: &TxRecord, steps: &[StepRecord], history: &[HistoryEntry]) -> Self {
+        let mut view = Self::summary(tx);
+        view.steps = Some(steps.iter().map(StepView::from).collect());
+        view.history = Some(
+            history
+                .iter()
+                .map(|h| HistoryView {
+                    at: rfc3339(h.at),
+                    kind: h.kind.clone(),
+                    message: h.message.clone(),
+                })
+                .collect(),
+        );
+        view
+    }
+}
+
+impl From<&StepRecord> for StepView {
+    fn from(s: &StepRecord) -> Self {
+        Self {
+            step_index: s.step_index,
+            step_name: s.step_name.clone(),
+            status: s.status,
+            attempts: s.attempts,
+            compensation_attempts: s.compensation_attempts,
+            output: s.output.clone(),
+            error: s.error.clone(),
+            idempotency_key: s.idempotency_key.clone(),
+            plugin_digest: s.plugin_digest.clone(),
+            started_at: s.started_at.map(rfc3339),
+            finished_at: s.finished_at.map(rfc3339),
+        }
+    }
+}

@@ -1,0 +1,607 @@
+//! The saga engine: the [`Engine`] that records sagas and the coordinator that drives
+//! them through their statuses, calling plugin steps forward and compensations backward.
+//!
+//! The engine names no concrete backend: it holds a [`TxStore`], a [`LockManager`] and a
+//! [`PluginRuntime`].
+
+mod definitions;
+mod retry;
+mod saga;
+mod state;
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+pub use definitions::{Definitions, SagaDefinition, render_lock_keys};
+pub use retry::backoff;
+pub use state::{StepStatus, TxStatus};
+
+use crate::breaker::{BreakerConfig, Breakers};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::events::{Event, EventBus, kinds};
+use crate::lock::{LockManager, MemoryLocks};
+use crate::plugin::PluginRuntime;
+use crate::store::{CreateOutcome, HistoryEntry, StepRecord, TxRecord, TxStore, now_ms};
+
+/// Saga type recorded for a saga given in full with its request.
+pub const ADHOC_TYPE: &str = "adhoc";
+/// Most steps one saga may have.
+pub const MAX_STEPS: usize = 64;
+
+/// Settings the engine runs by (a subset of [`Config`]).
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Lock lifetime unless extended.
+    pub lock_ttl: Duration,
+    /// How often locks are extended.
+    pub lock_extend_period: Duration,
+    /// How long to wait for locks.
+    pub lock_wait: Duration,
+    /// Step retries after retryable errors.
+    pub max_retries: u32,
+    /// First retry delay.
+    pub retry_interval: Duration,
+    /// Longest retry delay.
+    pub retry_max_interval: Duration,
+    /// Saga deadline.
+    pub tx_timeout: Duration,
+    /// How long idempotency records count.
+    pub idempotency_ttl: Duration,
+    /// Breaker settings.
+    pub breaker: BreakerConfig,
+    /// Events kept for the event log.
+    pub event_log_size: usize,
+}
+
+impl From<&Config> for EngineConfig {
+    fn from(c: &Config) -> Self {
+        Self {
+            lock_ttl: c.lock_ttl,
+            lock_extend_period: c.lock_extend_period,
+            lock_wait: c.lock_wait,
+            max_retries: c.max_retries,
+            retry_interval: c.retry_interval,
+            retry_max_interval: c.retry_max_interval,
+            tx_timeout: c.tx_timeout,
+            idempotency_ttl: c.idempotency_ttl,
+            breaker: BreakerConfig {
+                threshold: c.circuit_threshold,
+                timeout: c.circuit_timeout,
+                half_open_reqs: c.circuit_half_open_reqs,
+            },
+            event_log_size: c.event_log_size,
+        }
+    }
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self::from(&Config::default())
+    }
+}
+
+pub(crate) struct Inner {
+    pub(crate) store: Arc<dyn TxStore>,
+    pub(crate) locks: Arc<dyn LockManager>,
+    pub(crate) plugins: Arc<PluginRuntime>,
+    pub(crate) config: EngineConfig,
+    pub(crate) definitions: Definitions,
+    pub(crate) events: EventBus,
+    pub(crate) breakers: Breakers,
+    pub(crate) host_id: String,
+    /// Sagas this host is advancing now; a saga is never driven twice at once here.
+    pub(crate) active: Mutex<HashSet<String>>,
+    pub(crate) tasks: tokio_util_lite::TaskCount,
+}
+
+/// Runs sagas. Cheap to clone; every clone drives the same sagas.
+#[derive(Clone)]
+pub struct Engine {
+    pub(crate) inner: Arc<Inner>,
+}
+
+/// Builds an [`Engine`].
+pub struct EngineBuilder {
+    store: Arc<dyn TxStore>,
+    plugins: Arc<PluginRuntime>,
+    locks: Option<Arc<dyn LockManager>>,
+    config: EngineConfig,
+    definitions: Definitions,
+    events: Option<EventBus>,
+}
+
+impl EngineBuilder {
+    /// Use this lock service (default: in-process locks).
+    pub fn locks(mut self, locks: Arc<dyn LockManager>) -> Self {
+        self.locks = Some(locks);
+        self
+    }
+
+    /// Use these settings.
+    pub fn config(mut self, config: EngineConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Use these saga definitions.
+    pub fn definitions(mut self, definitions: Definitions) -> Self {
+        self.definitions = definitions;
+        self
+    }
+
+    /// Publish on this event bus.
+    pub fn events(mut self, events: EventBus) -> Self {
+        self.events = Some(events);
+        self
+    }
+
+    /// The engine.
+    pub fn build(self) -> Engine {
+        let events = self
+            .events
+            .unwrap_or_else(|| EventBus::new(self.config.event_log_size));
+        let breakers = Breakers::new(self.config.breaker, events.clone());
+        Engine {
+            inner: Arc::new(Inner {
+                store: self.store,
+                locks: self.locks.unwrap_or_else(|| Arc::new(MemoryLocks::new())),
+                plugins: self.plugins,
+                config: self.config,
+                definitions: self.definitions,
+                events,
+                breakers,
+                host_id: format!("host-{}", uuid::Uuid::now_v7().simple()),
+                active: Mutex::new(HashSet::new()),
+                tasks: Default::default(),
+            }),
+        }
+    }
+}
+
+/// A saga ready to start, built by [`Engine::new_transaction`] or from an API request.
+#[derive(Debug, Clone, Default)]
+pub struct Transaction {
+    tx_type: String,
+    steps: Vec<String>,
+    lock_keys: Vec<String>,
+    input: Map<String, Value>,
+    timeout: Option<Duration>,
+    max_retries: Option<u32>,
+    request_key: Option<String>,
+    traceparent: Option<String>,
+}
+
+/// Builds a [`Transaction`] in the seed's shape.
+#[derive(Clone)]
+pub struct TransactionBuilder {
+    engine: Engine,
+    tx: Transaction,
+    explicit_steps: bool,
+    input_error: Option<String>,
+}
+
+impl TransactionBuilder {
+    /// Resources to lock for the saga's whole run (added to the type's templates).
+    pub fn with_lock_keys<I, S>(mut self, keys: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.tx.lock_keys.extend(keys.into_iter().map(Into::into));
+        self
+    }
+
+    /// The input object every step sees.
+    pub fn with_input(mut self, input: impl Serialize) -> Self {
+        match serde_json::to_value(input) {
+            Ok(Value::Object(map)) => self.tx.input = map,
+            Ok(_) => self.input_error = Some("input must be a JSON object".into()),
+            Err(e) => self.input_error = Some(format!("input cannot be serialised: {e}")),
+        }
+        self
+    }
+
+    /// Saga deadline (default: the type's, else `tx_timeout`).
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.tx.timeout = Some(timeout);
+        self
+    }
+
+    /// Step retries (default: the type's, else `max_retries`).
+    pub fn with_max_retries(mut self, retries: u32) -> Self {
+        self.tx.max_retries = Some(retries);
+        self
+    }
+
+    /// A key that makes a repeated submission return the first saga.
+    pub fn with_request_key(mut self, key: impl Into<String>) -> Self {
+        self.tx.request_key = Some(key.into());
+        self
+    }
+
+    /// W3C trace context of the caller.
+    pub fn with_traceparent(mut self, traceparent: impl Into<String>) -> Self {
+        self.tx.traceparent = Some(traceparent.into());
+        self
+    }
+
+    /// Append a step (replaces the type's defined steps once any is added).
+    pub fn add_step(mut self, step: impl Into<String>) -> Self {
+        if !self.explicit_steps {
+            self.tx.steps.clear();
+            self.explicit_steps = true;
+        }
+        self.tx.steps.push(step.into());
+        self
+    }
+
+    /// Check the saga: known steps, a valid input, lock keys resolved.
+    pub fn build(self) -> Result<Transaction> {
+        if let Some(e) = self.input_error {
+            return Err(Error::Invalid(e));
+        }
+        self.engine.validate(self.tx)
+    }
+}
+
+/// A saga's outcome.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TxResult {
+    /// Saga id.
+    pub tx_id: String,
+    /// Its status.
+    pub status: TxStatus,
+    /// Outputs of its steps.
+    pub output: Map<String, Value>,
+    /// The error that ended it, if any.
+    pub error: Option<String>,
+}
+
+impl From<&TxRecord> for TxResult {
+    fn from(tx: &TxRecord) -> Self {
+        Self {
+            tx_id: tx.tx_id.clone(),
+            status: tx.status,
+            output: tx.outputs.clone(),
+            error: tx.last_error.clone(),
+        }
+    }
+}
+
+/// A submitted saga: its id, and whether an earlier request with the same key made it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Submitted {
+    /// Saga id.
+    pub tx_id: String,
+    /// `true` when the request key matched an existing saga.
+    pub existing: bool,
+}
+
+impl Engine {
+    /// Start building an engine over `store` and `plugins`.
+    pub fn builder(store: Arc<dyn TxStore>, plugins: Arc<PluginRuntime>) -> EngineBuilder {
+        EngineBuilder {
+            store,
+            plugins,
+            locks: None,
+            config: EngineConfig::default(),
+            definitions: Definitions::default(),
+            events: None,
+        }
+    }
+
+    /// Start a saga of `tx_type`: its defined steps, or those added with `add_step`.
+    pub fn new_transaction(&self, tx_type: impl Into<String>) -> TransactionBuilder {
+        let tx_type = tx_type.into();
+        let steps = self
+            .inner
+            .definitions
+            .get(&tx_type)
+            .map(|d| d.steps.clone())
+            .unwrap_or_default();
+        TransactionBuilder {
+            engine: self.clone(),
+            tx: Transaction {
+                tx_type,
+                steps,
+                ..Transaction::default()
+            },
+            explicit_steps: false,
+            input_error: None,
+        }
+    }
+
+    /// Build a transaction from its parts (as the REST API receives them).
+    #[allow(clippy::too_many_arguments)]
+    pub fn transaction_from_request(
+        &self,
+        tx_type: Option<String>,
+        steps: Option<Vec<String>>,
+        input: Map<String, Value>,
+        lock_keys: Vec<String>,
+        timeout: Option<Duration>,
+        max_retries: Option<u32>,
+        request_key: Option<String>,
+        traceparent: Option<String>,
+    ) -> Result<Transaction> {
+        let tx_type = tx_type.unwrap_or_else(|| ADHOC_TYPE.to_string());
+        let steps = match steps {
+            Some(steps) => steps,
+            None => match self.inner.definitions.get(&tx_type) {
+                Some(def) => def.steps.clone(),
+                None => {
+                    return Err(Error::Invalid(format!(
+                        "unknown saga type `{tx_type}`: define it in the sagas file or give `steps`"
+                    )));
+                }
+            },
+        };
+        self.validate(Transaction {
+            tx_type,
+            steps,
+            lock_keys,
+            input,
+            timeout,
+            max_retries,
+            request_key,
+            traceparent,
+        })
+    }
+
+    fn validate(&self, mut tx: Transaction) -> Result<Transaction> {
+        if tx.tx_type.trim().is_empty() || tx.tx_type.len() > 128 {
+            return Err(Error::Invalid("tx_type must be 1 to 128 characters".into()));
+        }
+        if tx.steps.is_empty() {
+            return Err(Error::Invalid(format!(
+                "saga `{}` has no steps",
+                tx.tx_type
+            )));
+        }
+        if tx.steps.len() > MAX_STEPS {
+            return Err(Error::Invalid(format!(
+                "a saga may have at most {MAX_STEPS} steps"
+            )));
+        }
+        for step in &tx.steps {
+            if self.inner.plugins.plugin_for(step).is_none() {
+                return Err(Error::Invalid(format!(
+                    "unknown step `{step}`: no loaded plugin provides it"
+                )));
+            }
+        }
+        let input = Value::Object(tx.input.clone());
+        if let Some(def) = self.inner.definitions.get(&tx.tx_type) {
+            let mut keys = render_lock_keys(&def.lock_keys, &input)?;
+            keys.append(&mut tx.lock_keys);
+            tx.lock_keys = keys;
+            tx.timeout = tx.timeout.or(def.timeout);
+            tx.max_retries = tx.max_retries.or(def.max_retries);
+        }
+        if tx.lock_keys.iter().any(|k| k.is_empty() || k.len() > 200) {
+            return Err(Error::Invalid(
+                "lock keys must be 1 to 200 characters".into(),
+            ));
+        }
+        if let Some(key) = &tx.request_key
+            && (key.is_empty() || key.len() > 255)
+        {
+            return Err(Error::Invalid(
+                "Idempotency-Key must be 1 to 255 characters".into(),
+            ));
+        }
+        Ok(tx)
+    }
+
+    /// Record a saga and start it in the background; returns once it is durable.
+    pub async fn submit(&self, tx: Transaction) -> Result<Submitted> {
+        let traceparent = tx.traceparent.clone();
+        let submitted = self.record(tx).await?;
+        if !submitted.existing {
+            self.spawn(submitted.tx_id.clone(), traceparent);
+        }
+        Ok(submitted)
+    }
+
+    /// Record a saga and run it to its end (the seed's `Execute`).
+    pub async fn execute(&self, tx: Transaction) -> Result<TxResult> {
+        let traceparent = tx.traceparent.clone();
+        let submitted = self.record(tx).await?;
+        if !submitted.existing {
+            self.drive(&submitted.tx_id, traceparent).await;
+        }
+        let (tx, _) = self.get(&submitted.tx_id).await?;
+        if !tx.status.is_terminal() {
+            return self
+                .wait(&submitted.tx_id, self.inner.config.tx_timeout * 2)
+                .await;
+        }
+        Ok(TxResult::from(&tx))
+    }
+
+    async fn record(&self, tx: Transaction) -> Result<Submitted> {
+        let now = now_ms();
+        let tx_id = uuid::Uuid::now_v7().to_string();
+        let timeout = tx.timeout.unwrap_or(self.inner.config.tx_timeout);
+        let record = TxRecord {
+            tx_id: tx_id.clone(),
+            tx_type: tx.tx_type.clone(),
+            status: TxStatus::Created,
+            input: Value::Object(tx.input),
+            outputs: Map::new(),
+            lock_keys: tx.lock_keys,
+            current_step: 0,
+            total_steps: tx.steps.len() as u32,
+            retry_count: 0,
+            max_retries: tx.max_retries.unwrap_or(self.inner.config.max_retries),
+            timeout_ms: timeout.as_millis() as u64,
+            deadline_at: now + timeout.as_millis() as i64,
+            last_error: None,
+            version: 0,
+            request_key: tx.request_key,
+            created_at: now,
+            updated_at: now,
+            completed_at: None,
+        };
+        let steps: Vec<StepRecord> = tx
+            .steps
+            .iter()
+            .enumerate()
+            .map(|(i, name)| StepRecord::pending(&tx_id, i as u32, name))
+            .collect();
+        match self.inner.store.create(&record, &steps).await? {
+            CreateOutcome::Existing(id) => Ok(Submitted {
+                tx_id: id,
+                existing: true,
+            }),
+            CreateOutcome::Created => {
+                self.inner.events.publish(
+                    Event::new(kinds::TX_CREATED)
+                        .tx(&tx_id, &tx.tx_type)
+                        .with("steps", tx.steps.len()),
+                );
+                Ok(Submitted {
+                    tx_id,
+                    existing: false,
+                })
+            }
+        }
+    }
+
+    /// Drive `tx_id` in the background on this host (no-op if already running here).
+    pub fn spawn(&self, tx_id: String, traceparent: Option<String>) {
+        let engine = self.clone();
+        let guard = self.inner.tasks.enter();
+        tokio::spawn(async move {
+            let _guard = guard;
+            engine.drive(&tx_id, traceparent).await;
+        });
+    }
+
+    /// The saga and its steps.
+    pub async fn get(&self, tx_id: &str) -> Result<(TxRecord, Vec<StepRecord>)> {
+        self.inner
+            .store
+            .get(tx_id)
+            .await?
+            .ok_or_else(|| Error::NotFound(tx_id.to_string()))
+    }
+
+    /// Wait until `tx_id` reaches a terminal status or `limit` passes; returns its state then.
+    pub async fn wait(&self, tx_id: &str, limit: Duration) -> Result<TxResult> {
+        let mut events = self.inner.events.stream();
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let (tx, _) = self.get(tx_id).await?;
+            if tx.status.is_terminal() {
+                return Ok(TxResult::from(&tx));
+            }
+            // Wake on this saga's events; poll now and then for sagas other hosts drive.
+            let woken = tokio::time::timeout_at(
+                deadline.min(tokio::time::Instant::now() + Duration::from_millis(500)),
+                async {
+                    loop {
+                        match events.recv().await {
+                            Ok(e) if e.tx_id.as_deref() == Some(tx_id) => return,
+                            Ok(_) => {}
+                            Err(_) => return,
+                        }
+                    }
+                },
+            )
+            .await;
+            if woken.is_err() && tokio::time::Instant::now() >= deadline {
+                let (tx, _) = self.get(tx_id).await?;
+                return Ok(TxResult::from(&tx));
+            }
+        }
+    }
+
+    /// The event bus.
+    pub fn events(&self) -> &EventBus {
+        &self.inner.events
+    }
+
+    /// The plugin runtime.
+    pub fn plugins(&self) -> &Arc<PluginRuntime> {
+        &self.inner.plugins
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn TxStore> {
+        &self.inner.store
+    }
+
+    /// The circuit breakers.
+    pub fn breakers(&self) -> &Breakers {
+        &self.inner.breakers
+    }
+
+    /// The saga definitions.
+    pub fn definitions(&self) -> &Definitions {
+        &self.inner.definitions
+    }
+
+    /// This host's id (in history entries and logs).
+    pub fn host_id(&self) -> &str {
+        &self.inner.host_id
+    }
+
+    /// Sagas being driven by this host now.
+    pub fn in_flight(&self) -> usize {
+        self.inner.tasks.count()
+    }
+
+    /// Wait until every saga this host is driving has stopped, or `limit` passes.
+    pub async fn drain(&self, limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        while self.inner.tasks.count() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub(crate) async fn history(&self, tx_id: &str, kind: &str, message: String) {
+        let entry = HistoryEntry {
+            tx_id: tx_id.to_string(),
+            at: now_ms(),
+            kind: kind.to_string(),
+            message,
+        };
+        if let Err(e) = self.inner.store.append_history(&entry).await {
+            tracing::warn!(%tx_id, error = %e, "could not record history");
+        }
+    }
+}
+
+/// A counter of running tasks (what `tokio-util`'s tracker does, in a few lines).
+mod tokio_util_lite {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[derive(Default)]
+    pub struct TaskCount(Arc<AtomicUsize>);
+
+    pub struct Guard(Arc<AtomicUsize>);
+
+    impl TaskCount {
+        pub fn enter(&self) -> Guard {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Guard(self.0.clone())
+        }
+
+        pub fn count(&self) -> usize {
+            self.0.load(Ordering::SeqCst)
+        }
+    }
+
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            self.0.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}

@@ -1,0 +1,611 @@
+//! The coordinator: drives one saga from whatever status it is stored in, forward through
+//! its steps, or backward through compensations, writing every change before the next
+//! action and stopping the moment another writer (or a lost lock) fences it out.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+use super::{Engine, StepStatus, TxStatus, backoff};
+use crate::error::{Error, Result};
+use crate::events::{Event, kinds};
+use crate::lock;
+use crate::plugin::{CallFailure, FailureKind, LoadedPlugin, StepCall};
+use crate::store::{
+    Commit, HistoryEntry, IdempotencyRecord, KvWrite, StepRecord, StoreError, TxRecord, now_ms,
+};
+
+/// Longest error text kept on a step or saga.
+const MAX_ERROR_LEN: usize = 8 << 10;
+
+/// Whether a step's execute may have had an effect that compensation must undo. A step
+/// that failed by trapping or timing out may have acted before it stopped.
+pub(crate) fn needs_undo(step: &StepRecord) -> bool {
+    step.status.needs_compensation()
+        || (step.status == StepStatus::Failed
+            && step
+                .error
+                .as_deref()
+                .is_some_and(|e| e.starts_with("trap:") || e.starts_with("timeout:")))
+}
+
+impl Engine {
+    /// Drive `tx_id` until it ends or this host must stop advancing it.
+    pub(crate) async fn drive(&self, tx_id: &str, traceparent: Option<String>) {
+        {
+            let mut active = self.inner.active.lock().unwrap_or_else(|p| p.into_inner());
+            if !active.insert(tx_id.to_string()) {
+                return;
+            }
+        }
+        let result = self.run(tx_id, traceparent).await;
+        self.inner
+            .active
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(tx_id);
+        match result {
+            Ok(()) => {}
+            Err(Error::Store(StoreError::VersionConflict { .. })) => {
+                tracing::info!(%tx_id, "saga advanced elsewhere; this host stops driving it");
+            }
+            Err(e) => tracing::warn!(%tx_id, error = %e, "saga paused; recovery will resume it"),
+        }
+    }
+
+    async fn run(&self, tx_id: &str, traceparent: Option<String>) -> Result<()> {
+        let (tx, steps) = self.get(tx_id).await?;
+        if tx.status.is_terminal() {
+            return Ok(());
+        }
+        let token = format!("{}/{}", self.inner.host_id, tx.tx_id);
+        let mut run = SagaRun {
+            engine: self.clone(),
+            tx,
+            steps,
+            traceparent,
+            lost: Arc::new(AtomicBool::new(false)),
+        };
+        let cfg = &self.inner.config;
+        let keys = match lock::acquire_all(
+            &self.inner.locks,
+            &run.tx.lock_keys,
+            &token,
+            cfg.lock_ttl,
+            cfg.lock_wait,
+        )
+        .await
+        {
+            Ok(keys) => keys,
+            Err(e) if matches!(run.tx.status, TxStatus::Created | TxStatus::Locked) => {
+                run.fail_before_start(format!("could not take locks: {e}"))
+                    .await?;
+                return Ok(());
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let extender = (!keys.is_empty()).then(|| run.extend_locks(keys.clone(), token.clone()));
+        let result = run.advance().await;
+        if let Some(handle) = extender {
+            handle.abort();
+        }
+        lock::release_all(&self.inner.locks, &keys, &token).await;
+        result
+    }
+}
+
+/// One saga being driven: its state as last committed.
+struct SagaRun {
+    engine: Engine,
+    tx: TxRecord,
+    steps: Vec<StepRecord>,
+    traceparent: Option<String>,
+    lost: Arc<AtomicBool>,
+}
+
+impl SagaRun {
+    async fn advance(&mut self) -> Result<()> {
+        loop {
+            match self.tx.status {
+                TxStatus::Created | TxStatus::Locked => self.start().await?,
+                TxStatus::Executing | TxStatus::Confirming => self.forward().await?,
+                TxStatus::Compensating => self.backward().await?,
+                _ => return Ok(()),
+            }
+        }
+    }
+
+    fn events(&self) -> &crate::events::EventBus {
+        &self.engine.inner.events
+    }
+
+    fn event(&self, kind: &str) -> Event {
+        Event::new(kind).tx(&self.tx.tx_id, &self.tx.tx_type)
+    }
+
+    /// Write the saga row and the steps at `changed` (plus what the step call produced).
+    async fn commit(
+        &mut self,
+        changed: &[usize],
+        kv: &[KvWrite],
+        idem: Option<&IdempotencyRecord>,
+        history: &[HistoryEntry],
+    ) -> Result<()> {
+        if self.lost.load(Ordering::SeqCst) {
+            return Err(Error::Conflict(format!(
+                "saga {} lost its locks",
+                self.tx.tx_id
+            )));
+        }
+        self.tx.updated_at = now_ms();
+        let steps: Vec<&StepRecord> = changed.iter().map(|&i| &self.steps[i]).collect();
+        let commit = Commit {
+            tx: &self.tx,
+            steps: &steps,
+            kv,
+            idempotency: idem,
+            history,
+        };
+        self.tx.version = self.engine.inner.store.commit(&commit).await?;
+        Ok(())
+    }
+
+    async fn start(&mut self) -> Result<()> {
+        let now = now_ms();
+        self.tx.status = TxStatus::Executing;
+        let first = self.tx.current_step as usize;
+        self.steps[first].status = StepStatus::Executing;
+        self.steps[first].started_at.get_or_insert(now);
+        self.commit(&[first], &[], None, &[]).await?;
+        self.events().publish(
+            self.event(kinds::STEP_STARTED)
+                .step(&self.steps[first].step_name),
+        );
+        Ok(())
+    }
+
+    /// A saga that could not even start (its locks stayed taken) fails with nothing to undo.
+    async fn fail_before_start(&mut self, message: String) -> Result<()> {
+        self.tx.status = TxStatus::Failed;
+        self.tx.last_error = Some(message.clone());
+        self.tx.completed_at = Some(now_ms());
+        for s in &mut self.steps {
+            s.status = StepStatus::Skipped;
+        }
+        let all: Vec<usize> = (0..self.steps.len()).collect();
+        self.commit(&all, &[], None, &[]).await?;
+        self.events()
+            .publish(self.event(kinds::TX_FAILED).error(message));
+        Ok(())
+    }
+
+    fn call_for(&self, i: usize, attempt: u32, execute_completed: Option<bool>) -> StepCall {
+        let step = &self.steps[i];
+        StepCall {
+            tx_id: self.tx.tx_id.clone(),
+            tx_type: self.tx.tx_type.clone(),
+            step_name: step.step_name.clone(),
+            step_index: step.step_index,
+            attempt,
+            input: self.tx.input.to_string(),
+            outputs: serde_json::to_string(&self.tx.outputs).unwrap_or_else(|_| "{}".into()),
+            execute_completed,
+            traceparent: self.traceparent.clone(),
+        }
+    }
+
+    fn plugin(&self, i: usize) -> std::result::Result<Arc<LoadedPlugin>, CallFailure> {
+        let name = &self.steps[i].step_name;
+        self.engine.inner.plugins.plugin_for(name).ok_or_else(|| {
+            CallFailure::new(
+                FailureKind::Unavailable,
+                format!("no loaded plugin provides step `{name}`"),
+            )
+        })
+    }
+
+    /// Run steps forward from the current one.
+    async fn forward(&mut self) -> Result<()> {
+        let inner = self.engine.inner.clone();
+        while self.tx.status == TxStatus::Executing {
+            let i = self.tx.current_step as usize;
+            if now_ms() >= self.tx.deadline_at {
+                let f = CallFailure::new(
+                    FailureKind::Timeout,
+                    "saga passed its deadline before the step ran",
+                );
+                return self.fail(i, f, TxStatus::Timeout, false).await;
+            }
+            let attempt = self.steps[i].attempts + 1;
+            let plugin = match self.plugin(i) {
+                Ok(p) => p,
+                Err(f) => {
+                    self.retry_or_fail(i, attempt, f).await?;
+                    continue;
+                }
+            };
+            let name = self.steps[i].step_name.clone();
+            let desc = plugin
+                .step(&name)
+                .cloned()
+                .expect("plugin_for returns the plugin with the step");
+            if !inner.breakers.allow(&desc.service) {
+                let f = CallFailure::new(
+                    FailureKind::Retryable,
+                    format!("circuit breaker for service `{}` is open", desc.service),
+                );
+                self.retry_or_fail(i, attempt, f).await?;
+                continue;
+            }
+            let call = self.call_for(i, attempt, None);
+            self.steps[i].plugin_digest = Some(plugin.digest.clone());
+            let deadline = self.deadline();
+            let outcome = tokio::select! {
+                out = self.call_execute(&plugin, &call, desc.supports_idempotency) => out,
+                _ = tokio::time::sleep_until(deadline) => Err(CallFailure::new(FailureKind::Timeout, "saga passed its deadline while the step ran")),
+            };
+            match outcome {
+                Ok((outputs, kv, key, reused)) => {
+                    inner.breakers.record(&desc.service, true);
+                    self.complete_step(i, attempt, outputs, kv, key, reused)
+                        .await?;
+                }
+                Err(f) => {
+                    if f.kind != FailureKind::Permanent {
+                        inner.breakers.record(&desc.service, false);
+                    }
+                    if now_ms() >= self.tx.deadline_at {
+                        return self.fail(i, f, TxStatus::Timeout, true).await;
+                    }
+                    self.retry_or_fail(i, attempt, f).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn deadline(&self) -> tokio::time::Instant {
+        let left = (self.tx.deadline_at - now_ms()).max(0) as u64;
+        tokio::time::Instant::now() + Duration::from_millis(left)
+    }
+
+    /// Execute, unless the step's idempotency key already completed: then reuse its output.
+    async fn call_execute(
+        &self,
+        plugin: &LoadedPlugin,
+        call: &StepCall,
+        supports_idempotency: bool,
+    ) -> std::result::Result<(Map<String, Value>, Vec<KvWrite>, Option<String>, bool), CallFailure>
+    {
+        let inner = &self.engine.inner;
+        let store = inner.store.clone();
+        let key = if supports_idempotency {
+            inner
+                .plugins
+                .idempotency_key(plugin, call, store.clone())
+                .await?
+        } else {
+            None
+        };
+        if let Some(key) = &key {
+            match store.idempotency_get(key, now_ms()).await {
+                Ok(Some(text)) => {
+                    let outputs = serde_json::from_str(&text).unwrap_or_default();
+                    return Ok((outputs, Vec::new(), Some(key.clone()), true));
+                }
+                Ok(None) => {}
+                Err(e) => return Err(CallFailure::new(FailureKind::Unavailable, e.to_string())),
+            }
+        }
+        self.events().publish(
+            self.event(kinds::STEP_STARTED)
+                .step(&call.step_name)
+                .with("attempt", call.attempt),
+        );
+        let out = inner.plugins.execute(plugin, call, store).await?;
+        Ok((out.value, out.kv, key, false))
+    }
+
+    async fn complete_step(
+        &mut self,
+        i: usize,
+        attempt: u32,
+        outputs: Map<String, Value>,
+        kv: Vec<KvWrite>,
+        key: Option<String>,
+        reused: bool,
+    ) -> Result<()> {
+        let now = now_ms();
+        let idem = key.as_ref().filter(|_| !reused).map(|k| IdempotencyRecord {
+            key: k.clone(),
+            step_name: self.steps[i].step_name.clone(),
+            tx_id: self.tx.tx_id.clone(),
+            output: Value::Object(outputs.clone()).to_string(),
+            expires_at: now + self.engine.inner.config.idempotency_ttl.as_millis() as i64,
+        });
+        let step = &mut self.steps[i];
+        step.status = StepStatus::Completed;
+        step.attempts = attempt;
+        step.error = None;
+        step.idempotency_key = key;
+        step.finished_at = Some(now);
+        step.output = Some(outputs.clone());
+        self.tx.outputs.extend(outputs);
+        let mut changed = vec![i];
+        if i + 1 < self.steps.len() {
+            let next = &mut self.steps[i + 1];
+            next.status = StepStatus::Executing;
+            next.started_at.get_or_insert(now);
+            self.tx.current_step = (i + 1) as u32;
+            changed.push(i + 1);
+        } else {
+            self.tx.status = TxStatus::Completed;
+            self.tx.completed_at = Some(now);
+        }
+        self.commit(&changed, &kv, idem.as_ref(), &[]).await?;
+        let mut done = self
+            .event(kinds::STEP_COMPLETED)
+            .step(&self.steps[i].step_name)
+            .with("attempt", attempt);
+        if reused {
+            done = done.with("idempotent_replay", true);
+        }
+        self.events().publish(done);
+        if self.tx.status == TxStatus::Completed {
+            self.events().publish(self.event(kinds::TX_COMPLETED));
+        }
+        Ok(())
+    }
+
+    /// After a failed attempt: wait and retry if the error allows and retries remain,
+    /// else fail the saga.
+    async fn retry_or_fail(&mut self, i: usize, attempt: u32, f: CallFailure) -> Result<()> {
+        let cfg = &self.engine.inner.config;
+        let retries_left = attempt <= self.tx.max_retries;
+        if !(f.is_retryable() && retries_left) {
+            return self.fail(i, f, TxStatus::Failed, false).await;
+        }
+        let delay = backoff(cfg.retry_interval, cfg.retry_max_interval, attempt);
+        let step = &mut self.steps[i];
+        step.attempts = attempt;
+        step.error = Some(step_error(&f));
+        self.commit(&[i], &[], None, &[]).await?;
+        self.events().publish(
+            self.event(kinds::STEP_FAILED)
+                .step(&self.steps[i].step_name)
+                .error(f.message.clone())
+                .with("attempt", attempt)
+                .with("will_retry", true)
+                .with("retry_in_ms", delay.as_millis() as u64),
+        );
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = tokio::time::sleep_until(self.deadline()) => {}
+        }
+        Ok(())
+    }
+
+    /// Fail the saga at step `i`; compensation follows if anything may need undoing.
+    async fn fail(
+        &mut self,
+        i: usize,
+        f: CallFailure,
+        status: TxStatus,
+        attempted: bool,
+    ) -> Result<()> {
+        let now = now_ms();
+        let name = self.steps[i].step_name.clone();
+        {
+            let step = &mut self.steps[i];
+            if attempted || step.status == StepStatus::Executing {
+                step.attempts = step.attempts.max(1);
+            }
+            step.status = StepStatus::Failed;
+            step.error = Some(step_error(&f));
+            step.finished_at = Some(now);
+        }
+        let mut changed = vec![i];
+        for (j, s) in self.steps.iter_mut().enumerate().skip(i + 1) {
+            if s.status == StepStatus::Pending {
+                s.status = StepStatus::Skipped;
+                changed.push(j);
+            }
+        }
+        let message = match status {
+            TxStatus::Timeout => format!("saga timed out at step `{name}`: {}", f.message),
+            _ => format!("step `{name}` failed: {}", f.message),
+        };
+        self.tx.last_error = Some(truncate(message.clone()));
+        let undo = self.steps[..=i].iter().any(needs_undo);
+        if undo {
+            self.tx.status = TxStatus::Compensating;
+            self.tx.current_step = i as u32;
+        } else {
+            self.tx.status = status;
+            self.tx.completed_at = Some(now);
+        }
+        self.commit(&changed, &[], None, &[]).await?;
+        self.events().publish(
+            self.event(kinds::STEP_FAILED)
+                .step(&name)
+                .error(f.message.clone())
+                .with("kind", serde_json::to_value(f.kind).unwrap_or_default()),
+        );
+        let kind = if status == TxStatus::Timeout {
+            kinds::TX_TIMEOUT
+        } else {
+            kinds::TX_FAILED
+        };
+        self.events().publish(
+            self.event(kind)
+                .step(&name)
+                .error(message)
+                .with("compensating", undo),
+        );
+        Ok(())
+    }
+
+    /// Compensate steps backward from the current one, in reverse order.
+    async fn backward(&mut self) -> Result<()> {
+        let inner = self.engine.inner.clone();
+        while self.tx.status == TxStatus::Compensating {
+            let top = (self.tx.current_step as usize).min(self.steps.len() - 1);
+            let Some(j) = (0..=top).rev().find(|&j| needs_undo(&self.steps[j])) else {
+                return self.finish_compensation().await;
+            };
+            self.tx.current_step = j as u32;
+            let plugin = match self.plugin(j) {
+                Ok(p) => p,
+                Err(f) => {
+                    self.compensation_failed_attempt(j, f).await?;
+                    continue;
+                }
+            };
+            let name = self.steps[j].step_name.clone();
+            let supports = plugin.step(&name).is_some_and(|d| d.supports_compensation);
+            let execute_completed = self.steps[j].output.is_some();
+            if !supports {
+                // Nothing the step can undo: record that and move on.
+                let step = &mut self.steps[j];
+                step.status = StepStatus::Compensated;
+                step.error = Some("step declares no compensation".into());
+                step.finished_at = Some(now_ms());
+                self.commit(&[j], &[], None, &[]).await?;
+                continue;
+            }
+            if self.steps[j].status != StepStatus::Compensating {
+                // The barrier: the intent is durable before the plugin is asked to undo.
+                self.steps[j].status = StepStatus::Compensating;
+                self.commit(&[j], &[], None, &[]).await?;
+            }
+            let attempt = self.steps[j].compensation_attempts + 1;
+            let call = self.call_for(j, attempt, Some(execute_completed));
+            match inner
+                .plugins
+                .compensate(&plugin, &call, inner.store.clone())
+                .await
+            {
+                Ok(out) => {
+                    let step = &mut self.steps[j];
+                    step.status = StepStatus::Compensated;
+                    step.compensation_attempts = attempt;
+                    step.finished_at = Some(now_ms());
+                    self.commit(&[j], &out.kv, None, &[]).await?;
+                    self.events().publish(
+                        self.event(kinds::STEP_COMPENSATED)
+                            .step(&name)
+                            .with("attempt", attempt),
+                    );
+                }
+                Err(f) => self.compensation_failed_attempt(j, f).await?,
+            }
+        }
+        Ok(())
+    }
+
+    async fn compensation_failed_attempt(&mut self, j: usize, f: CallFailure) -> Result<()> {
+        let (interval, max_interval) = (
+            self.engine.inner.config.retry_interval,
+            self.engine.inner.config.retry_max_interval,
+        );
+        let attempt = self.steps[j].compensation_attempts + 1;
+        let name = self.steps[j].step_name.clone();
+        self.steps[j].compensation_attempts = attempt;
+        self.steps[j].error = Some(step_error(&f));
+        if f.is_retryable() && attempt <= self.tx.max_retries {
+            self.commit(&[j], &[], None, &[]).await?;
+            self.events().publish(
+                self.event(kinds::STEP_FAILED)
+                    .step(&name)
+                    .error(f.message.clone())
+                    .with("compensation", true)
+                    .with("will_retry", true),
+            );
+            tokio::time::sleep(backoff(interval, max_interval, attempt)).await;
+            return Ok(());
+        }
+        let message = format!(
+            "compensation of step `{name}` failed after {attempt} attempts: {}",
+            f.message
+        );
+        self.steps[j].status = StepStatus::CompensationFailed;
+        self.steps[j].finished_at = Some(now_ms());
+        self.tx.status = TxStatus::CompensationFailed;
+        self.tx.last_error = Some(truncate(message.clone()));
+        self.tx.completed_at = Some(now_ms());
+        self.commit(&[j], &[], None, &[]).await?;
+        self.events().publish(
+            self.event(kinds::TX_COMPENSATION_FAILED)
+                .step(&name)
+                .error(message.clone()),
+        );
+        self.events()
+            .publish(self.event(kinds::ALERT_CRITICAL).step(&name).error(message));
+        Ok(())
+    }
+
+    async fn finish_compensation(&mut self) -> Result<()> {
+        self.tx.status = TxStatus::Compensated;
+        self.tx.completed_at = Some(now_ms());
+        self.commit(&[], &[], None, &[]).await?;
+        self.events().publish(self.event(kinds::TX_COMPENSATED));
+        Ok(())
+    }
+
+    /// Keep the saga's locks alive; on a failed extension, stop the saga at its next write.
+    fn extend_locks(&self, keys: Vec<String>, token: String) -> tokio::task::JoinHandle<()> {
+        let inner = self.engine.inner.clone();
+        let lost = self.lost.clone();
+        let (tx_id, tx_type) = (self.tx.tx_id.clone(), self.tx.tx_type.clone());
+        tokio::spawn(async move {
+            let period = inner.config.lock_extend_period;
+            loop {
+                tokio::time::sleep(period).await;
+                for key in &keys {
+                    let held = inner.locks.extend(key, &token, inner.config.lock_ttl).await;
+                    if !matches!(held, Ok(true)) {
+                        lost.store(true, Ordering::SeqCst);
+                        let why = match held {
+                            Err(e) => e.to_string(),
+                            _ => "held by another owner or expired".into(),
+                        };
+                        tracing::warn!(%tx_id, %key, %why, "lost a saga lock; stopping this saga here");
+                        inner.events.publish(
+                            Event::new(kinds::ALERT_WARNING)
+                                .tx(&tx_id, &tx_type)
+                                .error(format!("lost lock `{key}`: {why}")),
+                        );
+                        return;
+                    }
+                }
+            }
+        })
+    }
+}
+
+/// A step's stored error: its kind first, so compensation can tell an effect-unknown
+/// failure (trap, timeout) from a clean one.
+fn step_error(f: &CallFailure) -> String {
+    let kind = match f.kind {
+        FailureKind::Retryable => "retryable",
+        FailureKind::Permanent => "permanent",
+        FailureKind::Trap => "trap",
+        FailureKind::Timeout => "timeout",
+        FailureKind::Unavailable => "unavailable",
+    };
+    truncate(format!("{kind}: {}", f.message))
+}
+
+fn truncate(mut s: String) -> String {
+    if s.len() > MAX_ERROR_LEN {
+        let mut cut = MAX_ERROR_LEN;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+        s.push('…');
+    }
+    s
+}

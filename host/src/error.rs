@@ -1,0 +1,37 @@
+//! The crate-wide error type: what went wrong, and what the caller does next.
+
+use crate::lock::LockError;
+use crate::plugin::PluginError;
+use crate::store::StoreError;
+
+/// Result with the crate-wide [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// An error from the engine or one of its parts.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The request names something that does not exist or is malformed; fix the request.
+    #[error("invalid request: {0}")]
+    Invalid(String),
+    /// No transaction with this id.
+    #[error("transaction {0} not found")]
+    NotFound(String),
+    /// The operation does not fit the transaction's current status.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The durable store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A lock operation failed.
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    /// A plugin could not be loaded or called.
+    #[error(transparent)]
+    Plugin(#[from] PluginError),
+    /// Configuration is invalid.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// The engine is shutting down.
+    #[error("the engine is shutting down")]
+    ShuttingDown,
+}

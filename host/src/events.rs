@@ -1,0 +1,197 @@
+//! Events: what happened to sagas, steps, breakers and recovery. The [`EventBus`] hands
+//! each event to subscribers without ever blocking a saga, and keeps the most recent
+//! ones for the event log.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+use tokio::sync::broadcast;
+
+/// Event type names, as the seed defines them.
+pub mod kinds {
+    /// A saga was recorded.
+    pub const TX_CREATED: &str = "tx.created";
+    /// A saga completed.
+    pub const TX_COMPLETED: &str = "tx.completed";
+    /// A saga failed (compensation may follow).
+    pub const TX_FAILED: &str = "tx.failed";
+    /// A saga passed its deadline.
+    pub const TX_TIMEOUT: &str = "tx.timeout";
+    /// A saga was cancelled.
+    pub const TX_CANCELLED: &str = "tx.cancelled";
+    /// A saga's completed steps were all compensated.
+    pub const TX_COMPENSATED: &str = "tx.compensated";
+    /// A compensation failed for good.
+    pub const TX_COMPENSATION_FAILED: &str = "tx.compensation_failed";
+    /// A step call started.
+    pub const STEP_STARTED: &str = "step.started";
+    /// A step completed.
+    pub const STEP_COMPLETED: &str = "step.completed";
+    /// A step call failed.
+    pub const STEP_FAILED: &str = "step.failed";
+    /// A step was compensated.
+    pub const STEP_COMPENSATED: &str = "step.compensated";
+    /// A circuit breaker opened.
+    pub const CIRCUIT_OPENED: &str = "circuit.opened";
+    /// A circuit breaker closed.
+    pub const CIRCUIT_CLOSED: &str = "circuit.closed";
+    /// A recovery scan started.
+    pub const RECOVERY_START: &str = "recovery.start";
+    /// Something an operator should look at.
+    pub const ALERT_WARNING: &str = "alert.warning";
+    /// Something an operator must act on.
+    pub const ALERT_CRITICAL: &str = "alert.critical";
+}
+
+/// One event.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Event {
+    /// Event type (see [`kinds`]).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The saga, if any.
+    pub tx_id: Option<String>,
+    /// The saga's type, if any.
+    pub tx_type: Option<String>,
+    /// The step, if any.
+    pub step_name: Option<String>,
+    /// The error, if any.
+    pub error: Option<String>,
+    /// More detail.
+    pub data: Map<String, Value>,
+    /// When (RFC 3339).
+    pub timestamp: String,
+}
+
+impl Event {
+    /// An event of `kind` now.
+    pub fn new(kind: &str) -> Self {
+        Self {
+            kind: kind.to_string(),
+            tx_id: None,
+            tx_type: None,
+            step_name: None,
+            error: None,
+            data: Map::new(),
+            timestamp: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
+        }
+    }
+
+    /// Set the saga.
+    pub fn tx(mut self, tx_id: &str, tx_type: &str) -> Self {
+        self.tx_id = Some(tx_id.to_string());
+        self.tx_type = Some(tx_type.to_string());
+        self
+    }
+
+    /// Set the step.
+    pub fn step(mut self, step: &str) -> Self {
+        self.step_name = Some(step.to_string());
+        self
+    }
+
+    /// Set the error.
+    pub fn error(mut self, error: impl Into<String>) -> Self {
+        self.error = Some(error.into());
+        self
+    }
+
+    /// Add a data field.
+    pub fn with(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.data.insert(key.to_string(), value.into());
+        self
+    }
+}
+
+/// Publishes events to subscribers and keeps the recent ones.
+#[derive(Clone)]
+pub struct EventBus {
+    sender: broadcast::Sender<Arc<Event>>,
+    recent: Arc<Mutex<VecDeque<Arc<Event>>>>,
+    capacity: usize,
+}
+
+impl EventBus {
+    /// A bus that keeps the latest `capacity` events.
+    pub fn new(capacity: usize) -> Self {
+        let (sender, _) = broadcast::channel(4096);
+        Self {
+            sender,
+            recent: Arc::new(Mutex::new(VecDeque::with_capacity(capacity))),
+            capacity: capacity.max(1),
+        }
+    }
+
+    /// Publish an event. Never waits: a subscriber that falls behind misses events
+    /// (and is told so) rather than slowing sagas.
+    pub fn publish(&self, event: Event) {
+        let event = Arc::new(event);
+        {
+            let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+            if recent.len() == self.capacity {
+                recent.pop_front();
+            }
+            recent.push_back(event.clone());
+        }
+        let _ = self.sender.send(event);
+    }
+
+    /// A live stream of every event from now on.
+    pub fn stream(&self) -> broadcast::Receiver<Arc<Event>> {
+        self.sender.subscribe()
+    }
+
+    /// The most recent events, oldest first.
+    pub fn recent(&self) -> Vec<Arc<Event>> {
+        self.recent
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .cloned()
+            .collect()
+    }
+
+    /// Call `handler` for every event of type `kind`, on its own task.
+    pub fn subscribe<F>(&self, kind: &str, handler: F) -> tokio::task::JoinHandle<()>
+    where
+        F: Fn(Arc<Event>) + Send + Sync + 'static,
+    {
+        let kind = kind.to_string();
+        self.spawn_handler(move |e| e.kind == kind, handler)
+    }
+
+    /// Call `handler` for every event, on its own task.
+    pub fn subscribe_all<F>(&self, handler: F) -> tokio::task::JoinHandle<()>
+    where
+        F: Fn(Arc<Event>) + Send + Sync + 'static,
+    {
+        self.spawn_handler(|_| true, handler)
+    }
+
+    fn spawn_handler<P, F>(&self, wanted: P, handler: F) -> tokio::task::JoinHandle<()>
+    where
+        P: Fn(&Event) -> bool + Send + 'static,
+        F: Fn(Arc<Event>) + Send + Sync + 'static,
+    {
+        let mut rx = self.stream();
+        let handler = Arc::new(handler);
+        tokio::spawn(async move {
+            loop {
+                match rx.recv().await {
+                    Ok(event) if wanted(&event) => {
+                        // A panicking handler loses only its own call.
+                        let h = handler.clone();
+                        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| h(event)));
+                    }
+                    Ok(_) => {}
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::warn!(missed = n, "event subscriber fell behind");
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        })
+    }
+}

@@ -1,0 +1,60 @@
+//! RTE, the Reliable Transaction Engine: runs orchestration-style saga transactions whose
+//! steps are sandboxed WebAssembly components.
+//!
+//! | module | holds |
+//! |---|---|
+//! | [`engine`] | the [`Engine`], saga definitions, statuses, and the coordinator that drives sagas |
+//! | [`plugin`] | the wasmtime plugin runtime: loading, sandboxing, calling steps, hot reload |
+//! | [`store`] | the durable [`TxStore`] contract over SQLite, PostgreSQL and MySQL/MariaDB |
+//! | [`lock`] | the [`LockManager`] contract and its in-process implementation |
+//! | [`breaker`] | per-service circuit breakers |
+//! | [`events`] | events and the [`EventBus`] |
+//! | [`admin`] | the REST API and embedded console |
+//! | [`config`] | the layered configuration |
+//! | [`server`] | wiring it all into the `rte serve` process |
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! use std::sync::Arc;
+//! use rte_host::{Engine, plugin::{PluginRuntime, RuntimeOptions, Limits}};
+//!
+//! let store = rte_host::store::from_url("sqlite://rte.db").await?;
+//! let plugins = Arc::new(PluginRuntime::new(RuntimeOptions {
+//!     limits: Limits { memory_bytes: 64 << 20, timeout: std::time::Duration::from_secs(10), max_output_bytes: 1 << 20 },
+//!     cache_dir: None,
+//!     max_instances: 1000,
+//! })?);
+//! plugins.load_dir("plugins".as_ref()).await;
+//! let engine = Engine::builder(store, plugins).build();
+//! let tx = engine
+//!     .new_transaction("fund_transfer")
+//!     .with_lock_keys(["account:123", "account:456"])
+//!     .with_input(serde_json::json!({"from_account": "123", "to_account": "456", "amount": 100.0, "currency": "USD"}))
+//!     .with_timeout(std::time::Duration::from_secs(120))
+//!     .with_max_retries(3)
+//!     .add_step("debit")
+//!     .add_step("transfer")
+//!     .add_step("credit")
+//!     .build()?;
+//! let result = engine.execute(tx).await?;
+//! println!("{} {}", result.tx_id, result.status);
+//! # Ok(()) }
+//! ```
+
+pub mod admin;
+pub mod breaker;
+pub mod config;
+pub mod engine;
+pub mod error;
+pub mod events;
+pub mod lock;
+pub mod plugin;
+pub mod server;
+pub mod store;
+
+pub use config::Config;
+pub use engine::{Engine, StepStatus, Transaction, TxResult, TxStatus};
+pub use error::{Error, Result};
+pub use events::{Event, EventBus};
+pub use lock::LockManager;
+pub use store::TxStore;

@@ -1,0 +1,105 @@
+//! Locks on the resources a saga names: the [`LockManager`] contract, an in-process
+//! implementation, and [`acquire_all`], which takes a saga's keys in a fixed order.
+
+mod memory;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+pub use memory::MemoryLocks;
+
+/// Why a lock operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    /// The keys stayed taken for the whole wait.
+    #[error("lock `{key}` is held by another saga (waited {waited:?})")]
+    Busy {
+        /// The key that could not be taken.
+        key: String,
+        /// How long the saga waited.
+        waited: Duration,
+    },
+    /// The lock service failed; retry later.
+    #[error("lock service unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// A lock service. Only the holder (by token) may extend or release a lock.
+#[async_trait]
+pub trait LockManager: Send + Sync + 'static {
+    /// One line for startup logs.
+    fn summary(&self) -> String;
+
+    /// Take `key` for `ttl` if it is free; returns a fencing number that grows with every
+    /// grant, or `None` when someone else holds it.
+    async fn try_acquire(
+        &self,
+        key: &str,
+        token: &str,
+        ttl: Duration,
+    ) -> Result<Option<u64>, LockError>;
+
+    /// Extend `key` to `ttl` from now if `token` still holds it.
+    async fn extend(&self, key: &str, token: &str, ttl: Duration) -> Result<bool, LockError>;
+
+    /// Release `key` if `token` holds it.
+    async fn release(&self, key: &str, token: &str) -> Result<bool, LockError>;
+}
+
+/// Take every key (sorted, deduplicated, so two sagas never wait on each other in a
+/// cycle), all or nothing, retrying for at most `wait`.
+pub async fn acquire_all(
+    locks: &Arc<dyn LockManager>,
+    keys: &[String],
+    token: &str,
+    ttl: Duration,
+    wait: Duration,
+) -> Result<Vec<String>, LockError> {
+    let mut keys: Vec<String> = keys.to_vec();
+    keys.sort();
+    keys.dedup();
+    let started = tokio::time::Instant::now();
+    let mut pause = Duration::from_millis(5);
+    loop {
+        let mut taken = Vec::with_capacity(keys.len());
+        let mut blocked = None;
+        for key in &keys {
+            match locks.try_acquire(key, token, ttl).await {
+                Ok(Some(_)) => taken.push(key.clone()),
+                Ok(None) => {
+                    blocked = Some(key.clone());
+                    break;
+                }
+                Err(e) => {
+                    release_all(locks, &taken, token).await;
+                    return Err(e);
+                }
+            }
+        }
+        let Some(key) = blocked else {
+            return Ok(keys);
+        };
+        release_all(locks, &taken, token).await;
+        if started.elapsed() >= wait {
+            return Err(LockError::Busy {
+                key,
+                waited: started.elapsed(),
+            });
+        }
+        // Jitter keeps contenders from retrying in lockstep.
+        let jitter = rand::random_range(0..=pause.as_millis() as u64);
+        tokio::time::sleep(pause + Duration::from_millis(jitter)).await;
+        pause = (pause * 2).min(Duration::from_millis(200));
+    }
+}
+
+/// Release every key held by `token`, logging failures (the TTL frees them anyway).
+pub async fn release_all(locks: &Arc<dyn LockManager>, keys: &[String], token: &str) {
+    for key in keys {
+        if let Err(e) = locks.release(key, token).await {
+            tracing::warn!(%key, error = %e, "lock release failed; it will expire");
+        }
+    }
+}

@@ -1,0 +1,182 @@
+//! The `rte` command: `serve`, `migrate`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use rte_host::Config;
+use rte_host::server::{self, Host};
+
+#[derive(Parser)]
+#[command(
+    name = "rte",
+    version,
+    about = "RTE: reliable saga transactions with WebAssembly steps"
+)]
+struct Cli {
+    /// Configuration file.
+    #[arg(long, short, global = true, default_value = "rte.toml")]
+    config: PathBuf,
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the host: API, console, sagas, workers.
+    Serve(Overrides),
+    /// Apply the store's schema migrations and exit.
+    Migrate(Overrides),
+}
+
+/// Flags that override `rte.toml` and `RTE_*` (each is a config key).
+#[derive(clap::Args, Default)]
+struct Overrides {
+    /// Address to listen on.
+    #[arg(long)]
+    listen: Option<String>,
+    /// Store URL.
+    #[arg(long)]
+    database_url: Option<String>,
+    /// Redis URL.
+    #[arg(long)]
+    redis_url: Option<String>,
+    /// Plugins directory.
+    #[arg(long)]
+    plugins_dir: Option<String>,
+    /// Saga definitions file.
+    #[arg(long)]
+    sagas_file: Option<String>,
+    /// Admin bearer token.
+    #[arg(long)]
+    admin_token: Option<String>,
+    /// Step call deadline.
+    #[arg(long)]
+    step_timeout: Option<String>,
+    /// Saga deadline.
+    #[arg(long)]
+    tx_timeout: Option<String>,
+    /// Step retries.
+    #[arg(long)]
+    max_retries: Option<String>,
+    /// First retry delay.
+    #[arg(long)]
+    retry_interval: Option<String>,
+    /// Any other key, as KEY=VALUE (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+}
+
+impl Overrides {
+    fn into_map(self) -> anyhow::Result<BTreeMap<String, String>> {
+        let mut map = BTreeMap::new();
+        let named = [
+            ("listen", self.listen),
+            ("database_url", self.database_url),
+            ("redis_url", self.redis_url),
+            ("plugins_dir", self.plugins_dir),
+            ("sagas_file", self.sagas_file),
+            ("admin_token", self.admin_token),
+            ("step_timeout", self.step_timeout),
+            ("tx_timeout", self.tx_timeout),
+            ("max_retries", self.max_retries),
+            ("retry_interval", self.retry_interval),
+        ];
+        for (key, value) in named {
+            if let Some(v) = value {
+                map.insert(key.to_string(), v);
+            }
+        }
+        for pair in self.set {
+            let (k, v) = pair
+                .split_once('=')
+                .with_context(|| format!("--set `{pair}` must be KEY=VALUE"))?;
+            map.insert(k.trim().to_string(), v.to_string());
+        }
+        Ok(map)
+    }
+}
+
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,sqlx=warn,cranelift=warn,wasmtime=warn")
+    });
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+fn load_config(
+    path: &std::path::Path,
+    overrides: Overrides,
+    explicit: bool,
+) -> anyhow::Result<Config> {
+    let config = Config::load(
+        Some(path),
+        explicit,
+        std::env::vars(),
+        &overrides.into_map()?,
+    )?;
+    Ok(config)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_logs(cli.log_format);
+    let explicit =
+        std::env::args().any(|a| a == "--config" || a == "-c" || a.starts_with("--config="));
+    match cli.command {
+        Command::Serve(overrides) => {
+            let config = load_config(&cli.config, overrides, explicit)?;
+            let addr: std::net::SocketAddr = config
+                .listen
+                .parse()
+                .with_context(|| format!("listen address `{}` is not host:port", config.listen))?;
+            server::check_listen(&addr, config.admin_token.as_deref())?;
+            let host = Host::start(config).await.context("cannot start the host")?;
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr}"))?;
+            server::serve(listener, &host, shutdown_signal()).await?;
+        }
+        Command::Migrate(overrides) => {
+            let config = load_config(&cli.config, overrides, explicit)?;
+            let store = rte_host::store::from_url(&config.database_url)
+                .await
+                .context("migration failed")?;
+            println!("{}: schema up to date", store.summary());
+        }
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,388 @@
+//! One plugin call: a fresh `Store` and instance from the pre-linked component, a memory
+//! cap, a wall-clock deadline enforced by epoch interruption (the guest yields to tokio
+//! every tick, so a runaway loop never holds a worker thread), and a key-value overlay
+//! whose writes the engine commits with the step's result.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value};
+use wasmtime::component::ResourceTable;
+use wasmtime::{Store, StoreLimitsBuilder, Trap, UpdateDeadline};
+use wasmtime_wasi::WasiCtx;
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi_http::WasiHttpCtx;
+
+use super::bindings::{ExecuteOutcome, Plugin, StepContext, StepError};
+use super::http_policy::HttpPolicy;
+use super::state::{CallState, KvOverlay};
+use super::{LoadedPlugin, PluginRuntime, StepDescriptor};
+use crate::store::{KvWrite, TxStore};
+
+/// How much of a guest's stderr is kept for the step's error.
+const STDERR_CAPTURE: usize = 16 << 10;
+/// Grace beyond the deadline before a call blocked in a host import is abandoned.
+const ABANDON_GRACE: Duration = Duration::from_millis(250);
+
+/// The saga context one step call sees.
+#[derive(Debug, Clone)]
+pub struct StepCall {
+    /// Saga id.
+    pub tx_id: String,
+    /// Saga type.
+    pub tx_type: String,
+    /// Step name.
+    pub step_name: String,
+    /// Step position.
+    pub step_index: u32,
+    /// One-based attempt.
+    pub attempt: u32,
+    /// The saga input, JSON text.
+    pub input: String,
+    /// Outputs so far, JSON object text.
+    pub outputs: String,
+    /// For compensate: whether execute is known to have completed (`None` for execute).
+    pub execute_completed: Option<bool>,
+    /// W3C trace context to pass on in outgoing HTTP.
+    pub traceparent: Option<String>,
+}
+
+impl StepCall {
+    fn to_wit(&self) -> StepContext {
+        StepContext {
+            tx_id: self.tx_id.clone(),
+            tx_type: self.tx_type.clone(),
+            step_name: self.step_name.clone(),
+            step_index: self.step_index,
+            attempt: self.attempt,
+            input: self.input.clone(),
+            outputs: self.outputs.clone(),
+            execute_outcome: match self.execute_completed {
+                None => ExecuteOutcome::NotApplicable,
+                Some(true) => ExecuteOutcome::Completed,
+                Some(false) => ExecuteOutcome::Unknown,
+            },
+        }
+    }
+}
+
+/// How a call failed; decides retry and compensation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    /// The step said: try again later.
+    Retryable,
+    /// The step said: this will never work.
+    Permanent,
+    /// The guest trapped (panic, out of memory, stack overflow, bad output): its effect,
+    /// if it had one outside the host, is unknown.
+    Trap,
+    /// The call ran past its deadline and was stopped.
+    Timeout,
+    /// The plugin or the host could not make the call (plugin unloaded, store down).
+    Unavailable,
+}
+
+/// A failed call and its message (with the guest's stderr, when it wrote any).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct CallFailure {
+    /// What kind of failure.
+    pub kind: FailureKind,
+    /// What happened.
+    pub message: String,
+}
+
+impl CallFailure {
+    /// A failure of `kind`.
+    pub fn new(kind: FailureKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// Whether trying again may succeed.
+    pub fn is_retryable(&self) -> bool {
+        !matches!(self.kind, FailureKind::Permanent)
+    }
+}
+
+/// What a call returned, with the key-value writes it made.
+#[derive(Debug)]
+pub struct CallOutput<T> {
+    /// The returned value.
+    pub value: T,
+    /// Writes to commit with the step's result.
+    pub kv: Vec<KvWrite>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(super) enum CallKind {
+    Steps,
+    Execute,
+    Compensate,
+    IdempotencyKey,
+}
+
+pub(super) enum CallValue {
+    Steps(Vec<StepDescriptor>),
+    Outputs(Map<String, Value>),
+    Unit,
+    Key(Option<String>),
+}
+
+impl PluginRuntime {
+    /// Run `execute` of `call.step_name`; returns the outputs object it set.
+    pub async fn execute(
+        &self,
+        plugin: &LoadedPlugin,
+        call: &StepCall,
+        store: Arc<dyn TxStore>,
+    ) -> Result<CallOutput<Map<String, Value>>, CallFailure> {
+        let out = self
+            .call(
+                plugin,
+                CallKind::Execute,
+                &call.step_name,
+                Some(call),
+                Some(store),
+            )
+            .await?;
+        match out.value {
+            CallValue::Outputs(map) => Ok(CallOutput {
+                value: map,
+                kv: out.kv,
+            }),
+            _ => unreachable!("execute returns outputs"),
+        }
+    }
+
+    /// Run `compensate` of `call.step_name`.
+    pub async fn compensate(
+        &self,
+        plugin: &LoadedPlugin,
+        call: &StepCall,
+        store: Arc<dyn TxStore>,
+    ) -> Result<CallOutput<()>, CallFailure> {
+        let out = self
+            .call(
+                plugin,
+                CallKind::Compensate,
+                &call.step_name,
+                Some(call),
+                Some(store),
+            )
+            .await?;
+        Ok(CallOutput {
+            value: (),
+            kv: out.kv,
+        })
+    }
+
+    /// Ask for the idempotency key of `call.step_name`.
+    pub async fn idempotency_key(
+        &self,
+        plugin: &LoadedPlugin,
+        call: &StepCall,
+        store: Arc<dyn TxStore>,
+    ) -> Result<Option<String>, CallFailure> {
+        match self
+            .call(
+                plugin,
+                CallKind::IdempotencyKey,
+                &call.step_name,
+                Some(call),
+                Some(store),
+            )
+            .await?
+            .value
+        {
+            CallValue::Key(key) => Ok(key),
+            _ => unreachable!("idempotency-key returns a key"),
+        }
+    }
+
+    pub(super) async fn call(
+        &self,
+        plugin: &LoadedPlugin,
+        kind: CallKind,
+        step: &str,
+        call: Option<&StepCall>,
+        store: Option<Arc<dyn TxStore>>,
+    ) -> Result<CallOutput<CallValue>, CallFailure> {
+        let limits = plugin.limits;
+        let stderr = MemoryOutputPipe::new(STDERR_CAPTURE);
+        let wasi = WasiCtx::builder().stderr(stderr.clone()).build();
+        let span = tracing::info_span!(
+            "plugin",
+            tx_id = call.map(|c| c.tx_id.as_str()).unwrap_or(""),
+            step = step,
+            plugin = %plugin.file
+        );
+        let state = CallState {
+            wasi,
+            table: ResourceTable::new(),
+            http: WasiHttpCtx::new(),
+            http_policy: HttpPolicy::new(
+                plugin.http_allow.clone(),
+                call.and_then(|c| c.traceparent.clone()),
+                limits.timeout,
+            ),
+            limits: StoreLimitsBuilder::new()
+                .memory_size(limits.memory_bytes as usize)
+                .instances(64)
+                .tables(64)
+                .memories(32)
+                .trap_on_grow_failure(true)
+                .build(),
+            deadline: Instant::now() + limits.timeout,
+            kv: KvOverlay::new(store, &plugin.namespace),
+            config: plugin.config.clone(),
+            log_span: span,
+        };
+        let mut wasm = Store::new(&self.engine, state);
+        wasm.limiter(|s| &mut s.limits);
+        wasm.set_epoch_deadline(1);
+        wasm.epoch_deadline_callback(|ctx| {
+            if Instant::now() >= ctx.data().deadline {
+                Ok(UpdateDeadline::Interrupt)
+            } else {
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+        let ctx = call.map(StepCall::to_wit);
+        let run = async {
+            let instance: Plugin = plugin.pre.instantiate_async(&mut wasm).await?;
+            let guest = instance.rte_saga_step();
+            let value = match kind {
+                CallKind::Steps => Ok(CallValue::Steps(
+                    guest
+                        .call_steps(&mut wasm)
+                        .await?
+                        .into_iter()
+                        .map(descriptor)
+                        .collect(),
+                )),
+                CallKind::Execute => match guest
+                    .call_execute(&mut wasm, step, ctx.as_ref().unwrap())
+                    .await?
+                {
+                    Ok(text) => parse_outputs(&text, limits.max_output_bytes),
+                    Err(e) => Err(step_error(e)),
+                },
+                CallKind::Compensate => {
+                    match guest
+                        .call_compensate(&mut wasm, step, ctx.as_ref().unwrap())
+                        .await?
+                    {
+                        Ok(()) => Ok(CallValue::Unit),
+                        Err(e) => Err(step_error(e)),
+                    }
+                }
+                CallKind::IdempotencyKey => Ok(CallValue::Key(
+                    guest
+                        .call_idempotency_key(&mut wasm, step, ctx.as_ref().unwrap())
+                        .await?,
+                )),
+            };
+            wasmtime::Result::Ok(value)
+        };
+        let outcome = tokio::time::timeout(limits.timeout + ABANDON_GRACE, run).await;
+        let guest_stderr = || {
+            String::from_utf8_lossy(&stderr.contents())
+                .trim()
+                .to_string()
+        };
+        let value = match outcome {
+            Err(_) => {
+                return Err(CallFailure::new(
+                    FailureKind::Timeout,
+                    format!(
+                        "step call exceeded its deadline of {}",
+                        humantime::format_duration(limits.timeout)
+                    ),
+                ));
+            }
+            Ok(Err(trap)) => return Err(trap_failure(&trap, limits, guest_stderr())),
+            Ok(Ok(Err(failure))) => return Err(failure),
+            Ok(Ok(Ok(value))) => value,
+        };
+        let kv = wasm.into_data().kv.into_writes();
+        Ok(CallOutput { value, kv })
+    }
+}
+
+fn descriptor(info: super::bindings::StepInfo) -> StepDescriptor {
+    StepDescriptor {
+        service: if info.service.is_empty() {
+            info.name.clone()
+        } else {
+            info.service
+        },
+        name: info.name,
+        version: info.version,
+        supports_compensation: info.supports_compensation,
+        supports_idempotency: info.supports_idempotency,
+        description: info.description,
+    }
+}
+
+fn step_error(e: StepError) -> CallFailure {
+    match e {
+        StepError::Retryable(m) => CallFailure::new(FailureKind::Retryable, m),
+        StepError::Permanent(m) => CallFailure::new(FailureKind::Permanent, m),
+    }
+}
+
+/// Execute's output must be a JSON object of bounded size.
+fn parse_outputs(text: &str, max: u64) -> Result<CallValue, CallFailure> {
+    if text.len() as u64 > max {
+        return Err(CallFailure::new(
+            FailureKind::Permanent,
+            format!("step output is {} bytes; the limit is {max}", text.len()),
+        ));
+    }
+    if text.trim().is_empty() {
+        return Ok(CallValue::Outputs(Map::new()));
+    }
+    match serde_json::from_str::<Value>(text) {
+        Ok(Value::Object(map)) => Ok(CallValue::Outputs(map)),
+        Ok(Value::Null) => Ok(CallValue::Outputs(Map::new())),
+        Ok(_) => Err(CallFailure::new(
+            FailureKind::Permanent,
+            "step output is not a JSON object",
+        )),
+        Err(e) => Err(CallFailure::new(
+            FailureKind::Permanent,
+            format!("step output is not valid JSON: {e}"),
+        )),
+    }
+}
+
+/// Describe a trap plainly, with what the guest wrote to stderr (a panic message, a traceback).
+fn trap_failure(err: &wasmtime::Error, limits: super::Limits, stderr: String) -> CallFailure {
+    let chain = format!("{err:#}");
+    let (kind, what) = match err.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => (
+            FailureKind::Timeout,
+            format!("step call exceeded its deadline of {}", humantime::format_duration(limits.timeout)),
+        ),
+        Some(Trap::StackOverflow) => (FailureKind::Trap, "plugin trapped: stack overflow".to_string()),
+        Some(Trap::MemoryOutOfBounds) => (
+            FailureKind::Trap,
+            "plugin trapped: out-of-bounds memory access (often a stack overflow from deep recursion)".to_string(),
+        ),
+        _ if chain.contains("forcing trap when growing memory") => (
+            FailureKind::Trap,
+            format!("plugin exceeded its memory limit of {} MiB", limits.memory_bytes >> 20),
+        ),
+        Some(trap) => (FailureKind::Trap, format!("plugin trapped: {trap}")),
+        None => (FailureKind::Trap, format!("plugin call failed: {chain}")),
+    };
+    if stderr.is_empty() {
+        CallFailure::new(kind, what)
+    } else {
+        CallFailure::new(kind, format!("{what}; plugin stderr: {stderr}"))
+    }
+}

@@ -1,0 +1,214 @@
+//! Turning a `.wasm` file into a [`LoadedPlugin`]: read, check the manifest, compile once
+//! (or reuse the cached artifact for the same digest and engine), pre-link, and ask the
+//! component for its steps.
+
+use std::collections::HashSet;
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::Component;
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use super::bindings::PluginPre;
+use super::manifest::Manifest;
+use super::{Limits, LoadedPlugin, PluginError, PluginRuntime, RuntimeOptions, StepDescriptor};
+
+/// Largest plugin file accepted.
+const MAX_WASM_BYTES: u64 = 256 << 20;
+
+/// The wasmtime engine every plugin shares.
+pub(super) fn build_engine(options: &RuntimeOptions) -> Result<Engine, PluginError> {
+    let mut config = Config::new();
+    config.epoch_interruption(true);
+    config.wasm_component_model(true);
+    let instances = options.max_instances.max(16);
+    let mut pool = PoolingAllocationConfig::default();
+    // Interpreted guests (Python, JS) hold about 15 core instances per component, so size
+    // core-level resources well beyond the component count.
+    pool.total_component_instances(instances)
+        .total_core_instances(instances * 16)
+        .total_memories(instances * 2)
+        .total_tables(instances * 16)
+        .total_stacks(instances)
+        .max_memory_size(options.limits.memory_bytes.max(1 << 30) as usize)
+        .max_core_instance_size(16 << 20)
+        .max_component_instance_size(16 << 20)
+        .max_memories_per_component(32)
+        .max_tables_per_component(64)
+        .table_elements(100_000);
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    Engine::new(&config)
+        .map_err(|e| PluginError::Runtime(format!("cannot build wasm engine: {e:#}")))
+}
+
+/// Load one file; does not publish it.
+pub(super) async fn load(rt: &PluginRuntime, path: &Path) -> Result<LoadedPlugin, PluginError> {
+    let file = super::file_name(path);
+    let fail = |message: String| PluginError::Load {
+        file: file.clone(),
+        message,
+    };
+    let meta = std::fs::metadata(path).map_err(|e| fail(format!("cannot read: {e}")))?;
+    if meta.len() > MAX_WASM_BYTES {
+        return Err(fail(format!(
+            "file is {} bytes; the limit is {MAX_WASM_BYTES}",
+            meta.len()
+        )));
+    }
+    let bytes = tokio::fs::read(path)
+        .await
+        .map_err(|e| fail(format!("cannot read: {e}")))?;
+    let manifest = Manifest::for_plugin(path).map_err(&fail)?;
+    let config = manifest.resolved_config().map_err(&fail)?;
+    let digest = hex::encode(Sha256::digest(&bytes));
+    let component = compile(rt, bytes, &digest).await.map_err(&fail)?;
+    let instance_pre = rt
+        .linker
+        .instantiate_pre(&component)
+        .map_err(|e| fail(format!("imports what RTE does not provide: {e:#}")))?;
+    let pre = PluginPre::new(instance_pre)
+        .map_err(|e| fail(format!("does not export rte:saga/step@0.1.0: {e:#}")))?;
+    let defaults = rt.options.limits;
+    let limits = Limits {
+        memory_bytes: manifest
+            .limits
+            .memory_mb
+            .map_or(defaults.memory_bytes, |m| m << 20),
+        timeout: manifest.limits.timeout.unwrap_or(defaults.timeout),
+        max_output_bytes: manifest
+            .limits
+            .max_output_kb
+            .map_or(defaults.max_output_bytes, |k| k << 10),
+    };
+    let namespace = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| file.clone());
+    let mut plugin = LoadedPlugin {
+        file: file.clone(),
+        namespace,
+        digest,
+        steps: Vec::new(),
+        limits,
+        loaded_at: SystemTime::now(),
+        pre,
+        config: Arc::new(config),
+        http_allow: Arc::new(
+            manifest
+                .http
+                .allow
+                .iter()
+                .map(|h| h.to_ascii_lowercase())
+                .collect::<HashSet<_>>(),
+        ),
+    };
+    let infos = rt
+        .call_steps(&plugin)
+        .await
+        .map_err(|e| fail(format!("its steps() call failed: {}", e.message)))?;
+    let mut seen = HashSet::new();
+    for info in &infos {
+        if info.name.is_empty() || !seen.insert(info.name.clone()) {
+            return Err(fail(format!(
+                "declares an empty or repeated step name `{}`",
+                info.name
+            )));
+        }
+    }
+    if infos.is_empty() {
+        return Err(fail("declares no steps".into()));
+    }
+    plugin.steps = infos;
+    Ok(plugin)
+}
+
+/// Compile `bytes`, or load the artifact cached for this digest and engine configuration.
+/// Compiling runs on the blocking pool, one at a time, so running sagas keep their cores.
+async fn compile(rt: &PluginRuntime, bytes: Vec<u8>, digest: &str) -> Result<Component, String> {
+    let engine = rt.engine.clone();
+    let cached = rt
+        .options
+        .cache_dir
+        .as_ref()
+        .map(|dir| dir.join(format!("{}.cwasm", cache_key(&engine, digest))));
+    let _slot = rt
+        .compile_slots
+        .acquire()
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::task::spawn_blocking(move || compile_blocking(&engine, &bytes, cached))
+        .await
+        .map_err(|e| format!("compile task failed: {e}"))?
+}
+
+fn compile_blocking(
+    engine: &Engine,
+    bytes: &[u8],
+    cached: Option<PathBuf>,
+) -> Result<Component, String> {
+    if let Some(path) = &cached
+        && path.exists()
+    {
+        // SAFETY: the cache holds only artifacts this host wrote with `precompile_component`
+        // for an engine whose compatibility hash is part of the file name.
+        #[allow(unsafe_code)]
+        match unsafe { Component::deserialize_file(engine, path) } {
+            Ok(component) => return Ok(component),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %format!("{e:#}"), "ignoring unusable cached artifact")
+            }
+        }
+    }
+    if bytes.get(..4) != Some(b"\0asm") {
+        return Err("not a WebAssembly file".into());
+    }
+    let Some(path) = cached else {
+        return Component::new(engine, bytes).map_err(|e| format!("invalid component: {e:#}"));
+    };
+    let artifact = engine
+        .precompile_component(bytes)
+        .map_err(|e| format!("invalid component: {e:#}"))?;
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    // Write then rename, so a crash never leaves a half artifact under the final name.
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    if std::fs::write(&tmp, &artifact)
+        .and_then(|_| std::fs::rename(&tmp, &path))
+        .is_err()
+    {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    // SAFETY: `artifact` was produced just now by this engine.
+    #[allow(unsafe_code)]
+    unsafe { Component::deserialize(engine, &artifact) }
+        .map_err(|e| format!("invalid component: {e:#}"))
+}
+
+/// Cache file name: the component digest plus a hash of everything that makes an artifact
+/// valid for this engine (wasmtime version and configuration).
+fn cache_key(engine: &Engine, digest: &str) -> String {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut h);
+    format!("{}-{:016x}", &digest[..32], h.finish())
+}
+
+impl PluginRuntime {
+    /// Ask a freshly loaded component for its steps, in a sandbox like any call.
+    async fn call_steps(
+        &self,
+        plugin: &LoadedPlugin,
+    ) -> Result<Vec<StepDescriptor>, super::CallFailure> {
+        match self
+            .call(plugin, super::call::CallKind::Steps, "", None, None)
+            .await?
+            .value
+        {
+            super::call::CallValue::Steps(steps) => Ok(steps),
+            _ => unreachable!("a steps call returns steps"),
+        }
+    }
+}

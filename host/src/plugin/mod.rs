@@ -1,0 +1,323 @@
+//! The plugin runtime: loads `*.wasm` components that implement `rte:saga`, keeps each
+//! compiled once and pre-linked, and calls their steps in a fresh sandboxed instance.
+//!
+//! - [`loader`]: compile (with an on-disk cache by digest), pre-instantiate, list steps.
+//! - [`call`]: one step call: a new `Store` with limits, a deadline and a key-value overlay.
+//! - [`watcher`]: reloads the plugins directory as files come, change and go.
+
+mod bindings;
+mod call;
+mod epoch;
+mod host_impl;
+mod http_policy;
+mod loader;
+mod manifest;
+mod state;
+mod watcher;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwap;
+use serde::Serialize;
+use wasmtime::component::Linker;
+
+pub use call::{CallFailure, CallOutput, FailureKind, StepCall};
+pub use epoch::EpochTicker;
+pub use manifest::Manifest;
+pub use watcher::PluginWatcher;
+
+use bindings::PluginPre;
+use state::CallState;
+
+/// Why a plugin could not be loaded or called.
+#[derive(Debug, thiserror::Error)]
+pub enum PluginError {
+    /// The file is not a valid `rte:saga` component, or its manifest is wrong.
+    #[error("cannot load plugin {file}: {message}")]
+    Load {
+        /// The file.
+        file: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// The runtime itself could not be set up.
+    #[error("plugin runtime: {0}")]
+    Runtime(String),
+}
+
+/// Limits of one plugin's calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Limits {
+    /// Linear memory cap per instance, in bytes.
+    pub memory_bytes: u64,
+    /// Deadline of one call.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Largest output, in bytes.
+    pub max_output_bytes: u64,
+}
+
+/// How to set up the runtime.
+#[derive(Debug, Clone)]
+pub struct RuntimeOptions {
+    /// Limits for plugins whose manifest sets none.
+    pub limits: Limits,
+    /// Where compiled components are cached (`None`: no disk cache).
+    pub cache_dir: Option<PathBuf>,
+    /// Instances that may be live at once (sizes the pooling allocator).
+    pub max_instances: u32,
+}
+
+/// What a plugin says about one of its steps.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StepDescriptor {
+    /// Step name.
+    pub name: String,
+    /// Version of its code.
+    pub version: String,
+    /// Service its circuit breaker is keyed by.
+    pub service: String,
+    /// Whether it can be compensated.
+    pub supports_compensation: bool,
+    /// Whether it returns idempotency keys.
+    pub supports_idempotency: bool,
+    /// One line for operators.
+    pub description: String,
+}
+
+/// A loaded, pre-linked plugin. Calls hold an `Arc` of it, so a reload never cuts a
+/// running call short.
+pub struct LoadedPlugin {
+    /// File name (e.g. `bank.wasm`).
+    pub file: String,
+    /// Key-value namespace: the file stem.
+    pub namespace: String,
+    /// SHA-256 of the file, hex.
+    pub digest: String,
+    /// Its steps.
+    pub steps: Vec<StepDescriptor>,
+    /// Its limits.
+    pub limits: Limits,
+    /// When it was loaded.
+    pub loaded_at: SystemTime,
+    pre: PluginPre<CallState>,
+    config: Arc<HashMap<String, String>>,
+    http_allow: Arc<HashSet<String>>,
+}
+
+impl LoadedPlugin {
+    /// The descriptor of `step`, if this plugin has it.
+    pub fn step(&self, name: &str) -> Option<&StepDescriptor> {
+        self.steps.iter().find(|s| s.name == name)
+    }
+}
+
+/// A plugin file's state, for `/api/plugins`.
+#[derive(Debug, Clone, Serialize)]
+pub struct PluginStatus {
+    /// File name.
+    pub file: String,
+    /// Digest of the version serving, if any.
+    pub digest: Option<String>,
+    /// Steps of the version serving.
+    pub steps: Vec<StepDescriptor>,
+    /// Limits of the version serving.
+    pub limits: Option<Limits>,
+    /// When the serving version was loaded (RFC 3339).
+    pub loaded_at: Option<String>,
+    /// The last load error, if the newest file could not be loaded.
+    pub error: Option<String>,
+}
+
+#[derive(Default, Clone)]
+struct Registry {
+    by_file: BTreeMap<String, Arc<LoadedPlugin>>,
+    by_step: HashMap<String, Arc<LoadedPlugin>>,
+    errors: BTreeMap<String, String>,
+}
+
+impl Registry {
+    fn rebuild_steps(&mut self) {
+        self.by_step.clear();
+        for plugin in self.by_file.values() {
+            for step in &plugin.steps {
+                self.by_step.insert(step.name.clone(), plugin.clone());
+            }
+        }
+    }
+}
+
+/// Loads plugins and calls their steps.
+pub struct PluginRuntime {
+    engine: wasmtime::Engine,
+    linker: Linker<CallState>,
+    registry: ArcSwap<Registry>,
+    /// Serialises registry updates (reads stay lock-free).
+    publish: std::sync::Mutex<()>,
+    options: RuntimeOptions,
+    compile_slots: tokio::sync::Semaphore,
+    _ticker: EpochTicker,
+}
+
+impl PluginRuntime {
+    /// Build the wasmtime engine (pooling allocator, epoch interruption) and the linker
+    /// with only what plugins may import: `rte:saga`, WASI without files, sockets or
+    /// environment, and outbound `wasi:http` behind each plugin's allow-list.
+    pub fn new(options: RuntimeOptions) -> Result<Self, PluginError> {
+        let engine = loader::build_engine(&options)?;
+        let mut linker = Linker::<CallState>::new(&engine);
+        let err = |e: wasmtime::Error| PluginError::Runtime(format!("{e:#}"));
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(err)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(err)?;
+        bindings::Plugin::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s)
+            .map_err(err)?;
+        let ticker = EpochTicker::start(&engine);
+        Ok(Self {
+            engine,
+            linker,
+            registry: ArcSwap::from_pointee(Registry::default()),
+            publish: std::sync::Mutex::new(()),
+            options,
+            compile_slots: tokio::sync::Semaphore::new(1),
+            _ticker: ticker,
+        })
+    }
+
+    /// Load every `*.wasm` in `dir`. A file that fails is recorded with its error and the
+    /// others still load; returns the failures.
+    pub async fn load_dir(&self, dir: &Path) -> Vec<PluginError> {
+        let mut failures = Vec::new();
+        let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
+            Ok(entries) => entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "wasm") && p.is_file())
+                .collect(),
+            Err(e) => {
+                tracing::warn!(dir = %dir.display(), error = %e, "cannot read plugins directory");
+                return failures;
+            }
+        };
+        files.sort();
+        for path in files {
+            if let Err(e) = self.load_file(&path).await {
+                tracing::error!(error = %e, "plugin not loaded");
+                failures.push(e);
+            }
+        }
+        failures
+    }
+
+    /// Load (or reload) one file and publish it. On failure the previous version, if
+    /// any, keeps serving and the error is shown in [`PluginRuntime::plugins`].
+    pub async fn load_file(&self, path: &Path) -> Result<Arc<LoadedPlugin>, PluginError> {
+        let file = file_name(path);
+        let result = loader::load(self, path).await;
+        let _guard = self.publish.lock().unwrap_or_else(|p| p.into_inner());
+        let mut registry = (**self.registry.load()).clone();
+        let outcome = match result {
+            Ok(plugin) => match step_clash(&registry, &plugin) {
+                Some(message) => Err(PluginError::Load {
+                    file: file.clone(),
+                    message,
+                }),
+                None => {
+                    let plugin = Arc::new(plugin);
+                    registry.errors.remove(&file);
+                    registry.by_file.insert(file.clone(), plugin.clone());
+                    registry.rebuild_steps();
+                    tracing::info!(
+                        file = %file,
+                        digest = %&plugin.digest[..12],
+                        steps = ?plugin.steps.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
+                        "plugin loaded"
+                    );
+                    Ok(plugin)
+                }
+            },
+            Err(e) => Err(e),
+        };
+        if let Err(PluginError::Load { message, .. }) = &outcome {
+            registry.errors.insert(file, message.clone());
+        }
+        self.registry.store(Arc::new(registry));
+        outcome
+    }
+
+    /// Unload the plugin from `path` (its file was removed).
+    pub fn unload(&self, path: &Path) {
+        let file = file_name(path);
+        let _guard = self.publish.lock().unwrap_or_else(|p| p.into_inner());
+        let mut registry = (**self.registry.load()).clone();
+        let had =
+            registry.by_file.remove(&file).is_some() | registry.errors.remove(&file).is_some();
+        if had {
+            registry.rebuild_steps();
+            self.registry.store(Arc::new(registry));
+            tracing::info!(file = %file, "plugin unloaded");
+        }
+    }
+
+    /// The plugin serving `step`, if any.
+    pub fn plugin_for(&self, step: &str) -> Option<Arc<LoadedPlugin>> {
+        self.registry.load().by_step.get(step).cloned()
+    }
+
+    /// Every plugin file seen: loaded versions and load errors.
+    pub fn plugins(&self) -> Vec<PluginStatus> {
+        let registry = self.registry.load();
+        let mut files: Vec<&String> = registry
+            .by_file
+            .keys()
+            .chain(registry.errors.keys())
+            .collect();
+        files.sort();
+        files.dedup();
+        files
+            .into_iter()
+            .map(|file| {
+                let plugin = registry.by_file.get(file);
+                PluginStatus {
+                    file: file.clone(),
+                    digest: plugin.map(|p| p.digest.clone()),
+                    steps: plugin.map(|p| p.steps.clone()).unwrap_or_default(),
+                    limits: plugin.map(|p| p.limits),
+                    loaded_at: plugin
+                        .map(|p| humantime::format_rfc3339_millis(p.loaded_at).to_string()),
+                    error: registry.errors.get(file).cloned(),
+                }
+            })
+            .collect()
+    }
+
+    /// Names of every step available now.
+    pub fn step_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.registry.load().by_step.keys().cloned().collect();
+        names.sort();
+        names
+    }
+
+    /// The wasmtime engine (shared by every plugin).
+    pub fn engine(&self) -> &wasmtime::Engine {
+        &self.engine
+    }
+}
+
+/// A step name another file already provides, as an error message.
+fn step_clash(registry: &Registry, plugin: &LoadedPlugin) -> Option<String> {
+    plugin.steps.iter().find_map(|s| {
+        registry
+            .by_step
+            .get(&s.name)
+            .filter(|other| other.file != plugin.file)
+            .map(|other| format!("step `{}` is already provided by {}", s.name, other.file))
+    })
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}

@@ -1,0 +1,104 @@
+//! What one plugin call's `Store` holds: WASI context, limits, the key-value overlay of
+//! writes to commit with the step, and what the host imports need to know.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use wasmtime::StoreLimits;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+use super::http_policy::HttpPolicy;
+use crate::store::{KvWrite, TxStore};
+
+/// Per-call store data.
+pub struct CallState {
+    pub(crate) wasi: WasiCtx,
+    pub(crate) table: ResourceTable,
+    pub(crate) http: WasiHttpCtx,
+    pub(crate) http_policy: HttpPolicy,
+    pub(crate) limits: StoreLimits,
+    /// Wall-clock deadline of the call; the epoch callback traps past it.
+    pub(crate) deadline: Instant,
+    pub(crate) kv: KvOverlay,
+    pub(crate) config: Arc<HashMap<String, String>>,
+    pub(crate) log_span: tracing::Span,
+}
+
+impl WasiView for CallState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for CallState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.http_policy,
+        }
+    }
+}
+
+/// The plugin's key-value namespace as seen by one call: reads fall through to the store,
+/// writes stay here until the engine commits them with the step's result.
+pub struct KvOverlay {
+    store: Option<Arc<dyn TxStore>>,
+    namespace: String,
+    changes: HashMap<String, Option<String>>,
+    order: Vec<String>,
+}
+
+impl KvOverlay {
+    /// An overlay over `namespace` of `store` (`None`: a call with no durable store, such as
+    /// `steps()` at load time; reads find nothing).
+    pub fn new(store: Option<Arc<dyn TxStore>>, namespace: &str) -> Self {
+        Self {
+            store,
+            namespace: namespace.to_string(),
+            changes: HashMap::new(),
+            order: Vec::new(),
+        }
+    }
+
+    pub(crate) async fn get(&self, key: &str) -> Result<Option<String>, String> {
+        if let Some(v) = self.changes.get(key) {
+            return Ok(v.clone());
+        }
+        match &self.store {
+            Some(store) => store
+                .kv_get(&self.namespace, key)
+                .await
+                .map_err(|e| e.to_string()),
+            None => Ok(None),
+        }
+    }
+
+    pub(crate) fn put(&mut self, key: String, value: Option<String>) {
+        if self.changes.insert(key.clone(), value).is_none() {
+            self.order.push(key);
+        }
+    }
+
+    /// The writes made, once each, in first-write order.
+    pub fn into_writes(mut self) -> Vec<KvWrite> {
+        let namespace = self.namespace;
+        self.order
+            .into_iter()
+            .map(|key| {
+                let value = self.changes.remove(&key).flatten();
+                KvWrite {
+                    namespace: namespace.clone(),
+                    key,
+                    value,
+                }
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,90 @@
+//! Hot reload: watch the plugins directory and load, replace or unload plugins as
+//! `*.wasm` files (and their `*.toml` manifests) come, change and go.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use notify::{RecursiveMode, Watcher};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::PluginRuntime;
+
+/// Quiet time after a file's last event before it is (re)loaded, so a file still being
+/// written is not read half-way.
+const DEBOUNCE: Duration = Duration::from_millis(300);
+
+/// Watches a plugins directory until dropped.
+pub struct PluginWatcher {
+    _watcher: notify::RecommendedWatcher,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl PluginWatcher {
+    /// Start watching `dir` and applying changes to `runtime`.
+    pub fn start(runtime: Arc<PluginRuntime>, dir: &Path) -> notify::Result<Self> {
+        let (tx, rx) = mpsc::unbounded_channel::<PathBuf>();
+        let mut watcher =
+            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+                if let Ok(event) = event {
+                    for path in event.paths {
+                        let _ = tx.send(path);
+                    }
+                }
+            })?;
+        watcher.watch(dir, RecursiveMode::NonRecursive)?;
+        let task = tokio::spawn(apply_changes(runtime, rx));
+        Ok(Self {
+            _watcher: watcher,
+            task,
+        })
+    }
+}
+
+impl Drop for PluginWatcher {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The `.wasm` file an event's path concerns: itself, or the plugin its manifest belongs to.
+fn plugin_path(path: &Path) -> Option<PathBuf> {
+    match path.extension()?.to_str()? {
+        "wasm" => Some(path.to_path_buf()),
+        "toml" => Some(path.with_extension("wasm")),
+        _ => None,
+    }
+}
+
+async fn apply_changes(runtime: Arc<PluginRuntime>, mut rx: mpsc::UnboundedReceiver<PathBuf>) {
+    let mut pending: HashMap<PathBuf, Instant> = HashMap::new();
+    loop {
+        let next_due = pending.values().min().copied();
+        tokio::select! {
+            event = rx.recv() => match event {
+                Some(path) => {
+                    if let Some(wasm) = plugin_path(&path) {
+                        pending.insert(wasm, Instant::now() + DEBOUNCE);
+                    }
+                }
+                None => return,
+            },
+            _ = async { tokio::time::sleep_until(next_due.unwrap()).await }, if next_due.is_some() => {
+                let now = Instant::now();
+                let due: Vec<PathBuf> = pending.iter().filter(|(_, t)| **t <= now).map(|(p, _)| p.clone()).collect();
+                for path in due {
+                    pending.remove(&path);
+                    if path.is_file() {
+                        if let Err(e) = runtime.load_file(&path).await {
+                            tracing::error!(error = %e, "plugin reload rejected; the previous version keeps serving");
+                        }
+                    } else {
+                        runtime.unload(&path);
+                    }
+                }
+            }
+        }
+    }
+}

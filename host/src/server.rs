@@ -1,0 +1,108 @@
+//! The `rte serve` process: build the engine from a [`Config`], load and watch plugins,
+//! and serve the API until shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+use crate::admin::{self, AppState};
+use crate::config::Config;
+use crate::engine::{Definitions, Engine, EngineConfig};
+use crate::error::{Error, Result};
+use crate::lock::{LockManager, MemoryLocks};
+use crate::plugin::{Limits, PluginRuntime, PluginWatcher, RuntimeOptions};
+
+/// A running host: the engine and the workers around it. Dropping it stops the workers.
+pub struct Host {
+    /// The engine.
+    pub engine: Engine,
+    /// The configuration it was built from.
+    pub config: Config,
+    _watcher: Option<PluginWatcher>,
+}
+
+impl Host {
+    /// Open the store (running migrations), set up the plugin runtime, load every plugin
+    /// in `plugins_dir` and watch it, and build the engine.
+    pub async fn start(config: Config) -> Result<Host> {
+        config.validate()?;
+        let store = crate::store::from_url(&config.database_url).await?;
+        tracing::info!(store = %store.summary(), "store ready");
+        let locks: Arc<dyn LockManager> = Arc::new(MemoryLocks::new());
+        let cache_dir = std::path::absolute(config.plugins_dir.join(".rte-cache")).ok();
+        let runtime = Arc::new(PluginRuntime::new(RuntimeOptions {
+            limits: Limits {
+                memory_bytes: config.plugin_memory_mb << 20,
+                timeout: config.step_timeout,
+                max_output_bytes: config.plugin_max_output_kb << 10,
+            },
+            cache_dir,
+            max_instances: 1000,
+        })?);
+        if config.plugins_dir.is_dir() {
+            runtime.load_dir(&config.plugins_dir).await;
+        } else {
+            tracing::warn!(dir = %config.plugins_dir.display(), "plugins directory does not exist; no steps loaded");
+        }
+        let watcher = match PluginWatcher::start(runtime.clone(), &config.plugins_dir) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::warn!(error = %e, "not watching the plugins directory; reload needs a restart");
+                None
+            }
+        };
+        let definitions = Definitions::load(&config.sagas_file)?;
+        let engine = Engine::builder(store, runtime)
+            .locks(locks)
+            .config(EngineConfig::from(&config))
+            .definitions(definitions)
+            .build();
+        Ok(Host {
+            engine,
+            config,
+            _watcher: watcher,
+        })
+    }
+
+    /// The API's shared state.
+    pub fn app_state(&self) -> AppState {
+        AppState {
+            engine: self.engine.clone(),
+            admin_token: self.config.admin_token.as_deref().map(Arc::from),
+            max_body: (self.config.max_body_kb << 10) as usize,
+        }
+    }
+}
+
+/// Refuse to listen beyond loopback without an admin token.
+pub fn check_listen(addr: &SocketAddr, admin_token: Option<&str>) -> Result<()> {
+    if !addr.ip().is_loopback() && admin_token.is_none_or(str::is_empty) {
+        return Err(Error::Config(format!(
+            "refusing to listen on {addr} without admin_token: set one (RTE_ADMIN_TOKEN) or listen on 127.0.0.1"
+        )));
+    }
+    Ok(())
+}
+
+/// Serve the API on `listener` until `shutdown` resolves, then let running sagas finish
+/// their current step for a short while.
+pub async fn serve(
+    listener: TcpListener,
+    host: &Host,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let app = admin::router(host.app_state());
+    let addr = listener
+        .local_addr()
+        .map_err(|e| Error::Config(e.to_string()))?;
+    tracing::info!(%addr, "serving the admin API and console");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(|e| Error::Config(format!("server failed: {e}")))?;
+    host.engine.drain(Duration::from_secs(5)).await;
+    Ok(())
+}

@@ -1,0 +1,148 @@
+//! Durable state: the [`TxStore`] contract the engine and admin use, its records, and
+//! [`from_url`], which picks the backend by the URL's scheme.
+//!
+//! One body of SQL logic ([`sql::SqlStore`]) serves SQLite, PostgreSQL and MySQL/MariaDB;
+//! what differs by dialect lives in [`dialect`].
+
+mod dialect;
+mod records;
+mod sql;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+pub use dialect::Dialect;
+pub use records::{
+    Commit, CreateOutcome, HistoryEntry, IdempotencyRecord, KvWrite, Page, StatusCount, StepRecord,
+    TxFilter, TxRecord,
+};
+pub use sql::SqlStore;
+
+/// Result of a store operation.
+pub type StoreResult<T> = std::result::Result<T, StoreError>;
+
+/// What went wrong in the store, and what the caller does next.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Someone else changed the transaction since it was read: stop advancing it.
+    #[error("transaction {tx_id} changed underneath (expected version {expected})")]
+    VersionConflict {
+        /// The transaction.
+        tx_id: String,
+        /// The version this writer read.
+        expected: i64,
+    },
+    /// The database could not be reached or the call failed in a way worth retrying.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// The database refused the call; retrying will not help.
+    #[error("store error: {0}")]
+    Permanent(String),
+    /// A stored value could not be decoded.
+    #[error("corrupt stored value: {0}")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    /// Whether trying again later may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match &e {
+            sqlx::Error::Io(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_) => StoreError::Unavailable(e.to_string()),
+            sqlx::Error::Database(db) if is_transient_code(db.code().as_deref()) => {
+                StoreError::Unavailable(e.to_string())
+            }
+            sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) => {
+                StoreError::Corrupt(e.to_string())
+            }
+            _ => StoreError::Permanent(e.to_string()),
+        }
+    }
+}
+
+/// Busy, locked, deadlock and connection-class codes of the three databases.
+fn is_transient_code(code: Option<&str>) -> bool {
+    matches!(
+        code,
+        Some("5" | "6" | "261" | "517" | "40001" | "40P01" | "1213" | "1205" | "57P01")
+    ) || code.is_some_and(|c| c.starts_with("08"))
+}
+
+/// The durable store of transactions, steps, idempotency records, plugin key-value data
+/// and saga history. Every write that changes a transaction is fenced by its version.
+#[async_trait]
+pub trait TxStore: Send + Sync + 'static {
+    /// One line for startup logs: backend and location (no credentials).
+    fn summary(&self) -> String;
+
+    /// Record a new transaction and its steps. With a request key already used, nothing is
+    /// written and the existing transaction's id is returned.
+    async fn create(&self, tx: &TxRecord, steps: &[StepRecord]) -> StoreResult<CreateOutcome>;
+
+    /// A transaction and its steps in order.
+    async fn get(&self, tx_id: &str) -> StoreResult<Option<(TxRecord, Vec<StepRecord>)>>;
+
+    /// Write a transaction's new state with the step, key-value, idempotency and history
+    /// changes that belong to it, in one database transaction. Fails with
+    /// [`StoreError::VersionConflict`] unless the stored version is `commit.tx.version`;
+    /// returns the new version.
+    async fn commit(&self, commit: &Commit<'_>) -> StoreResult<i64>;
+
+    /// Transactions matching `filter`, newest first, and the total count.
+    async fn list(&self, filter: &TxFilter) -> StoreResult<Page>;
+
+    /// Transaction counts by status and type.
+    async fn stats(&self) -> StoreResult<Vec<StatusCount>>;
+
+    /// Ids of non-terminal transactions not updated since `updated_before` (ms), oldest first.
+    async fn find_stuck(&self, updated_before: i64, limit: u32) -> StoreResult<Vec<String>>;
+
+    /// A transaction's history (admin actions, notable transitions), oldest first.
+    async fn history(&self, tx_id: &str) -> StoreResult<Vec<HistoryEntry>>;
+
+    /// Append to a transaction's history outside a state change.
+    async fn append_history(&self, entry: &HistoryEntry) -> StoreResult<()>;
+
+    /// A plugin's stored value.
+    async fn kv_get(&self, namespace: &str, key: &str) -> StoreResult<Option<String>>;
+
+    /// The stored output of a completed step with this idempotency key, unless expired.
+    async fn idempotency_get(&self, key: &str, now_ms: i64) -> StoreResult<Option<String>>;
+
+    /// Delete up to `batch` expired idempotency records; returns how many went.
+    async fn purge_idempotency(&self, now_ms: i64, batch: u32) -> StoreResult<u64>;
+
+    /// Delete up to `batch` terminal transactions finished before `before_ms`, with their
+    /// steps and history; returns how many went.
+    async fn purge_finished(&self, before_ms: i64, batch: u32) -> StoreResult<u64>;
+
+    /// Check the database answers.
+    async fn ping(&self) -> StoreResult<()>;
+}
+
+/// Open the store named by `url` (`sqlite://…`, `postgres://…`, `mysql://…`, `mariadb://…`)
+/// and bring its schema up to date.
+pub async fn from_url(url: &str) -> StoreResult<Arc<dyn TxStore>> {
+    let store = SqlStore::connect(url).await?;
+    store.migrate().await?;
+    Ok(Arc::new(store))
+}
+
+/// Milliseconds since the Unix epoch, the time unit of every stored timestamp.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}

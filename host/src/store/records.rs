@@ -1,0 +1,211 @@
+//! The shapes the store reads and writes.
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::engine::{StepStatus, TxStatus};
+
+/// One saga as stored.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TxRecord {
+    /// Unique id.
+    pub tx_id: String,
+    /// Saga type (`adhoc` for a saga given in full).
+    pub tx_type: String,
+    /// Current status.
+    pub status: TxStatus,
+    /// The input object every step sees.
+    pub input: Value,
+    /// Outputs set so far, merged across steps.
+    pub outputs: Map<String, Value>,
+    /// Lock keys taken before the first step.
+    pub lock_keys: Vec<String>,
+    /// Index of the step being run (forward) or compensated (backward).
+    pub current_step: u32,
+    /// Number of steps.
+    pub total_steps: u32,
+    /// How many times the saga was retried as a whole.
+    pub retry_count: u32,
+    /// Retries allowed per step, and for the saga by recovery.
+    pub max_retries: u32,
+    /// Saga timeout in milliseconds.
+    pub timeout_ms: u64,
+    /// Deadline (ms since epoch) after which the saga times out.
+    pub deadline_at: i64,
+    /// The latest error, if any.
+    pub last_error: Option<String>,
+    /// Optimistic concurrency version; bumped by every commit.
+    pub version: i64,
+    /// The `Idempotency-Key` of the request that created it.
+    pub request_key: Option<String>,
+    /// Creation time (ms since epoch).
+    pub created_at: i64,
+    /// Last change (ms since epoch).
+    pub updated_at: i64,
+    /// When it reached a terminal status (ms since epoch).
+    pub completed_at: Option<i64>,
+}
+
+/// One step of a saga as stored.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StepRecord {
+    /// Owning saga.
+    pub tx_id: String,
+    /// Zero-based position.
+    pub step_index: u32,
+    /// Step name (as plugins declare it).
+    pub step_name: String,
+    /// Current status.
+    pub status: StepStatus,
+    /// Execute attempts made.
+    pub attempts: u32,
+    /// Compensate attempts made.
+    pub compensation_attempts: u32,
+    /// Outputs execute returned.
+    pub output: Option<Map<String, Value>>,
+    /// The latest error.
+    pub error: Option<String>,
+    /// The idempotency key of the execution, if the step gave one.
+    pub idempotency_key: Option<String>,
+    /// Digest of the plugin that last ran this step.
+    pub plugin_digest: Option<String>,
+    /// When execute first started (ms since epoch).
+    pub started_at: Option<i64>,
+    /// When the step last settled (ms since epoch).
+    pub finished_at: Option<i64>,
+}
+
+impl StepRecord {
+    /// A step not yet run.
+    pub fn pending(tx_id: &str, step_index: u32, step_name: &str) -> Self {
+        Self {
+            tx_id: tx_id.to_string(),
+            step_index,
+            step_name: step_name.to_string(),
+            status: StepStatus::Pending,
+            attempts: 0,
+            compensation_attempts: 0,
+            output: None,
+            error: None,
+            idempotency_key: None,
+            plugin_digest: None,
+            started_at: None,
+            finished_at: None,
+        }
+    }
+}
+
+/// Whether `create` made a new saga or found the one created by an earlier request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CreateOutcome {
+    /// Recorded now.
+    Created,
+    /// A saga with the same request key exists; its id.
+    Existing(String),
+}
+
+/// A plugin key-value change made during a step call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KvWrite {
+    /// The plugin's namespace.
+    pub namespace: String,
+    /// The key.
+    pub key: String,
+    /// The new value; `None` deletes.
+    pub value: Option<String>,
+}
+
+/// A completed step's remembered output.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IdempotencyRecord {
+    /// The key the step gave.
+    pub key: String,
+    /// The step's name.
+    pub step_name: String,
+    /// The saga that ran it.
+    pub tx_id: String,
+    /// Its output as JSON text.
+    pub output: String,
+    /// When it stops counting (ms since epoch).
+    pub expires_at: i64,
+}
+
+/// A line of a saga's history: admin actions and notable transitions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HistoryEntry {
+    /// The saga.
+    pub tx_id: String,
+    /// When (ms since epoch).
+    pub at: i64,
+    /// What kind of entry (`force_complete`, `retry`, `recovery`, …).
+    pub kind: String,
+    /// What happened, and why.
+    pub message: String,
+}
+
+/// Everything one state change writes, committed together.
+#[derive(Debug, Clone, Copy)]
+pub struct Commit<'a> {
+    /// The transaction's new state; its `version` is the one read (the fence).
+    pub tx: &'a TxRecord,
+    /// Steps whose state changed.
+    pub steps: &'a [&'a StepRecord],
+    /// Plugin key-value writes made by the step call this commit settles.
+    pub kv: &'a [KvWrite],
+    /// A completed step's output to remember under its idempotency key.
+    pub idempotency: Option<&'a IdempotencyRecord>,
+    /// History lines to append.
+    pub history: &'a [HistoryEntry],
+}
+
+impl<'a> Commit<'a> {
+    /// A commit of the transaction row and these steps only.
+    pub fn new(tx: &'a TxRecord, steps: &'a [&'a StepRecord]) -> Self {
+        Self {
+            tx,
+            steps,
+            kv: &[],
+            idempotency: None,
+            history: &[],
+        }
+    }
+}
+
+/// Which transactions to list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TxFilter {
+    /// Any of these statuses (empty: all).
+    pub statuses: Vec<TxStatus>,
+    /// Only this type.
+    pub tx_type: Option<String>,
+    /// Created at or after (ms since epoch).
+    pub created_after: Option<i64>,
+    /// Created before (ms since epoch).
+    pub created_before: Option<i64>,
+    /// Ids starting with this text.
+    pub tx_id_prefix: Option<String>,
+    /// Rows to skip.
+    pub offset: u64,
+    /// Rows to return.
+    pub limit: u32,
+}
+
+/// A page of transactions and the total that match.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page {
+    /// This page, newest first.
+    pub items: Vec<TxRecord>,
+    /// All that match the filter.
+    pub total: u64,
+}
+
+/// How many transactions have a status and type.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StatusCount {
+    /// Status.
+    pub status: TxStatus,
+    /// Type.
+    pub tx_type: String,
+    /// Count.
+    pub count: u64,
+}

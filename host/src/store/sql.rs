@@ -1,0 +1,666 @@
+//! The one body of store logic, over sqlx's `Any` driver; dialect quirks come from
+//! [`Dialect`].
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::{Map, Value};
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
+
+use super::records::*;
+use super::{Dialect, StoreError, StoreResult, TxStore};
+use crate::engine::StepStatus;
+
+static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
+static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
+static MYSQL_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/mysql");
+
+const TX_COLS: &str = "tx_id, tx_type, status, input, outputs, lock_keys, current_step, \
+    total_steps, retry_count, max_retries, timeout_ms, deadline_at, last_error, version, \
+    request_key, created_at, updated_at, completed_at";
+const STEP_COLS: &str = "tx_id, step_index, step_name, status, attempts, compensation_attempts, \
+    output, error, idempotency_key, plugin_digest, started_at, finished_at";
+const TERMINAL: &str = "('COMPLETED', 'COMPENSATED', 'COMPENSATION_FAILED', 'CANCELLED', 'FAILED')";
+
+/// Statements translated once for the dialect at hand.
+struct Statements {
+    insert_tx: String,
+    insert_step: String,
+    select_tx: String,
+    select_tx_by_request: String,
+    select_steps: String,
+    update_tx: String,
+    update_step: String,
+    kv_get: String,
+    kv_set: String,
+    kv_delete: String,
+    idem_get: String,
+    idem_put: String,
+    history_insert: String,
+    history_select: String,
+    find_stuck: String,
+}
+
+impl Statements {
+    fn new(d: Dialect) -> Self {
+        let s = |q: &str| d.sql(q).into_owned();
+        let marks = |n: usize| vec!["?"; n].join(", ");
+        Self {
+            insert_tx: s(&format!(
+                "INSERT INTO rte_transactions ({TX_COLS}) VALUES ({})",
+                marks(18)
+            )),
+            insert_step: s(&format!(
+                "INSERT INTO rte_steps ({STEP_COLS}) VALUES ({})",
+                marks(12)
+            )),
+            select_tx: s(&format!(
+                "SELECT {TX_COLS} FROM rte_transactions WHERE tx_id = ?"
+            )),
+            select_tx_by_request: s("SELECT tx_id FROM rte_transactions WHERE request_key = ?"),
+            select_steps: s(&format!(
+                "SELECT {STEP_COLS} FROM rte_steps WHERE tx_id = ? ORDER BY step_index"
+            )),
+            update_tx: s(
+                "UPDATE rte_transactions SET status = ?, outputs = ?, current_step = ?, \
+                retry_count = ?, max_retries = ?, deadline_at = ?, last_error = ?, lock_keys = ?, \
+                version = ?, updated_at = ?, completed_at = ? WHERE tx_id = ? AND version = ?",
+            ),
+            update_step: s(
+                "UPDATE rte_steps SET status = ?, attempts = ?, compensation_attempts = ?, \
+                output = ?, error = ?, idempotency_key = ?, plugin_digest = ?, started_at = ?, \
+                finished_at = ? WHERE tx_id = ? AND step_index = ?",
+            ),
+            kv_get: s("SELECT kv_value FROM rte_kv WHERE namespace = ? AND kv_key = ?"),
+            kv_set: s(&d.upsert(
+                "rte_kv",
+                &["namespace", "kv_key", "kv_value", "updated_at"],
+                &["namespace", "kv_key"],
+                &["kv_value", "updated_at"],
+            )),
+            kv_delete: s("DELETE FROM rte_kv WHERE namespace = ? AND kv_key = ?"),
+            idem_get: s("SELECT output FROM rte_idempotency WHERE idem_key = ? AND expires_at > ?"),
+            idem_put: s(&d.upsert(
+                "rte_idempotency",
+                &[
+                    "idem_key",
+                    "step_name",
+                    "tx_id",
+                    "output",
+                    "created_at",
+                    "expires_at",
+                ],
+                &["idem_key"],
+                &["step_name", "tx_id", "output", "created_at", "expires_at"],
+            )),
+            history_insert: s(
+                "INSERT INTO rte_history (tx_id, at, kind, message) VALUES (?, ?, ?, ?)",
+            ),
+            history_select: s(
+                "SELECT tx_id, at, kind, message FROM rte_history WHERE tx_id = ? ORDER BY id",
+            ),
+            find_stuck: s(&format!(
+                "SELECT tx_id FROM rte_transactions WHERE status NOT IN {TERMINAL} \
+                 AND updated_at < ? ORDER BY updated_at LIMIT ?"
+            )),
+        }
+    }
+}
+
+/// A store over SQLite, PostgreSQL or MySQL/MariaDB.
+pub struct SqlStore {
+    pool: AnyPool,
+    dialect: Dialect,
+    location: String,
+    q: Statements,
+}
+
+impl SqlStore {
+    /// Connect to the database `url` names; fails clearly when it cannot be reached.
+    pub async fn connect(url: &str) -> StoreResult<Self> {
+        sqlx::any::install_default_drivers();
+        let dialect = Dialect::from_url(url).ok_or_else(|| {
+            StoreError::Permanent(format!(
+                "unsupported database_url `{}`: use sqlite://, postgres:// or mysql://",
+                redact(url)
+            ))
+        })?;
+        let url = normalise_url(dialect, url);
+        let mut options = AnyPoolOptions::new()
+            .acquire_timeout(Duration::from_secs(5))
+            .max_connections(match dialect {
+                Dialect::Sqlite => 8,
+                _ => 32,
+            });
+        if dialect == Dialect::Sqlite {
+            options = options.after_connect(|conn, _| {
+                Box::pin(async move {
+                    use sqlx::Executor;
+                    conn.execute("PRAGMA journal_mode = WAL").await?;
+                    conn.execute("PRAGMA synchronous = NORMAL").await?;
+                    conn.execute("PRAGMA busy_timeout = 10000").await?;
+                    conn.execute("PRAGMA foreign_keys = ON").await?;
+                    Ok(())
+                })
+            });
+        }
+        let pool = options.connect(&url).await.map_err(|e| {
+            StoreError::Unavailable(format!("cannot connect to {}: {e}", redact(&url)))
+        })?;
+        Ok(Self {
+            pool,
+            dialect,
+            location: redact(&url),
+            q: Statements::new(dialect),
+        })
+    }
+
+    /// Apply the dialect's migrations from `migrations/`.
+    pub async fn migrate(&self) -> StoreResult<()> {
+        let migrator = match self.dialect {
+            Dialect::Sqlite => &SQLITE_MIGRATOR,
+            Dialect::Postgres => &POSTGRES_MIGRATOR,
+            Dialect::MySql => &MYSQL_MIGRATOR,
+        };
+        migrator
+            .run(&self.pool)
+            .await
+            .map_err(|e| StoreError::Permanent(format!("migration failed: {e}")))
+    }
+
+    /// The dialect in use.
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    /// The connection pool, for benchmarks that measure the raw database.
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+}
+
+/// Give SQLite URLs create-if-missing, as `sqlite://rte.db` should just work.
+fn normalise_url(dialect: Dialect, url: &str) -> String {
+    match dialect {
+        Dialect::Sqlite if !url.contains('?') && !url.contains(":memory:") => {
+            format!("{url}?mode=rwc")
+        }
+        Dialect::MySql if url.starts_with("mariadb:") => url.replacen("mariadb:", "mysql:", 1),
+        _ => url.to_string(),
+    }
+}
+
+/// The URL without its password.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "null".into())
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> StoreResult<T> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}
+
+fn parse_status<T: std::str::FromStr<Err = String>>(text: &str) -> StoreResult<T> {
+    text.parse().map_err(StoreError::Corrupt)
+}
+
+fn tx_from_row(row: &AnyRow) -> StoreResult<TxRecord> {
+    Ok(TxRecord {
+        tx_id: row.try_get("tx_id")?,
+        tx_type: row.try_get("tx_type")?,
+        status: parse_status(&row.try_get::<String, _>("status")?)?,
+        input: parse_json(&row.try_get::<String, _>("input")?, "input")?,
+        outputs: parse_json(&row.try_get::<String, _>("outputs")?, "outputs")?,
+        lock_keys: parse_json(&row.try_get::<String, _>("lock_keys")?, "lock_keys")?,
+        current_step: row.try_get::<i64, _>("current_step")? as u32,
+        total_steps: row.try_get::<i64, _>("total_steps")? as u32,
+        retry_count: row.try_get::<i64, _>("retry_count")? as u32,
+        max_retries: row.try_get::<i64, _>("max_retries")? as u32,
+        timeout_ms: row.try_get::<i64, _>("timeout_ms")? as u64,
+        deadline_at: row.try_get("deadline_at")?,
+        last_error: row.try_get("last_error")?,
+        version: row.try_get("version")?,
+        request_key: row.try_get("request_key")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+        completed_at: row.try_get("completed_at")?,
+    })
+}
+
+fn step_from_row(row: &AnyRow) -> StoreResult<StepRecord> {
+    let output: Option<String> = row.try_get("output")?;
+    Ok(StepRecord {
+        tx_id: row.try_get("tx_id")?,
+        step_index: row.try_get::<i64, _>("step_index")? as u32,
+        step_name: row.try_get("step_name")?,
+        status: parse_status::<StepStatus>(&row.try_get::<String, _>("status")?)?,
+        attempts: row.try_get::<i64, _>("attempts")? as u32,
+        compensation_attempts: row.try_get::<i64, _>("compensation_attempts")? as u32,
+        output: output
+            .map(|o| parse_json::<Map<String, Value>>(&o, "step output"))
+            .transpose()?,
+        error: row.try_get("error")?,
+        idempotency_key: row.try_get("idempotency_key")?,
+        plugin_digest: row.try_get("plugin_digest")?,
+        started_at: row.try_get("started_at")?,
+        finished_at: row.try_get("finished_at")?,
+    })
+}
+
+/// The non-`tx_id` filter clauses and their text arguments, in order.
+fn filter_clauses(filter: &TxFilter) -> (String, Vec<FilterArg>) {
+    let mut clauses = Vec::new();
+    let mut args = Vec::new();
+    if !filter.statuses.is_empty() {
+        clauses.push(format!(
+            "status IN ({})",
+            vec!["?"; filter.statuses.len()].join(", ")
+        ));
+        args.extend(
+            filter
+                .statuses
+                .iter()
+                .map(|s| FilterArg::Text(s.as_str().to_string())),
+        );
+    }
+    if let Some(t) = &filter.tx_type {
+        clauses.push("tx_type = ?".to_string());
+        args.push(FilterArg::Text(t.clone()));
+    }
+    if let Some(after) = filter.created_after {
+        clauses.push("created_at >= ?".to_string());
+        args.push(FilterArg::Int(after));
+    }
+    if let Some(before) = filter.created_before {
+        clauses.push("created_at < ?".to_string());
+        args.push(FilterArg::Int(before));
+    }
+    if let Some(prefix) = &filter.tx_id_prefix {
+        // Ids are generated from [0-9a-z-]; escape-free prefix match keeps the index usable.
+        let clean: String = prefix
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+            .collect();
+        clauses.push("tx_id LIKE ?".to_string());
+        args.push(FilterArg::Text(format!("{clean}%")));
+    }
+    let where_sql = if clauses.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", clauses.join(" AND "))
+    };
+    (where_sql, args)
+}
+
+enum FilterArg {
+    Text(String),
+    Int(i64),
+}
+
+fn bind_filter<'q>(
+    mut query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    args: &'q [FilterArg],
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    for arg in args {
+        query = match arg {
+            FilterArg::Text(t) => query.bind(t.as_str()),
+            FilterArg::Int(i) => query.bind(*i),
+        };
+    }
+    query
+}
+
+#[async_trait]
+impl TxStore for SqlStore {
+    fn summary(&self) -> String {
+        format!("{} store at {}", self.dialect.name(), self.location)
+    }
+
+    async fn create(&self, tx: &TxRecord, steps: &[StepRecord]) -> StoreResult<CreateOutcome> {
+        if let Some(key) = &tx.request_key {
+            let existing: Option<String> = sqlx::query_scalar(&self.q.select_tx_by_request)
+                .bind(key.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
+            if let Some(id) = existing {
+                return Ok(CreateOutcome::Existing(id));
+            }
+        }
+        let mut db = self.pool.begin().await?;
+        let inserted = sqlx::query(&self.q.insert_tx)
+            .bind(tx.tx_id.as_str())
+            .bind(tx.tx_type.as_str())
+            .bind(tx.status.as_str())
+            .bind(to_json(&tx.input))
+            .bind(to_json(&tx.outputs))
+            .bind(to_json(&tx.lock_keys))
+            .bind(tx.current_step as i64)
+            .bind(tx.total_steps as i64)
+            .bind(tx.retry_count as i64)
+            .bind(tx.max_retries as i64)
+            .bind(tx.timeout_ms as i64)
+            .bind(tx.deadline_at)
+            .bind(tx.last_error.as_deref())
+            .bind(tx.version)
+            .bind(tx.request_key.as_deref())
+            .bind(tx.created_at)
+            .bind(tx.updated_at)
+            .bind(tx.completed_at)
+            .execute(&mut *db)
+            .await;
+        if let Err(e) = inserted {
+            // Two requests with one key raced: the loser reports the winner's saga.
+            if let (Some(key), sqlx::Error::Database(d)) = (&tx.request_key, &e)
+                && d.is_unique_violation()
+            {
+                drop(db);
+                let id: String = sqlx::query_scalar(&self.q.select_tx_by_request)
+                    .bind(key.as_str())
+                    .fetch_one(&self.pool)
+                    .await?;
+                return Ok(CreateOutcome::Existing(id));
+            }
+            return Err(e.into());
+        }
+        for step in steps {
+            sqlx::query(&self.q.insert_step)
+                .bind(step.tx_id.as_str())
+                .bind(step.step_index as i64)
+                .bind(step.step_name.as_str())
+                .bind(step.status.as_str())
+                .bind(step.attempts as i64)
+                .bind(step.compensation_attempts as i64)
+                .bind(step.output.as_ref().map(to_json))
+                .bind(step.error.as_deref())
+                .bind(step.idempotency_key.as_deref())
+                .bind(step.plugin_digest.as_deref())
+                .bind(step.started_at)
+                .bind(step.finished_at)
+                .execute(&mut *db)
+                .await?;
+        }
+        db.commit().await?;
+        Ok(CreateOutcome::Created)
+    }
+
+    async fn get(&self, tx_id: &str) -> StoreResult<Option<(TxRecord, Vec<StepRecord>)>> {
+        let Some(row) = sqlx::query(&self.q.select_tx)
+            .bind(tx_id)
+            .fetch_optional(&self.pool)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let tx = tx_from_row(&row)?;
+        let rows = sqlx::query(&self.q.select_steps)
+            .bind(tx_id)
+            .fetch_all(&self.pool)
+            .await?;
+        let steps = rows
+            .iter()
+            .map(step_from_row)
+            .collect::<StoreResult<Vec<_>>>()?;
+        Ok(Some((tx, steps)))
+    }
+
+    async fn commit(&self, c: &Commit<'_>) -> StoreResult<i64> {
+        let tx = c.tx;
+        let next_version = tx.version + 1;
+        let mut db = self.pool.begin().await?;
+        let updated = sqlx::query(&self.q.update_tx)
+            .bind(tx.status.as_str())
+            .bind(to_json(&tx.outputs))
+            .bind(tx.current_step as i64)
+            .bind(tx.retry_count as i64)
+            .bind(tx.max_retries as i64)
+            .bind(tx.deadline_at)
+            .bind(tx.last_error.as_deref())
+            .bind(to_json(&tx.lock_keys))
+            .bind(next_version)
+            .bind(tx.updated_at)
+            .bind(tx.completed_at)
+            .bind(tx.tx_id.as_str())
+            .bind(tx.version)
+            .execute(&mut *db)
+            .await?;
+        if updated.rows_affected() != 1 {
+            return Err(StoreError::VersionConflict {
+                tx_id: tx.tx_id.clone(),
+                expected: tx.version,
+            });
+        }
+        for step in c.steps {
+            sqlx::query(&self.q.update_step)
+                .bind(step.status.as_str())
+                .bind(step.attempts as i64)
+                .bind(step.compensation_attempts as i64)
+                .bind(step.output.as_ref().map(to_json))
+                .bind(step.error.as_deref())
+                .bind(step.idempotency_key.as_deref())
+                .bind(step.plugin_digest.as_deref())
+                .bind(step.started_at)
+                .bind(step.finished_at)
+                .bind(step.tx_id.as_str())
+                .bind(step.step_index as i64)
+                .execute(&mut *db)
+                .await?;
+        }
+        for w in c.kv {
+            match &w.value {
+                Some(v) => {
+                    sqlx::query(&self.q.kv_set)
+                        .bind(w.namespace.as_str())
+                        .bind(w.key.as_str())
+                        .bind(v.as_str())
+                        .bind(tx.updated_at)
+                        .execute(&mut *db)
+                        .await?;
+                }
+                None => {
+                    sqlx::query(&self.q.kv_delete)
+                        .bind(w.namespace.as_str())
+                        .bind(w.key.as_str())
+                        .execute(&mut *db)
+                        .await?;
+                }
+            }
+        }
+        if let Some(r) = c.idempotency {
+            sqlx::query(&self.q.idem_put)
+                .bind(r.key.as_str())
+                .bind(r.step_name.as_str())
+                .bind(r.tx_id.as_str())
+                .bind(r.output.as_str())
+                .bind(tx.updated_at)
+                .bind(r.expires_at)
+                .execute(&mut *db)
+                .await?;
+        }
+        for h in c.history {
+            sqlx::query(&self.q.history_insert)
+                .bind(h.tx_id.as_str())
+                .bind(h.at)
+                .bind(h.kind.as_str())
+                .bind(h.message.as_str())
+                .execute(&mut *db)
+                .await?;
+        }
+        db.commit().await?;
+        Ok(next_version)
+    }
+
+    async fn list(&self, filter: &TxFilter) -> StoreResult<Page> {
+        let (where_sql, args) = filter_clauses(filter);
+        let count_sql = self
+            .dialect
+            .sql(&format!("SELECT COUNT(*) FROM rte_transactions{where_sql}"))
+            .into_owned();
+        let total: i64 = bind_filter(sqlx::query(&count_sql), &args)
+            .fetch_one(&self.pool)
+            .await?
+            .try_get(0)?;
+        let page_sql = self
+            .dialect
+            .sql(&format!(
+                "SELECT {TX_COLS} FROM rte_transactions{where_sql} \
+                 ORDER BY created_at DESC, tx_id DESC LIMIT {} OFFSET {}",
+                filter.limit.max(1),
+                filter.offset
+            ))
+            .into_owned();
+        let rows = bind_filter(sqlx::query(&page_sql), &args)
+            .fetch_all(&self.pool)
+            .await?;
+        let items = rows
+            .iter()
+            .map(tx_from_row)
+            .collect::<StoreResult<Vec<_>>>()?;
+        Ok(Page {
+            items,
+            total: total as u64,
+        })
+    }
+
+    async fn stats(&self) -> StoreResult<Vec<StatusCount>> {
+        let rows = sqlx::query(
+            "SELECT status, tx_type, COUNT(*) AS n FROM rte_transactions GROUP BY status, tx_type",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(StatusCount {
+                    status: parse_status(&r.try_get::<String, _>("status")?)?,
+                    tx_type: r.try_get("tx_type")?,
+                    count: r.try_get::<i64, _>("n")? as u64,
+                })
+            })
+            .collect()
+    }
+
+    async fn find_stuck(&self, updated_before: i64, limit: u32) -> StoreResult<Vec<String>> {
+        Ok(sqlx::query_scalar(&self.q.find_stuck)
+            .bind(updated_before)
+            .bind(limit as i64)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    async fn history(&self, tx_id: &str) -> StoreResult<Vec<HistoryEntry>> {
+        let rows = sqlx::query(&self.q.history_select)
+            .bind(tx_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(HistoryEntry {
+                    tx_id: r.try_get("tx_id")?,
+                    at: r.try_get("at")?,
+                    kind: r.try_get("kind")?,
+                    message: r.try_get("message")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn append_history(&self, h: &HistoryEntry) -> StoreResult<()> {
+        sqlx::query(&self.q.history_insert)
+            .bind(h.tx_id.as_str())
+            .bind(h.at)
+            .bind(h.kind.as_str())
+            .bind(h.message.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn kv_get(&self, namespace: &str, key: &str) -> StoreResult<Option<String>> {
+        Ok(sqlx::query_scalar(&self.q.kv_get)
+            .bind(namespace)
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    async fn idempotency_get(&self, key: &str, now_ms: i64) -> StoreResult<Option<String>> {
+        Ok(sqlx::query_scalar(&self.q.idem_get)
+            .bind(key)
+            .bind(now_ms)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    async fn purge_idempotency(&self, now_ms: i64, batch: u32) -> StoreResult<u64> {
+        let sql = self.dialect.delete_batch(
+            "rte_idempotency",
+            "idem_key",
+            "expires_at <= ?",
+            batch.max(1),
+        );
+        let done = sqlx::query(&self.dialect.sql(&sql))
+            .bind(now_ms)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn purge_finished(&self, before_ms: i64, batch: u32) -> StoreResult<u64> {
+        let select = format!(
+            "SELECT tx_id FROM rte_transactions WHERE status IN {TERMINAL} \
+             AND completed_at < ? ORDER BY completed_at LIMIT {}",
+            batch.max(1)
+        );
+        let select = self.dialect.sql(&select);
+        let ids: Vec<String> = sqlx::query_scalar(&select)
+            .bind(before_ms)
+            .fetch_all(&self.pool)
+            .await?;
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let marks = vec!["?"; ids.len()].join(", ");
+        let mut db = self.pool.begin().await?;
+        for table in ["rte_steps", "rte_history", "rte_transactions"] {
+            let sql = self
+                .dialect
+                .sql(&format!("DELETE FROM {table} WHERE tx_id IN ({marks})"))
+                .into_owned();
+            let mut q = sqlx::query(&sql);
+            for id in &ids {
+                q = q.bind(id.as_str());
+            }
+            q.execute(&mut *db).await?;
+        }
+        db.commit().await?;
+        Ok(ids.len() as u64)
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_never_reach_logs() {
+        assert_eq!(redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(redact("sqlite://rte.db"), "sqlite://rte.db");
+    }
+}

@@ -1,0 +1,114 @@
+//! The trait a step implements, and what it tells the host about itself.
+
+use crate::{StepContext, StepError};
+
+/// One saga step: an action and, usually, the action that undoes it.
+///
+/// [`export_steps!`](crate::export_steps) creates a fresh value with [`Default`] for every call,
+/// and the host may run each call in a fresh instance of the component: only what the step
+/// stores with [`kv`](crate::kv) reliably survives between calls.
+///
+/// Steps run at least once: a retry, or a host that restarts, may call `execute` again for the
+/// same saga. Make effects idempotent (check a marker in `kv` first), or return an
+/// [`idempotency_key`](Step::idempotency_key).
+pub trait Step {
+    /// The name and properties of this step. Depend on nothing but the type: the host reads it
+    /// when it loads the plugin, and calls are routed by its name.
+    fn info() -> StepInfo;
+
+    /// Do the step's work. Outputs set with [`StepContext::set_output`] are passed on to later
+    /// steps; `kv` writes are kept only if this returns `Ok`.
+    fn execute(&self, ctx: &mut StepContext) -> Result<(), StepError>;
+
+    /// Undo what `execute` did, when a later step fails. The default does nothing.
+    ///
+    /// The host calls this only after execute started, possibly more than once, and with
+    /// [`ExecuteOutcome::Unknown`](crate::ExecuteOutcome::Unknown) when it cannot tell whether
+    /// execute took effect: a compensation must succeed when there is nothing to undo.
+    fn compensate(&self, ctx: &mut StepContext) -> Result<(), StepError> {
+        let _ = ctx;
+        Ok(())
+    }
+
+    /// A key naming this execution's effect, such as `debit:{tx_id}:{account}`. The host does not
+    /// run an execute whose key already completed; it reuses the stored outputs instead. The
+    /// default, `None`, always runs.
+    fn idempotency_key(&self, ctx: &StepContext) -> Option<String> {
+        let _ = ctx;
+        None
+    }
+}
+
+/// What a plugin says about one of its steps, built with [`StepInfo::new`] and chained setters.
+///
+/// ```
+/// use rte_plugin_sdk::StepInfo;
+///
+/// let info = StepInfo::new("debit")
+///     .version("1.2.0")
+///     .service("accounts")
+///     .compensation(true)
+///     .idempotency(true)
+///     .description("take money from an account");
+/// assert_eq!(info.service, "accounts");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepInfo {
+    /// Step name used in saga definitions; unique across the plugins a host loads.
+    pub name: String,
+    /// Version of the step's code (default `0.1.0`).
+    pub version: String,
+    /// Downstream service the step calls, which names its circuit breaker (default empty: the
+    /// host uses the step name).
+    pub service: String,
+    /// Whether [`Step::compensate`] undoes [`Step::execute`] (default `false`).
+    pub supports_compensation: bool,
+    /// Whether [`Step::idempotency_key`] returns keys (default `false`).
+    pub supports_idempotency: bool,
+    /// One line for operators (default empty).
+    pub description: String,
+}
+
+impl StepInfo {
+    /// Info for the step `name`, with the defaults listed on each field.
+    pub fn new(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            version: "0.1.0".to_owned(),
+            service: String::new(),
+            supports_compensation: false,
+            supports_idempotency: false,
+            description: String::new(),
+        }
+    }
+
+    /// Set the version of the step's code.
+    pub fn version(mut self, version: impl Into<String>) -> Self {
+        self.version = version.into();
+        self
+    }
+
+    /// Set the downstream service, which names the step's circuit breaker.
+    pub fn service(mut self, service: impl Into<String>) -> Self {
+        self.service = service.into();
+        self
+    }
+
+    /// Declare whether [`Step::compensate`] undoes the step.
+    pub fn compensation(mut self, supported: bool) -> Self {
+        self.supports_compensation = supported;
+        self
+    }
+
+    /// Declare whether [`Step::idempotency_key`] returns keys.
+    pub fn idempotency(mut self, supported: bool) -> Self {
+        self.supports_idempotency = supported;
+        self
+    }
+
+    /// Set the one-line description shown to operators.
+    pub fn description(mut self, description: impl Into<String>) -> Self {
+        self.description = description.into();
+        self
+    }
+}

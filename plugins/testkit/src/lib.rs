@@ -1,0 +1,284 @@
+//! Steps any saga can use to show how the host behaves: success, delays, retryable and
+//! permanent errors, traps, runaway loops, memory and stack exhaustion, huge outputs, failing
+//! compensations and counted effects.
+//!
+//! Every step supports compensation (a no-op unless its docs say otherwise), so a saga can put
+//! any of them before a failing step to watch compensation run.
+
+use std::hint::black_box;
+use std::thread;
+use std::time::Duration;
+
+use rte_plugin_sdk::{Step, StepContext, StepError, StepInfo, config, export_steps, kv, log};
+
+export_steps!(
+    TestOk,
+    TestSleep,
+    TestFlaky,
+    TestFail,
+    TestTrap,
+    TestSpin,
+    TestOom,
+    TestRecurse,
+    TestBigOutput,
+    TestBadCompensation,
+    TestKvCounter,
+    TestLog,
+);
+
+/// Info shared by every testkit step.
+fn info(name: &str, description: &str) -> StepInfo {
+    StepInfo::new(name)
+        .service("testkit")
+        .compensation(true)
+        .description(description)
+}
+
+/// `test_ok`: copies every input key into its outputs.
+#[derive(Default)]
+pub struct TestOk;
+
+impl Step for TestOk {
+    fn info() -> StepInfo {
+        info("test_ok", "succeed, echoing the input as outputs")
+    }
+
+    fn execute(&self, ctx: &mut StepContext) -> Result<(), StepError> {
+        for (key, value) in ctx.input_map().clone() {
+            ctx.set_output(key, value)?;
+        }
+        Ok(())
+    }
+}
+
+/// `test_sleep`: sleeps `sleep_ms` (default 100) milliseconds; output `slept_ms`.
+#[derive(Default)]
+pub struct TestSleep;
+
+impl Step for TestSleep {
+    fn info() -> StepInfo {
+        info("test_sleep", "sleep sleep_ms milliseconds (default 100)")
+    }
+
+    fn execute(&self, ctx: &mut StepContext) -> Result<(), StepError> {
+        let ms: u64 = ctx.input_as::<Option<u64>>("sleep_ms")?.unwrap_or(100);
+        // A WASI clock wait: the host's deadline can still interrupt it.
+        thread::sleep(Duration::from_millis(ms));
+        ctx.set_output("slept_ms", ms)
+    }
+}
+
+/// `test_flaky`: a retryable error on attempts up to `flaky_times` (default 1), then success
+/// with output `attempts`.
+#[derive(Default)]
+pub struct TestFlaky;
+
+impl Step for TestFlaky {
+    fn info() -> StepInfo {
+        info("test_flaky", "fail retryably on the first flaky_times attempts (default 1)")
+    }
+
+    fn execute(&self, ctx: &mut StepContext) -> Result<(), StepError> {
+        let flaky_times: u32 = ctx.input_as::<Option<u32>>("flaky_times")?.unwrap_or(1);
+        let attempt = ctx.attempt();
+        if attempt <= flaky_times {
+            return Err(StepError::retryable(format!(
+                "test_flaky: attempt {attempt} of {flaky_times} failing attempts"
+            )));
+        }
+        ctx.set_output("attempts", attempt)
+    }
+}
+
+/// `test_fail`: always a permanent error.
+#[derive(Default)]
+pub struct TestFail;
+
+impl Step for TestFail {
+    fn info() -> StepInfo {
+        info("test_fail", "always fail permanently")
+    }
+
+    fn execute(&self, _ctx: &mut StepContext) -> Result<(), StepError> {
+        Err(StepError::permanent("test_fail: permanent failure"))
+    }
+}
+
+/// `test_trap`: panics, which traps the component.
+#[derive(Default)]
+pub struct TestTrap;
+
+impl Step for TestTrap {
+    fn info() -> StepInfo {
+        info("test_trap", "panic")
+    }
+
+    fn execute(&self, _ctx: &mut StepContext) -> Result<(), StepError> {
+        panic!("test_trap: deliberate panic")
+    }
+}
+
+/// `test_spin`: loops forever, until the host's deadline stops it.
+#[derive(Default)]
+pub struct TestSpin;
+
+impl Step for TestSpin {
+    fn info() -> StepInfo {
+        info("test_spin", "loop forever")
+    }
+
+    fn execute(&self, _ctx: &mut StepContext) -> Result<(), StepError> {
+        let mut n = 0u64;
+        loop {
+            // Opaque to the optimiser, so the loop is not removed as side-effect free.
+            n = black_box(n.wrapping_add(1));
+        }
+    }
+}
+
+/// `test_oom`: allocates without bound, until the host's memory cap stops it.
+#[derive(Default)]
+pub struct TestOom;
+
+impl Step for TestOom {
+    fn info() -> StepInfo {
+        info("test_oom", "allocate memory without bound")
+    }
+
+    fn execute(&self, _ctx: &mut StepContext) -> Result<(), StepError> {
+        let mut hoard = Vec::new();
+        loop {
+            // Non-zero bytes touch every page; black_box keeps each chunk alive in practice.
+            hoard.push(black_box(vec![0xA5u8; 1 << 20]));
+            black_box(&hoard);
+        }
+    }
+}
+
+/// `test_recurse`: recurses without bound, until the stack overflows.
+#[derive(Default)]
+pub struct TestRecurse;
+
+impl Step for TestRecurse {
+    fn info() -> StepInfo {
+        info("test_recurse", "recurse without bound")
+    }
+
+    fn execute(&self, _ctx: &mut StepContext) -> Result<(), StepError> {
+        let depth = recurse(0);
+        Err(StepError::permanent(format!("test_recurse: returned at depth {depth}")))
+    }
+}
+
+/// Each frame keeps a buffer on the stack and does work after the call, so it can be neither
+/// a tail call nor folded into a loop.
+#[inline(never)]
+fn recurse(depth: u64) -> u64 {
+    let frame = black_box([depth; 32]);
+    // Never true, but the compiler cannot know: keeps the function from recursing
+    // unconditionally in its eyes.
+    if black_box(depth) == u64::MAX {
+        return frame[0];
+    }
+    recurse(depth + 1).wrapping_add(black_box(frame)[31])
+}
+
+/// `test_big_output`: output `data`, a string of `bytes` bytes (default 16 MiB).
+#[derive(Default)]
+pub struct TestBigOutput;
+
+impl Step for TestBigOutput {
+    fn info() -> StepInfo {
+        info("test_big_output", "output a string of `bytes` bytes (default 16 MiB)")
+    }
+
+    fn execute(&self, ctx: &mut StepContext) -> Result<(), StepError> {
+        let bytes: usize = ctx.input_as::<Option<usize>>("bytes")?.unwrap_or(16 << 20);
+        ctx.set_output("data", "x".repeat(bytes))
+    }
+}
+
+/// `test_bad_compensation`: execute succeeds; compensation always fails retryably.
+#[derive(Default)]
+pub struct TestBadCompensation;
+
+impl Step for TestBadCompensation {
+    fn info() -> StepInfo {
+        info("test_bad_compensation", "succeed, but fail every compensation")
+    }
+
+    fn execute(&self, _ctx: &mut StepContext) -> Result<(), StepError> {
+        Ok(())
+    }
+
+    fn compensate(&self, _ctx: &mut StepContext) -> Result<(), StepError> {
+        Err(StepError::retryable(
+            "test_bad_compensation: compensation always fails",
+        ))
+    }
+}
+
+/// `test_kv_counter`: increments `counter/{key}` (input `key`, default `default`) and outputs
+/// the new `count`; compensation decrements it.
+///
+/// Execute deliberately counts every call, so a count above one per saga exposes a duplicate
+/// execution. Compensation undoes one increment only if this saga step made one.
+#[derive(Default)]
+pub struct TestKvCounter;
+
+impl TestKvCounter {
+    fn counter_key(ctx: &StepContext) -> Result<String, StepError> {
+        let key = ctx.input_as::<Option<String>>("key")?;
+        Ok(format!("counter/{}", key.as_deref().unwrap_or("default")))
+    }
+
+    fn marker_key(ctx: &StepContext) -> String {
+        format!("counted/{}/{}", ctx.tx_id(), ctx.step_index())
+    }
+}
+
+impl Step for TestKvCounter {
+    fn info() -> StepInfo {
+        info("test_kv_counter", "increment counter/{key} in kv").idempotency(true)
+    }
+
+    fn execute(&self, ctx: &mut StepContext) -> Result<(), StepError> {
+        let key = Self::counter_key(ctx)?;
+        let count = kv::get_json::<i64>(&key)?.unwrap_or(0) + 1;
+        kv::set_json(&key, &count)?;
+        kv::set(&Self::marker_key(ctx), "1")?;
+        ctx.set_output("count", count)
+    }
+
+    fn compensate(&self, ctx: &mut StepContext) -> Result<(), StepError> {
+        let marker = Self::marker_key(ctx);
+        if kv::get(&marker)?.is_none() {
+            return Ok(());
+        }
+        let key = Self::counter_key(ctx)?;
+        let count = kv::get_json::<i64>(&key)?.unwrap_or(0) - 1;
+        kv::set_json(&key, &count)?;
+        kv::delete(&marker)
+    }
+
+    fn idempotency_key(&self, ctx: &StepContext) -> Option<String> {
+        Some(format!("counter:{}:{}", ctx.tx_id(), ctx.step_index()))
+    }
+}
+
+/// `test_log`: logs the input `message` at info, and outputs the granted config value
+/// `greeting` (`null` if not granted).
+#[derive(Default)]
+pub struct TestLog;
+
+impl Step for TestLog {
+    fn info() -> StepInfo {
+        info("test_log", "log message, and output the greeting config value")
+    }
+
+    fn execute(&self, ctx: &mut StepContext) -> Result<(), StepError> {
+        let message = ctx.input_as::<Option<String>>("message")?;
+        log::info(message.as_deref().unwrap_or("test_log"));
+        ctx.set_output("greeting", config::get("greeting"))
+    }
+}
