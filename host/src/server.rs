@@ -28,11 +28,19 @@ impl Host {
     /// Open the store (running migrations), set up the plugin runtime, load every plugin
     /// in `plugins_dir` and watch it, and build the engine.
     pub async fn start(config: Config) -> Result<Host> {
+        let cache_dir = std::path::absolute(config.plugins_dir.join(".rte-cache")).ok();
+        Self::start_with_cache(config, cache_dir).await
+    }
+
+    /// [`Host::start`] with compiled plugins cached in `cache_dir` (`None`: not cached).
+    pub async fn start_with_cache(
+        config: Config,
+        cache_dir: Option<std::path::PathBuf>,
+    ) -> Result<Host> {
         config.validate()?;
         let store = crate::store::from_url(&config.database_url).await?;
         tracing::info!(store = %store.summary(), "store ready");
         let locks: Arc<dyn LockManager> = Arc::new(MemoryLocks::new());
-        let cache_dir = std::path::absolute(config.plugins_dir.join(".rte-cache")).ok();
         let runtime = Arc::new(PluginRuntime::new(RuntimeOptions {
             limits: Limits {
                 memory_bytes: config.plugin_memory_mb << 20,

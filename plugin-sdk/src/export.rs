@@ -107,7 +107,7 @@ pub fn execute(
         let entry = find(table, step)?;
         let mut ctx = context(ctx)?;
         (entry.execute)(&mut ctx)?;
-        Ok(serde_json::to_string(&ctx.set)?)
+        to_json(&ctx.set)
     };
     run().map_err(wit_error)
 }
@@ -166,9 +166,149 @@ fn json_object(what: &str, text: &str) -> Result<Map<String, Value>, StepError> 
         .map_err(|err| StepError::permanent(format!("{what} is not a JSON object: {err}")))
 }
 
+/// Serialize the outputs into a buffer of their exact size. `serde_json::to_string` grows its
+/// buffer by doubling, so a large output could need three times its size at once and hit the
+/// host's memory cap before the host's own output limit could report it.
+fn to_json(outputs: &Map<String, Value>) -> Result<String, StepError> {
+    struct Count(usize);
+
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    let mut count = Count(0);
+    serde_json::to_writer(&mut count, outputs)?;
+    let mut text = Vec::with_capacity(count.0);
+    serde_json::to_writer(&mut text, outputs)?;
+    String::from_utf8(text).map_err(|err| StepError::permanent(err.to_string()))
+}
+
 fn wit_error(err: StepError) -> wit::StepError {
     match err {
         StepError::Retryable(message) => wit::StepError::Retryable(message),
         StepError::Permanent(message) => wit::StepError::Permanent(message),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Default)]
+    struct Echo;
+
+    impl Step for Echo {
+        fn info() -> StepInfo {
+            StepInfo::new("echo").compensation(true)
+        }
+
+        fn execute(&self, ctx: &mut StepContext) -> Result<(), StepError> {
+            let amount: f64 = ctx.input_as("amount")?;
+            let note: Option<String> = ctx.input_as("note")?;
+            let earlier: String = ctx.output_as("earlier")?;
+            ctx.set_output("doubled", amount * 2.0)?;
+            ctx.set_output("note", note)?;
+            ctx.set_output("earlier", earlier)
+        }
+
+        fn compensate(&self, ctx: &mut StepContext) -> Result<(), StepError> {
+            match ctx.execute_outcome() {
+                ExecuteOutcome::Unknown => Err(StepError::retryable("unknown")),
+                _ => Ok(()),
+            }
+        }
+
+        fn idempotency_key(&self, ctx: &StepContext) -> Option<String> {
+            Some(format!("echo:{}:{}", ctx.tx_id(), ctx.attempt()))
+        }
+    }
+
+    const TABLE: &[Entry] = &[Entry::of::<Echo>()];
+
+    fn ctx(input: &str, outputs: &str, outcome: wit::ExecuteOutcome) -> wit::StepContext {
+        wit::StepContext {
+            tx_id: "tx-1".into(),
+            tx_type: "adhoc".into(),
+            step_name: "echo".into(),
+            step_index: 0,
+            attempt: 2,
+            input: input.into(),
+            outputs: outputs.into(),
+            execute_outcome: outcome,
+        }
+    }
+
+    fn permanent(result: Result<String, wit::StepError>) -> String {
+        match result {
+            Err(wit::StepError::Permanent(message)) => message,
+            other => panic!("expected a permanent error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn execute_returns_the_outputs_it_set() {
+        let call = ctx(
+            r#"{"amount": 1.5}"#,
+            r#"{"earlier": "x"}"#,
+            wit::ExecuteOutcome::NotApplicable,
+        );
+        let text = execute(TABLE, "echo", call).unwrap();
+        let outputs: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            outputs,
+            serde_json::json!({"doubled": 3.0, "note": null, "earlier": "x"})
+        );
+    }
+
+    #[test]
+    fn bad_calls_are_permanent_errors_naming_the_problem() {
+        let na = wit::ExecuteOutcome::NotApplicable;
+        let message = permanent(execute(TABLE, "nope", ctx("{}", "{}", na)));
+        assert!(message.contains("unknown step `nope`"), "{message}");
+        let message = permanent(execute(TABLE, "echo", ctx("{", "{}", na)));
+        assert!(
+            message.starts_with("input is not a JSON object"),
+            "{message}"
+        );
+        let message = permanent(execute(TABLE, "echo", ctx("[]", "{}", na)));
+        assert!(
+            message.starts_with("input is not a JSON object"),
+            "{message}"
+        );
+        let message = permanent(execute(TABLE, "echo", ctx("{}", "{}", na)));
+        assert_eq!(message, "missing input `amount`");
+        let message = permanent(execute(TABLE, "echo", ctx(r#"{"amount": "1"}"#, "{}", na)));
+        assert!(
+            message.starts_with("input `amount`: invalid type"),
+            "{message}"
+        );
+        let message = permanent(execute(TABLE, "echo", ctx(r#"{"amount": 1}"#, "", na)));
+        assert_eq!(message, "missing output `earlier`");
+    }
+
+    #[test]
+    fn compensate_and_key_dispatch_by_name() {
+        let unknown = ctx("{}", "{}", wit::ExecuteOutcome::Unknown);
+        assert!(matches!(
+            compensate(TABLE, "echo", unknown.clone()),
+            Err(wit::StepError::Retryable(message)) if message == "unknown"
+        ));
+        let completed = ctx("{}", "{}", wit::ExecuteOutcome::Completed);
+        assert!(compensate(TABLE, "echo", completed).is_ok());
+        assert!(compensate(TABLE, "nope", unknown.clone()).is_err());
+        assert_eq!(
+            idempotency_key(TABLE, "echo", unknown.clone()),
+            Some("echo:tx-1:2".into())
+        );
+        assert_eq!(idempotency_key(TABLE, "nope", unknown), None);
+        assert_eq!(steps(TABLE)[0].name, "echo");
+        assert!(steps(TABLE)[0].supports_compensation);
     }
 }

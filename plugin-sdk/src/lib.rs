@@ -15,7 +15,7 @@
 //!
 //! # Example
 //!
-//! ```ignore
+//! ```no_run
 //! use rte_plugin_sdk::{Step, StepContext, StepError, StepInfo, export_steps, kv};
 //!
 //! /// Reserve seats on a flight; compensation releases them.

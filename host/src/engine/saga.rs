@@ -216,7 +216,7 @@ impl SagaRun {
                     FailureKind::Timeout,
                     "saga passed its deadline before the step ran",
                 );
-                return self.fail(i, f, TxStatus::Timeout, false).await;
+                return self.fail(i, f, TxStatus::Timeout, None).await;
             }
             let attempt = self.steps[i].attempts + 1;
             let plugin = match self.plugin(i) {
@@ -257,7 +257,7 @@ impl SagaRun {
                         inner.breakers.record(&desc.service, false);
                     }
                     if now_ms() >= self.tx.deadline_at {
-                        return self.fail(i, f, TxStatus::Timeout, true).await;
+                        return self.fail(i, f, TxStatus::Timeout, Some(attempt)).await;
                     }
                     self.retry_or_fail(i, attempt, f).await?;
                 }
@@ -365,7 +365,7 @@ impl SagaRun {
         let cfg = &self.engine.inner.config;
         let retries_left = attempt <= self.tx.max_retries;
         if !(f.is_retryable() && retries_left) {
-            return self.fail(i, f, TxStatus::Failed, false).await;
+            return self.fail(i, f, TxStatus::Failed, Some(attempt)).await;
         }
         let delay = backoff(cfg.retry_interval, cfg.retry_max_interval, attempt);
         let step = &mut self.steps[i];
@@ -393,14 +393,14 @@ impl SagaRun {
         i: usize,
         f: CallFailure,
         status: TxStatus,
-        attempted: bool,
+        attempt: Option<u32>,
     ) -> Result<()> {
         let now = now_ms();
         let name = self.steps[i].step_name.clone();
         {
             let step = &mut self.steps[i];
-            if attempted || step.status == StepStatus::Executing {
-                step.attempts = step.attempts.max(1);
+            if let Some(attempt) = attempt {
+                step.attempts = attempt;
             }
             step.status = StepStatus::Failed;
             step.error = Some(step_error(&f));

@@ -6,7 +6,7 @@
 use rte_plugin_sdk::{Step, StepContext, StepError, StepInfo, kv};
 
 use crate::{
-    ACCOUNTS, Account, account_key, to_cents, load_account, marker_key, save_account, units,
+    ACCOUNTS, Account, account_key, load_account, marker_key, save_account, to_cents, units,
 };
 
 /// Create an account with an opening balance; compensation deletes it.
@@ -32,7 +32,10 @@ impl Step for OpenAccount {
             (_, None) => {
                 let balance = ctx.input_as::<Option<f64>>("balance")?.unwrap_or(0.0);
                 let balance_cents = to_cents("balance", balance, true)?;
-                let account = Account { balance_cents, closed: false };
+                let account = Account {
+                    balance_cents,
+                    closed: false,
+                };
                 save_account(&id, &account)?;
                 kv::set(&marker, &id)?;
                 account

@@ -18,7 +18,14 @@ use serde::{Deserialize, Serialize};
 use crate::accounts::{CloseAccount, GetBalance, OpenAccount};
 use crate::transfer::{Credit, Debit, Transfer};
 
-export_steps!(Debit, Transfer, Credit, OpenAccount, CloseAccount, GetBalance);
+export_steps!(
+    Debit,
+    Transfer,
+    Credit,
+    OpenAccount,
+    CloseAccount,
+    GetBalance
+);
 
 /// The circuit-breaker service of the account steps.
 const ACCOUNTS: &str = "accounts";
@@ -65,7 +72,11 @@ fn to_cents(key: &str, amount: f64, allow_zero: bool) -> Result<i64, StepError> 
     // Well inside the range where an f64 holds every cent exactly.
     let in_range = amount.is_finite() && amount.abs() < 1e13;
     if !in_range || amount < 0.0 || (amount == 0.0 && !allow_zero) {
-        let expected = if allow_zero { "zero or more" } else { "positive" };
+        let expected = if allow_zero {
+            "zero or more"
+        } else {
+            "positive"
+        };
         return Err(StepError::permanent(format!(
             "input `{key}` must be a {expected} amount, got {amount}"
         )));

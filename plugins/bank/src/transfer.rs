@@ -5,7 +5,7 @@
 use rte_plugin_sdk::{Step, StepContext, StepError, StepInfo, kv, log};
 use serde::{Deserialize, Serialize};
 
-use crate::{ACCOUNTS, to_cents, load_account, marker_key, save_account, usable_account, units};
+use crate::{ACCOUNTS, load_account, marker_key, save_account, to_cents, units, usable_account};
 
 /// What a debit or credit marker records: enough to undo it without rereading the input.
 #[derive(Serialize, Deserialize)]
@@ -43,7 +43,13 @@ impl Step for Debit {
             }
             account.balance_cents -= cents;
             save_account(&id, &account)?;
-            kv::set_json(&marker, &Movement { account: id.clone(), cents })?;
+            kv::set_json(
+                &marker,
+                &Movement {
+                    account: id.clone(),
+                    cents,
+                },
+            )?;
         }
         ctx.set_output("debit_ref", format!("debit:{}:{id}", ctx.tx_id()))
     }
@@ -79,7 +85,13 @@ impl Step for Credit {
             let mut account = usable_account(&id)?;
             account.balance_cents += cents;
             save_account(&id, &account)?;
-            kv::set_json(&marker, &Movement { account: id.clone(), cents })?;
+            kv::set_json(
+                &marker,
+                &Movement {
+                    account: id.clone(),
+                    cents,
+                },
+            )?;
         }
         ctx.set_output("credit_ref", format!("credit:{}:{id}", ctx.tx_id()))
     }

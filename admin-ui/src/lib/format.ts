@@ -1,0 +1,89 @@
+// Durations, times, byte sizes and JSON, formatted for people.
+
+/** 850 → "850 ms", 1234 → "1.23 s", 65_000 → "1m 05s", 7_380_000 → "2h 03m", 2 days → "2d 0h". */
+export function formatDuration(ms: number | null | undefined): string {
+  if (ms == null || !Number.isFinite(ms)) return "—";
+  if (ms < 0) ms = 0;
+  if (ms < 1000) return `${Math.round(ms)} ms`;
+  if (ms < 10_000) return `${(ms / 1000).toFixed(2).replace(/\.?0+$/, "")} s`;
+  if (ms < 60_000) return `${(ms / 1000).toFixed(1).replace(/\.0$/, "")} s`;
+  const s = Math.floor(ms / 1000);
+  const pad = (n: number) => String(n).padStart(2, "0");
+  if (s < 3600) return `${Math.floor(s / 60)}m ${pad(s % 60)}s`;
+  if (s < 86_400) return `${Math.floor(s / 3600)}h ${pad(Math.floor((s % 3600) / 60))}m`;
+  return `${Math.floor(s / 86_400)}d ${Math.floor((s % 86_400) / 3600)}h`;
+}
+
+/** Parse an RFC 3339 time to epoch milliseconds (null when absent or invalid). */
+export function parseTime(t: string | null | undefined): number | null {
+  if (!t) return null;
+  const ms = Date.parse(t);
+  return Number.isNaN(ms) ? null : ms;
+}
+
+/** Milliseconds between two RFC 3339 times; an open end is `now`. */
+export function between(from: string | null | undefined, to: string | null | undefined, now = Date.now()): number | null {
+  const a = parseTime(from);
+  if (a == null) return null;
+  return (parseTime(to) ?? now) - a;
+}
+
+/** "2024-05-01 14:03:22" in local time (with milliseconds when asked). */
+export function formatTime(t: string | null | undefined, withMs = false): string {
+  const ms = parseTime(t);
+  if (ms == null) return "—";
+  const d = new Date(ms);
+  const p = (n: number, w = 2) => String(n).padStart(w, "0");
+  const base = `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
+  return withMs ? `${base}.${p(d.getMilliseconds(), 3)}` : base;
+}
+
+/** "just now", "5 s ago", "3 min ago", "2 h ago", "4 d ago". */
+export function formatAgo(t: string | null | undefined, now = Date.now()): string {
+  const ms = parseTime(t);
+  if (ms == null) return "—";
+  const s = Math.round((now - ms) / 1000);
+  if (s < 2) return "just now";
+  if (s < 60) return `${s} s ago`;
+  if (s < 3600) return `${Math.floor(s / 60)} min ago`;
+  if (s < 86_400) return `${Math.floor(s / 3600)} h ago`;
+  return `${Math.floor(s / 86_400)} d ago`;
+}
+
+/** 1536 → "1.5 KiB". */
+export function formatBytes(n: number | null | undefined): string {
+  if (n == null) return "—";
+  const units = ["B", "KiB", "MiB", "GiB"];
+  let i = 0;
+  let v = n;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return `${i === 0 ? v : v.toFixed(v < 10 ? 1 : 0).replace(/\.0$/, "")} ${units[i]}`;
+}
+
+export function formatJson(value: unknown): string {
+  return value === undefined ? "" : JSON.stringify(value, null, 2);
+}
+
+/** A local `datetime-local` input value ↔ RFC 3339 (UTC). */
+export function localInputToIso(v: string): string {
+  if (!v) return "";
+  const ms = Date.parse(v);
+  return Number.isNaN(ms) ? "" : new Date(ms).toISOString();
+}
+
+export function isoToLocalInput(iso: string): string {
+  const ms = parseTime(iso);
+  if (ms == null) return "";
+  const d = new Date(ms);
+  const p = (n: number) => String(n).padStart(2, "0");
+  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}T${p(d.getHours())}:${p(d.getMinutes())}`;
+}
+
+/** Step errors carry their kind as a prefix: "retryable: …", "permanent: …", "trap: …", "timeout: …". */
+export function splitErrorKind(error: string): { kind: string | null; message: string } {
+  const m = /^(permanent|retryable|trap|timeout):\s*(.*)$/s.exec(error);
+  return m ? { kind: m[1], message: m[2] } : { kind: null, message: error };
+}

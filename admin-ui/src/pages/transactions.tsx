@@ -1,0 +1,262 @@
+// Transaction list: status/type/time/id filters reflected in the URL, server-side pages.
+
+import { useEffect, useMemo, useState } from "preact/hooks";
+import { Empty, ErrorState, Loading, PageHeader, StatusBadge } from "../components/ui";
+import { useApi, useDebounced, useNow } from "../hooks";
+import { between, formatAgo, formatDuration, formatTime, isoToLocalInput, localInputToIso } from "../lib/format";
+import {
+  DEFAULT_FILTERS,
+  filtersToQuery,
+  PAGE_SIZES,
+  pageCount,
+  pageWindow,
+  parseFilters,
+  rangeLabel,
+  toggleStatus,
+  withFilter,
+  type TxFilters,
+} from "../lib/query";
+import { statusColour, statusLabel } from "../lib/status";
+import { Link, navigate } from "../router";
+import { subscribe } from "../stream";
+import { TX_STATUSES, type SagaDef, type Stats, type TxPage } from "../types";
+
+function go(f: TxFilters, replace = false) {
+  const q = filtersToQuery(f);
+  navigate(q ? `/transactions?${q}` : "/transactions", replace);
+}
+
+export function Transactions({ search }: { search: string }) {
+  const filters = useMemo(() => parseFilters(search), [search]);
+  const list = useApi<TxPage>(`/api/transactions?${filtersToQuery(filters, true)}`);
+  const refresh = useDebounced(list.reload, 2000);
+  useEffect(() => subscribe((e) => e.type.startsWith("tx.") && refresh()), [refresh]);
+  const now = useNow(5000);
+  const active = filtersToQuery({ ...filters, page: 1, page_size: DEFAULT_FILTERS.page_size }) !== "";
+
+  return (
+    <>
+      <PageHeader title="Transactions">
+        <button type="button" class="btn" onClick={list.reload} disabled={list.loading}>
+          Refresh
+        </button>
+        <Link class="btn btn-primary" href="/start">
+          Start saga
+        </Link>
+      </PageHeader>
+      <FilterBar filters={filters} active={active} />
+      {list.error ? (
+        <ErrorState error={list.error} what="transactions" onRetry={list.reload} />
+      ) : !list.data ? (
+        <Loading />
+      ) : list.data.transactions.length === 0 ? (
+        <Empty title={active ? "No transactions match these filters" : "No transactions yet"}>
+          {active ? (
+            <button type="button" class="btn" onClick={() => go(DEFAULT_FILTERS)}>
+              Clear filters
+            </button>
+          ) : (
+            <>
+              Start one from the <Link href="/start">Start saga</Link> page or with <code>POST /api/transactions</code>.
+            </>
+          )}
+        </Empty>
+      ) : (
+        <>
+          <div class="table-wrap">
+            <table class="tx-table" aria-busy={list.loading}>
+              <thead>
+                <tr>
+                  <th scope="col">Transaction</th>
+                  <th scope="col">Type</th>
+                  <th scope="col">Status</th>
+                  <th scope="col">Progress</th>
+                  <th scope="col" class="num">
+                    Retries
+                  </th>
+                  <th scope="col">Created</th>
+                  <th scope="col" class="num">
+                    Duration
+                  </th>
+                  <th scope="col">Error</th>
+                </tr>
+              </thead>
+              <tbody>
+                {list.data.transactions.map((tx) => (
+                  <tr key={tx.tx_id}>
+                    <td>
+                      <Link class="mono" href={`/transactions/${encodeURIComponent(tx.tx_id)}`}>
+                        {tx.tx_id}
+                      </Link>
+                    </td>
+                    <td>{tx.tx_type}</td>
+                    <td>
+                      <StatusBadge status={tx.status} />
+                    </td>
+                    <td>
+                      <Progress done={tx.status === "COMPLETED" ? tx.total_steps : tx.current_step} total={tx.total_steps} status={tx.status} />
+                    </td>
+                    <td class="num">{tx.retry_count ? `${tx.retry_count}/${tx.max_retries}` : <span class="muted">0</span>}</td>
+                    <td title={formatTime(tx.created_at, true)}>
+                      {formatTime(tx.created_at)}
+                      <div class="sub">{formatAgo(tx.created_at, now)}</div>
+                    </td>
+                    <td class="num">{formatDuration(between(tx.created_at, tx.completed_at, now))}</td>
+                    <td class="err-cell" title={tx.error ?? undefined}>
+                      {tx.error ?? <span class="muted">—</span>}
+                    </td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          </div>
+          <Pager filters={filters} total={list.data.total} />
+        </>
+      )}
+    </>
+  );
+}
+
+function Progress({ done, total, status }: { done: number; total: number; status: string }) {
+  const pct = total ? Math.min(100, (done / total) * 100) : 0;
+  return (
+    <div class="progress" title={`step ${Math.min(done + (status === "COMPLETED" ? 0 : 1), total)} of ${total}`}>
+      <div class="progress-track">
+        <div class="progress-fill" style={{ width: `${pct}%`, background: statusColour(status) }} />
+      </div>
+      <span class="sub">
+        {done}/{total}
+      </span>
+    </div>
+  );
+}
+
+function FilterBar({ filters, active }: { filters: TxFilters; active: boolean }) {
+  const stats = useApi<Stats>("/api/stats");
+  const sagas = useApi<{ sagas: Record<string, SagaDef> }>("/api/sagas");
+  const types = useMemo(() => {
+    const set = new Set([...Object.keys(stats.data?.by_type ?? {}), ...Object.keys(sagas.data?.sagas ?? {})]);
+    if (filters.tx_type) set.add(filters.tx_type);
+    return [...set].sort();
+  }, [stats.data, sagas.data, filters.tx_type]);
+
+  const [q, setQ] = useState(filters.q);
+  const [from, setFrom] = useState(isoToLocalInput(filters.from));
+  const [to, setTo] = useState(isoToLocalInput(filters.to));
+  useEffect(() => {
+    setQ(filters.q);
+    setFrom(isoToLocalInput(filters.from));
+    setTo(isoToLocalInput(filters.to));
+  }, [filters.q, filters.from, filters.to]);
+
+  return (
+    <form
+      class="filters panel"
+      role="search"
+      aria-label="Filter transactions"
+      onSubmit={(e) => {
+        e.preventDefault();
+        go(withFilter(filters, { q: q.trim(), from: localInputToIso(from), to: localInputToIso(to) }));
+      }}
+    >
+      <fieldset class="chips">
+        <legend>Status</legend>
+        {TX_STATUSES.map((s) => {
+          const on = filters.status.includes(s);
+          return (
+            <button
+              type="button"
+              key={s}
+              class={`chip ${on ? "chip-on" : ""}`}
+              aria-pressed={on}
+              style={on ? { borderColor: statusColour(s), color: statusColour(s) } : undefined}
+              onClick={() => go(toggleStatus(filters, s))}
+            >
+              <span class="dot" style={{ background: statusColour(s) }} aria-hidden="true" />
+              {statusLabel(s)}
+            </button>
+          );
+        })}
+      </fieldset>
+      <div class="filter-row">
+        <label class="field-inline">
+          <span>Type</span>
+          <select value={filters.tx_type} onChange={(e) => go(withFilter(filters, { tx_type: (e.target as HTMLSelectElement).value }))}>
+            <option value="">All types</option>
+            {types.map((t) => (
+              <option key={t} value={t}>
+                {t}
+              </option>
+            ))}
+          </select>
+        </label>
+        <label class="field-inline">
+          <span>Created from</span>
+          <input type="datetime-local" value={from} onInput={(e) => setFrom((e.target as HTMLInputElement).value)} />
+        </label>
+        <label class="field-inline">
+          <span>to</span>
+          <input type="datetime-local" value={to} onInput={(e) => setTo((e.target as HTMLInputElement).value)} />
+        </label>
+        <label class="field-inline grow">
+          <span>Id starts with</span>
+          <input type="search" value={q} placeholder="tx id prefix" spellcheck={false} onInput={(e) => setQ((e.target as HTMLInputElement).value)} />
+        </label>
+        <button type="submit" class="btn btn-primary">
+          Apply
+        </button>
+        {active ? (
+          <button type="button" class="btn btn-ghost" onClick={() => go({ ...DEFAULT_FILTERS, page_size: filters.page_size })}>
+            Clear
+          </button>
+        ) : null}
+      </div>
+    </form>
+  );
+}
+
+function Pager({ filters, total }: { filters: TxFilters; total: number }) {
+  const pages = pageCount(total, filters.page_size);
+  const page = Math.min(filters.page, pages);
+  return (
+    <nav class="pager" aria-label="Pages">
+      <span class="muted">{rangeLabel(filters.page, filters.page_size, total)}</span>
+      <div class="pager-pages">
+        <button type="button" class="btn btn-small" disabled={page <= 1} onClick={() => go({ ...filters, page: page - 1 })}>
+          ‹ Previous
+        </button>
+        {pageWindow(page, pages).map((n, i) =>
+          n === "…" ? (
+            <span key={`gap${i}`} class="muted gap">
+              …
+            </span>
+          ) : (
+            <button
+              type="button"
+              key={n}
+              class={`btn btn-small ${n === page ? "btn-current" : ""}`}
+              aria-current={n === page ? "page" : undefined}
+              aria-label={`Page ${n}`}
+              onClick={() => go({ ...filters, page: n })}
+            >
+              {n}
+            </button>
+          ),
+        )}
+        <button type="button" class="btn btn-small" disabled={page >= pages} onClick={() => go({ ...filters, page: page + 1 })}>
+          Next ›
+        </button>
+      </div>
+      <label class="field-inline">
+        <span>Per page</span>
+        <select value={filters.page_size} onChange={(e) => go(withFilter(filters, { page_size: Number((e.target as HTMLSelectElement).value) }))}>
+          {[...new Set([...PAGE_SIZES, filters.page_size])].sort((a, b) => a - b).map((n) => (
+            <option key={n} value={n}>
+              {n}
+            </option>
+          ))}
+        </select>
+      </label>
+    </nav>
+  );
+}

@@ -1,0 +1,175 @@
+// Shapes of the host's REST API (snake_case, RFC 3339 times).
+
+export const TX_STATUSES = [
+  "CREATED",
+  "LOCKED",
+  "EXECUTING",
+  "CONFIRMING",
+  "COMPLETED",
+  "FAILED",
+  "COMPENSATING",
+  "COMPENSATED",
+  "COMPENSATION_FAILED",
+  "TIMEOUT",
+  "CANCELLED",
+] as const;
+export type TxStatus = (typeof TX_STATUSES)[number];
+
+export const STEP_STATUSES = [
+  "PENDING",
+  "EXECUTING",
+  "COMPLETED",
+  "FAILED",
+  "COMPENSATING",
+  "COMPENSATED",
+  "COMPENSATION_FAILED",
+  "SKIPPED",
+] as const;
+export type StepStatus = (typeof STEP_STATUSES)[number];
+
+export interface StepView {
+  step_index: number;
+  step_name: string;
+  status: StepStatus;
+  attempts: number;
+  compensation_attempts: number;
+  output: Record<string, unknown> | null;
+  error: string | null;
+  idempotency_key: string | null;
+  plugin_digest: string | null;
+  started_at: string | null;
+  finished_at: string | null;
+}
+
+export interface HistoryEntry {
+  at: string;
+  kind: string;
+  message: string;
+}
+
+export interface TxView {
+  tx_id: string;
+  tx_type: string;
+  status: TxStatus;
+  input: unknown;
+  output: Record<string, unknown>;
+  lock_keys: string[];
+  current_step: number;
+  total_steps: number;
+  retry_count: number;
+  max_retries: number;
+  timeout_ms: number;
+  deadline_at: string;
+  error: string | null;
+  version: number;
+  created_at: string;
+  updated_at: string;
+  completed_at: string | null;
+  steps?: StepView[];
+  history?: HistoryEntry[];
+}
+
+export interface TxPage {
+  transactions: TxView[];
+  total: number;
+  page: number;
+  page_size: number;
+}
+
+export interface Stats {
+  total_transactions: number;
+  pending_transactions: number;
+  completed_transactions: number;
+  failed_transactions: number;
+  compensation_failed_transactions: number;
+  by_status: Record<string, number>;
+  by_type: Record<string, Record<string, number>>;
+}
+
+export interface TimelinePoint {
+  at: string;
+  completed: number;
+  failed: number;
+}
+
+export interface StatsTimeline {
+  bucket_seconds: number;
+  points: TimelinePoint[];
+}
+
+export interface RecoveryStats {
+  running: boolean;
+  interval_ms: number;
+  stuck_threshold_ms: number;
+  scanned: number;
+  processed: number;
+  failed: number;
+  last_run_at: string | null;
+  last_run_duration_ms: number | null;
+}
+
+export type BreakerState = "closed" | "open" | "half_open";
+
+export interface Breaker {
+  service: string;
+  state: BreakerState;
+  consecutive_failures: number;
+  total_failures: number;
+  total_successes: number;
+}
+
+export interface RteEvent {
+  type: string;
+  tx_id: string | null;
+  tx_type: string | null;
+  step_name: string | null;
+  error: string | null;
+  data: Record<string, unknown>;
+  timestamp: string;
+}
+
+export interface StepInfo {
+  name: string;
+  version: string;
+  service: string;
+  supports_compensation: boolean;
+  supports_idempotency: boolean;
+  description: string;
+}
+
+export interface PluginStatus {
+  file: string;
+  digest: string | null;
+  steps: StepInfo[];
+  limits: { memory_bytes: number; timeout: string; max_output_bytes: number } | null;
+  loaded_at: string | null;
+  error: string | null;
+}
+
+export interface SagaDef {
+  steps: string[];
+  lock_keys: string[];
+  timeout: string | null;
+  max_retries: number | null;
+  description: string;
+}
+
+/** Event types the host publishes (more may appear; unknown ones are shown too). */
+export const EVENT_TYPES = [
+  "tx.created",
+  "tx.completed",
+  "tx.failed",
+  "tx.timeout",
+  "tx.cancelled",
+  "tx.compensated",
+  "tx.compensation_failed",
+  "step.started",
+  "step.completed",
+  "step.failed",
+  "step.compensated",
+  "circuit.opened",
+  "circuit.closed",
+  "recovery.start",
+  "alert.warning",
+  "alert.critical",
+] as const;

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Run every test of the project: Rust unit and end-to-end tests (real plugins built for
+# wasm32-wasip2, SQLite, and PostgreSQL/MariaDB/Redis when reachable), then the console's
+# component and browser tests. Installs what the tests need on a fresh machine first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\n==> %s\n' "$*"; }
+
+log "toolchain and wasm target"
+rustup show active-toolchain >/dev/null 2>&1 || rustup toolchain install stable
+rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
+
+if [ -f admin-ui/package.json ]; then
+  log "console dependencies"
+  if ! command -v chromium >/dev/null 2>&1; then
+    if command -v apt-get >/dev/null 2>&1; then
+      (apt-get install -y -q chromium >/dev/null 2>&1) || (apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null)
+    fi
+  fi
+  (cd admin-ui && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
+log "cargo test"
+cargo test --workspace --locked -- --test-threads="${RTE_TEST_THREADS:-2}"
+
+if [ -f admin-ui/package.json ]; then
+  log "console component tests"
+  (cd admin-ui && npm test --silent)
+  if [ -f admin-ui/e2e/run.sh ]; then
+    log "console browser tests"
+    bash admin-ui/e2e/run.sh
+  fi
+fi
+log "all tests passed"
