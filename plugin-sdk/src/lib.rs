@@ -5,7 +5,7 @@
 //! outputs for later steps, and [`compensate`](Step::compensate) undoes the work when a later
 //! step fails. [`export_steps!`] exports every step of the crate as one component.
 //!
-//! | module | what |
+//! | item | what |
 //! |---|---|
 //! | [`Step`], [`StepInfo`] | the trait a step implements, and its description |
 //! | [`StepContext`] | the saga's id, input and earlier outputs; where outputs are set |
@@ -74,7 +74,7 @@
 //! Return [`StepError::retryable`] for failures another attempt may fix, and
 //! [`StepError::permanent`] for those it cannot. The typed helpers
 //! ([`StepContext::input_as`], [`kv::get_json`], ...) already pick the right kind. A panic traps
-//! the component; the host records it as a failed call.
+//! the component: the call fails and its `kv` writes are discarded.
 //!
 //! # At least once
 //!
