@@ -1,6 +1,6 @@
 // A tiny history-API router: `useLocation`, `navigate` and `Link`.
 
-import type { ComponentChildren, JSX } from "preact";
+import type { AnchorHTMLAttributes, ComponentChildren } from "preact";
 import { useEffect, useState } from "preact/hooks";
 
 export interface Location {
@@ -32,7 +32,7 @@ export function useLocation(): Location {
   return loc;
 }
 
-type LinkProps = JSX.HTMLAttributes<HTMLAnchorElement> & { href: string; children?: ComponentChildren };
+type LinkProps = AnchorHTMLAttributes<HTMLAnchorElement> & { href: string; children?: ComponentChildren };
 
 /** An ordinary link that navigates in-app on a plain left click (new tabs still work). */
 export function Link({ href, onClick, ...rest }: LinkProps) {

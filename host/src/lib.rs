@@ -49,6 +49,8 @@ pub mod error;
 pub mod events;
 pub mod lock;
 pub mod plugin;
+pub mod recovery;
+pub mod retention;
 pub mod server;
 pub mod store;
 

@@ -14,6 +14,8 @@ use crate::engine::{Definitions, Engine, EngineConfig};
 use crate::error::{Error, Result};
 use crate::lock::{LockManager, MemoryLocks};
 use crate::plugin::{Limits, PluginRuntime, PluginWatcher, RuntimeOptions};
+use crate::recovery::{RecoveryConfig, RecoveryWorker};
+use crate::retention::RetentionWorker;
 
 /// A running host: the engine and the workers around it. Dropping it stops the workers.
 pub struct Host {
@@ -21,7 +23,10 @@ pub struct Host {
     pub engine: Engine,
     /// The configuration it was built from.
     pub config: Config,
+    /// The recovery worker (its figures; it runs until the host is dropped).
+    pub recovery: RecoveryWorker,
     _watcher: Option<PluginWatcher>,
+    _stop: tokio::sync::watch::Sender<bool>,
 }
 
 impl Host {
@@ -68,10 +73,31 @@ impl Host {
             .config(EngineConfig::from(&config))
             .definitions(definitions)
             .build();
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let until_stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        let recovery = RecoveryWorker::new(
+            engine.clone(),
+            RecoveryConfig {
+                interval: config.recovery_interval,
+                stuck_threshold: config.stuck_threshold,
+                max_retries: config.max_retries,
+            },
+        );
+        tokio::spawn(recovery.clone().run(until_stopped(stopped.clone())));
+        let housekeeping = RetentionWorker::new(
+            engine.store().clone(),
+            config.retention,
+            config.recovery_interval.max(Duration::from_secs(1)),
+        );
+        tokio::spawn(housekeeping.run(until_stopped(stopped)));
         Ok(Host {
             engine,
             config,
+            recovery,
             _watcher: watcher,
+            _stop: stop,
         })
     }
 
@@ -79,6 +105,7 @@ impl Host {
     pub fn app_state(&self) -> AppState {
         AppState {
             engine: self.engine.clone(),
+            recovery: self.recovery.clone(),
             admin_token: self.config.admin_token.as_deref().map(Arc::from),
             max_body: (self.config.max_body_kb << 10) as usize,
         }

@@ -68,11 +68,50 @@ export function tickStep(span: number, target = 6): number {
   return 10 * mag;
 }
 
-function eventsFor(events: RteEvent[], step: string, txId: string) {
-  return events
-    .filter((e) => e.tx_id === txId && e.step_name === step)
+type Timed = { e: RteEvent; t: number };
+
+const COMPENSATING = ["COMPENSATING", "COMPENSATED", "COMPENSATION_FAILED"];
+
+function isCompensationEvent(e: RteEvent): boolean {
+  return e.type === "step.compensated" || (e.type === "step.failed" && e.data?.compensation === true);
+}
+
+/**
+ * Events name a step, not its position, and one saga may run the same step twice. So events
+ * are matched to positions in the order they happened: a first attempt's `step.started` moves
+ * to the step's next position, and compensations walk the positions backwards.
+ * `events` are newest first, as the API returns them.
+ */
+export function assignEvents(tx: TxView, events: RteEvent[]): Timed[][] {
+  const steps = [...(tx.steps ?? [])].sort((a, b) => a.step_index - b.step_index);
+  const out: Timed[][] = steps.map(() => []);
+  const positions = new Map<string, number[]>();
+  steps.forEach((s, i) => positions.set(s.step_name, [...(positions.get(s.step_name) ?? []), i]));
+  const execAt = new Map<string, number>();
+  const compAt = new Map<string, number>();
+  const chronological = events
+    .filter((e) => e.tx_id === tx.tx_id && e.step_name && positions.has(e.step_name))
+    .reverse()
     .map((e) => ({ e, t: parseTime(e.timestamp) ?? 0 }))
     .sort((a, b) => a.t - b.t);
+  for (const ev of chronological) {
+    const name = ev.e.step_name!;
+    const all = positions.get(name)!;
+    if (isCompensationEvent(ev.e)) {
+      const undo = all.filter((i) => COMPENSATING.includes(steps[i].status));
+      if (!undo.length) continue;
+      const k = Math.min(compAt.get(name) ?? 0, undo.length - 1);
+      out[undo[undo.length - 1 - k]].push(ev);
+      if (ev.e.type === "step.compensated") compAt.set(name, k + 1);
+    } else {
+      let k = execAt.get(name) ?? -1;
+      if (ev.e.type === "step.started" && (ev.e.data?.attempt ?? 1) === 1) k++;
+      k = Math.max(0, Math.min(k, all.length - 1));
+      execAt.set(name, k);
+      out[all[k]].push(ev);
+    }
+  }
+  return out;
 }
 
 export function layoutTimeline(tx: TxView, events: RteEvent[] = [], opts: TimelineOptions = {}): TimelineLayout {
@@ -88,7 +127,7 @@ export function layoutTimeline(tx: TxView, events: RteEvent[] = [], opts: Timeli
   type Span = { start: number; end: number; running: boolean };
   const exec: (Span | null)[] = [];
   const comp: (Span | null)[] = [];
-  const evs = steps.map((s) => eventsFor(events, s.step_name, tx.tx_id));
+  const evs = assignEvents(tx, events);
   const failureAt = Math.max(
     -Infinity,
     ...steps.filter((s) => s.status === "FAILED").map((s) => parseTime(s.finished_at) ?? -Infinity),

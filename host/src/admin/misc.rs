@@ -151,3 +151,65 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
 pub async fn api_not_found() -> ApiError {
     ApiError::not_found("no such API endpoint")
 }
+
+/// `GET /api/stats/timeline?hours=24`: finished sagas per hour (per minute for ≤ 2 hours).
+pub async fn timeline(State(state): State<AppState>, RawQuery(query): RawQuery) -> Result<Json<Value>, ApiError> {
+    let hours = query
+        .unwrap_or_default()
+        .split('&')
+        .find_map(|p| p.strip_prefix("hours="))
+        .map(|h| h.parse::<i64>().map_err(|_| ApiError::bad_request("`hours` must be a whole number")))
+        .transpose()?
+        .unwrap_or(24)
+        .clamp(1, 24 * 30);
+    let bucket_ms: i64 = if hours <= 2 { 60_000 } else { 3_600_000 };
+    let now = crate::store::now_ms();
+    let since = (now - hours * 3_600_000) / bucket_ms * bucket_ms;
+    let rows = state.engine.store().timeline(since, bucket_ms).await.map_err(crate::Error::from)?;
+    let mut points: BTreeMap<i64, (u64, u64)> = BTreeMap::new();
+    let mut at = since;
+    while at <= now {
+        points.insert(at, (0, 0));
+        at += bucket_ms;
+    }
+    for (bucket, status, n) in rows {
+        let p = points.entry(bucket).or_default();
+        match status {
+            TxStatus::Completed => p.0 += n,
+            _ => p.1 += n,
+        }
+    }
+    let points: Vec<Value> = points
+        .into_iter()
+        .map(|(at, (completed, failed))| json!({"at": super::rfc3339(at), "completed": completed, "failed": failed}))
+        .collect();
+    Ok(Json(json!({"bucket_seconds": bucket_ms / 1000, "points": points})))
+}
+
+/// `GET /api/recovery/stats`.
+pub async fn recovery_stats(State(state): State<AppState>) -> Json<Value> {
+    Json(serde_json::to_value(state.recovery.stats()).unwrap_or_default())
+}
+
+/// `GET /api/sagas`: the defined saga types.
+pub async fn sagas(State(state): State<AppState>) -> Json<Value> {
+    let sagas: serde_json::Map<String, Value> = state
+        .engine
+        .definitions()
+        .sagas
+        .iter()
+        .map(|(name, d)| {
+            (
+                name.clone(),
+                json!({
+                    "steps": d.steps,
+                    "lock_keys": d.lock_keys,
+                    "timeout": d.timeout.map(|t| humantime::format_duration(t).to_string()),
+                    "max_retries": d.max_retries,
+                    "description": d.description,
+                }),
+            )
+        })
+        .collect();
+    Json(json!({"sagas": sagas}))
+}

@@ -275,3 +275,76 @@ mod tests {
         assert_eq!(q["bad"], ["%zz"]);
     }
 }
+
+/// Body of force-complete and force-cancel.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReasonRequest {
+    /// Why, for the saga's history.
+    pub reason: String,
+}
+
+/// Body of retry.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryRequest {
+    /// Why, for the saga's history.
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// Re-run from this step, keeping the outputs of the steps before it.
+    #[serde(default)]
+    pub from_step: Option<u32>,
+}
+
+fn reason(text: &str) -> Result<&str, ApiError> {
+    let text = text.trim();
+    if text.is_empty() || text.len() > 1000 {
+        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", "`reason` must be 1 to 1000 characters"));
+    }
+    Ok(text)
+}
+
+async fn detail(state: &AppState, tx_id: &str) -> Result<Json<TxView>, ApiError> {
+    let (tx, steps) = state.engine.get(tx_id).await?;
+    let history = state.engine.store().history(tx_id).await.map_err(crate::Error::from)?;
+    Ok(Json(TxView::detail(&tx, &steps, &history)))
+}
+
+/// `POST /api/transactions/{tx_id}/force-complete` `{"reason"}`.
+pub async fn force_complete(
+    State(state): State<AppState>,
+    Path(tx_id): Path<String>,
+    ApiJson(body): ApiJson<ReasonRequest>,
+) -> Result<Json<TxView>, ApiError> {
+    state.engine.force_complete(&tx_id, reason(&body.reason)?).await?;
+    detail(&state, &tx_id).await
+}
+
+/// `POST /api/transactions/{tx_id}/force-cancel` `{"reason"}`: compensates what completed.
+pub async fn force_cancel(
+    State(state): State<AppState>,
+    Path(tx_id): Path<String>,
+    ApiJson(body): ApiJson<ReasonRequest>,
+) -> Result<Json<TxView>, ApiError> {
+    state.engine.force_cancel(&tx_id, reason(&body.reason)?).await?;
+    detail(&state, &tx_id).await
+}
+
+/// `POST /api/transactions/{tx_id}/retry` `{"reason"?, "from_step"?}` (the body may be empty).
+pub async fn retry(
+    State(state): State<AppState>,
+    Path(tx_id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<TxView>, ApiError> {
+    let body: RetryRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        RetryRequest::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("malformed JSON: {e}")))?
+    };
+    let why = match body.reason.as_deref() {
+        Some(r) => reason(r)?.to_string(),
+        None => "manual retry".to_string(),
+    };
+    state.engine.retry(&tx_id, body.from_step, &why).await?;
+    detail(&state, &tx_id).await
+}

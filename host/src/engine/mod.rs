@@ -4,6 +4,7 @@
 //! The engine names no concrete backend: it holds a [`TxStore`], a [`LockManager`] and a
 //! [`PluginRuntime`].
 
+mod admin;
 mod definitions;
 mod retry;
 mod saga;
@@ -26,7 +27,7 @@ use crate::error::{Error, Result};
 use crate::events::{Event, EventBus, kinds};
 use crate::lock::{LockManager, MemoryLocks};
 use crate::plugin::PluginRuntime;
-use crate::store::{CreateOutcome, HistoryEntry, StepRecord, TxRecord, TxStore, now_ms};
+use crate::store::{CreateOutcome, StepRecord, TxRecord, TxStore, now_ms};
 
 /// Saga type recorded for a saga given in full with its request.
 pub const ADHOC_TYPE: &str = "adhoc";
@@ -565,16 +566,13 @@ impl Engine {
         }
     }
 
-    pub(crate) async fn history(&self, tx_id: &str, kind: &str, message: String) {
-        let entry = HistoryEntry {
-            tx_id: tx_id.to_string(),
-            at: now_ms(),
-            kind: kind.to_string(),
-            message,
-        };
-        if let Err(e) = self.inner.store.append_history(&entry).await {
-            tracing::warn!(%tx_id, error = %e, "could not record history");
-        }
+    /// Whether this host is driving `tx_id` right now.
+    pub fn is_driving(&self, tx_id: &str) -> bool {
+        self.inner
+            .active
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(tx_id)
     }
 }
 

@@ -158,12 +158,7 @@ impl SagaRun {
         let first = self.tx.current_step as usize;
         self.steps[first].status = StepStatus::Executing;
         self.steps[first].started_at.get_or_insert(now);
-        self.commit(&[first], &[], None, &[]).await?;
-        self.events().publish(
-            self.event(kinds::STEP_STARTED)
-                .step(&self.steps[first].step_name),
-        );
-        Ok(())
+        self.commit(&[first], &[], None, &[]).await
     }
 
     /// A saga that could not even start (its locks stayed taken) fails with nothing to undo.
@@ -547,6 +542,20 @@ impl SagaRun {
     }
 
     async fn finish_compensation(&mut self) -> Result<()> {
+        // An operator's force-cancel ends the saga CANCELLED once everything is undone.
+        let history = self.engine.inner.store.history(&self.tx.tx_id).await?;
+        let cancelled = history
+            .iter()
+            .rev()
+            .find(|h| h.kind.starts_with("force_") || h.kind == "retry")
+            .is_some_and(|h| h.kind == "force_cancel");
+        if cancelled {
+            self.tx.status = TxStatus::Cancelled;
+            self.tx.completed_at = Some(now_ms());
+            self.commit(&[], &[], None, &[]).await?;
+            self.events().publish(self.event(kinds::TX_CANCELLED));
+            return Ok(());
+        }
         self.tx.status = TxStatus::Compensated;
         self.tx.completed_at = Some(now_ms());
         self.commit(&[], &[], None, &[]).await?;

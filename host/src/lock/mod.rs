@@ -2,12 +2,14 @@
 //! implementation, and [`acquire_all`], which takes a saga's keys in a fixed order.
 
 mod memory;
+mod redis;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 
+pub use self::redis::RedisLocks;
 pub use memory::MemoryLocks;
 
 /// Why a lock operation failed.
@@ -46,6 +48,18 @@ pub trait LockManager: Send + Sync + 'static {
 
     /// Release `key` if `token` holds it.
     async fn release(&self, key: &str, token: &str) -> Result<bool, LockError>;
+}
+
+/// The lock service for a host: in-process locks when no Redis URL is configured (one
+/// host), otherwise locks in Redis under `prefix`, shared by every host using it.
+pub async fn from_url(
+    redis_url: Option<&str>,
+    prefix: &str,
+) -> Result<Arc<dyn LockManager>, LockError> {
+    Ok(match redis_url {
+        None => Arc::new(MemoryLocks::new()),
+        Some(url) => Arc::new(RedisLocks::connect(url, prefix).await?),
+    })
 }
 
 /// Take every key (sorted, deduplicated, so two sagas never wait on each other in a

@@ -81,6 +81,14 @@ impl Dialect {
         }
     }
 
+    /// Integer division of two integer expressions.
+    pub fn int_div(self, a: &str, b: &str) -> String {
+        match self {
+            Dialect::MySql => format!("({a} DIV {b})"),
+            _ => format!("({a} / {b})"),
+        }
+    }
+
     /// `INSERT … ` that keeps the existing row on a key clash.
     pub fn insert_ignore(self, table: &str, cols: &[&str]) -> String {
         let marks = vec!["?"; cols.len()].join(", ");

@@ -12,6 +12,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+use crate::engine::TxStatus;
+
 pub use dialect::Dialect;
 pub use records::{
     Commit, CreateOutcome, HistoryEntry, IdempotencyRecord, KvWrite, Page, StatusCount, StepRecord,
@@ -104,6 +106,10 @@ pub trait TxStore: Send + Sync + 'static {
 
     /// Transaction counts by status and type.
     async fn stats(&self) -> StoreResult<Vec<StatusCount>>;
+
+    /// Transactions that finished since `since_ms`, counted by status per `bucket_ms`
+    /// interval: (bucket start in ms, status, count).
+    async fn timeline(&self, since_ms: i64, bucket_ms: i64) -> StoreResult<Vec<(i64, TxStatus, u64)>>;
 
     /// Ids of non-terminal transactions not updated since `updated_before` (ms), oldest first.
     async fn find_stuck(&self, updated_before: i64, limit: u32) -> StoreResult<Vec<String>>;

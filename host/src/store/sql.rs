@@ -10,7 +10,7 @@ use sqlx::{AnyPool, Row};
 
 use super::records::*;
 use super::{Dialect, StoreError, StoreResult, TxStore};
-use crate::engine::StepStatus;
+use crate::engine::{StepStatus, TxStatus};
 
 static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
 static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
@@ -547,6 +547,26 @@ impl TxStore for SqlStore {
                     tx_type: r.try_get("tx_type")?,
                     count: r.try_get::<i64, _>("n")? as u64,
                 })
+            })
+            .collect()
+    }
+
+    async fn timeline(&self, since_ms: i64, bucket_ms: i64) -> StoreResult<Vec<(i64, TxStatus, u64)>> {
+        let bucket_ms = bucket_ms.max(1);
+        let sql = format!(
+            "SELECT {} AS bucket, status, COUNT(*) AS n FROM rte_transactions \
+             WHERE completed_at >= ? GROUP BY {}, status ORDER BY bucket",
+            self.dialect.int_div("completed_at", &bucket_ms.to_string()),
+            self.dialect.int_div("completed_at", &bucket_ms.to_string()),
+        );
+        let rows = sqlx::query(&self.dialect.sql(&sql)).bind(since_ms).fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get::<i64, _>("bucket")? * bucket_ms,
+                    parse_status(&r.try_get::<String, _>("status")?)?,
+                    r.try_get::<i64, _>("n")? as u64,
+                ))
             })
             .collect()
     }

@@ -1,0 +1,55 @@
+import { describe, expect, it } from "vitest";
+import { between, formatAgo, formatBytes, formatDuration, isoToLocalInput, localInputToIso, splitErrorKind } from "./format";
+
+describe("formatDuration", () => {
+  it.each([
+    [0, "0 ms"],
+    [850, "850 ms"],
+    [1000, "1 s"],
+    [1234, "1.23 s"],
+    [12_340, "12.3 s"],
+    [65_000, "1m 05s"],
+    [7_380_000, "2h 03m"],
+    [2 * 86_400_000 + 3_600_000, "2d 1h"],
+  ])("%d ms → %s", (ms, text) => expect(formatDuration(ms)).toBe(text));
+
+  it("shows a dash for missing values and clamps negatives", () => {
+    expect(formatDuration(null)).toBe("—");
+    expect(formatDuration(undefined)).toBe("—");
+    expect(formatDuration(-5)).toBe("0 ms");
+  });
+});
+
+describe("times", () => {
+  it("measures between two times, an open end being now", () => {
+    expect(between("2024-01-01T00:00:00Z", "2024-01-01T00:00:01.5Z")).toBe(1500);
+    expect(between("2024-01-01T00:00:00Z", null, Date.parse("2024-01-01T00:01:00Z"))).toBe(60_000);
+    expect(between(null, null)).toBeNull();
+  });
+
+  it("says how long ago", () => {
+    const now = Date.parse("2024-01-01T12:00:00Z");
+    expect(formatAgo("2024-01-01T12:00:00Z", now)).toBe("just now");
+    expect(formatAgo("2024-01-01T11:59:30Z", now)).toBe("30 s ago");
+    expect(formatAgo("2024-01-01T11:00:00Z", now)).toBe("1 h ago");
+  });
+
+  it("round-trips datetime-local values through RFC 3339", () => {
+    const iso = localInputToIso("2024-03-05T14:30");
+    expect(iso).toMatch(/Z$/);
+    expect(isoToLocalInput(iso)).toBe("2024-03-05T14:30");
+    expect(localInputToIso("")).toBe("");
+  });
+});
+
+it("formats byte sizes", () => {
+  expect(formatBytes(512)).toBe("512 B");
+  expect(formatBytes(1536)).toBe("1.5 KiB");
+  expect(formatBytes(64 * 1024 * 1024)).toBe("64 MiB");
+});
+
+it("splits a step error into kind and message", () => {
+  expect(splitErrorKind("permanent: no funds")).toEqual({ kind: "permanent", message: "no funds" });
+  expect(splitErrorKind("trap: wasm `unreachable`")).toEqual({ kind: "trap", message: "wasm `unreachable`" });
+  expect(splitErrorKind("something else")).toEqual({ kind: null, message: "something else" });
+});

@@ -1,0 +1,26 @@
+import { expect, it } from "vitest";
+import { TX_STATUSES, STEP_STATUSES } from "../types";
+import { isTerminal, statusColour, statusLabel, statusTone, TONE_COLOURS } from "./status";
+
+it("maps saga statuses to the agreed colours", () => {
+  expect(statusTone("COMPLETED")).toBe("ok");
+  expect(statusTone("COMPENSATED")).toBe("warn");
+  for (const s of ["FAILED", "COMPENSATION_FAILED", "TIMEOUT"]) expect(statusTone(s)).toBe("bad");
+  for (const s of ["CREATED", "LOCKED", "EXECUTING", "CONFIRMING", "COMPENSATING"]) expect(statusTone(s)).toBe("run");
+  expect(statusTone("CANCELLED")).toBe("muted");
+  expect(statusColour("COMPLETED")).toBe(TONE_COLOURS.ok);
+});
+
+it("gives every known status a tone and unknown ones a neutral one", () => {
+  for (const s of [...TX_STATUSES, ...STEP_STATUSES]) expect(TONE_COLOURS[statusTone(s)]).toBeTruthy();
+  expect(statusTone("SOMETHING_NEW")).toBe("muted");
+  expect(statusTone("open")).toBe("bad");
+  expect(statusTone("half_open")).toBe("warn");
+});
+
+it("knows terminal statuses and labels them", () => {
+  expect(isTerminal("COMPENSATED")).toBe(true);
+  expect(isTerminal("COMPENSATING")).toBe(false);
+  expect(statusLabel("COMPENSATION_FAILED")).toBe("Compensation failed");
+  expect(statusLabel("half_open")).toBe("Half open");
+});

@@ -1,0 +1,371 @@
+// One transaction: fields, timeline, steps, input/output, history, live events and the
+// operator actions (force-complete, force-cancel, retry).
+
+import { useEffect, useState } from "preact/hooks";
+import { api, ApiError } from "../api";
+import { ConfirmDialog } from "../components/dialog";
+import { Timeline } from "../components/timeline";
+import { CopyButton, Empty, ErrorState, Field, JsonBlock, Loading, PageHeader, StatusBadge } from "../components/ui";
+import { useApi, useDebounced, useNow } from "../hooks";
+import { between, formatDuration, formatTime, splitErrorKind } from "../lib/format";
+import { isTerminal } from "../lib/status";
+import { Link } from "../router";
+import { subscribe, type StreamState } from "../stream";
+import type { RteEvent, StepView, TxView } from "../types";
+
+type Action = "force-complete" | "force-cancel" | "retry";
+
+export function TxDetail({ txId }: { txId: string }) {
+  const path = `/api/transactions/${encodeURIComponent(txId)}`;
+  const tx = useApi<TxView>(path);
+  const recent = useApi<{ events: RteEvent[] }>(`/api/events?tx_id=${encodeURIComponent(txId)}&limit=500`);
+  const [live, setLive] = useState<RteEvent[]>([]);
+  const [stream, setStream] = useState<StreamState>("connecting");
+  const [action, setAction] = useState<Action | null>(null);
+  const [notice, setNotice] = useState<string | null>(null);
+  const reload = useDebounced(tx.reload, 250);
+  const now = useNow(tx.data && !isTerminal(tx.data.status) ? 500 : 10000);
+
+  useEffect(() => {
+    setLive([]);
+    return subscribe(
+      (e) => {
+        if (e.tx_id !== txId) return;
+        setLive((l) => [e, ...l].slice(0, 500));
+        reload();
+      },
+      setStream,
+    );
+  }, [txId, reload]);
+
+  const events = mergeEvents(live, recent.data?.events ?? []);
+
+  if (tx.error && !tx.data) {
+    return (
+      <>
+        <Back />
+        {tx.error.status === 404 ? (
+          <Empty title="Transaction not found">
+            No transaction has the id <code>{txId}</code>; it may have been purged after its retention period.
+          </Empty>
+        ) : (
+          <ErrorState error={tx.error} what="the transaction" onRetry={tx.reload} />
+        )}
+      </>
+    );
+  }
+  if (!tx.data) return <Loading />;
+  const t = tx.data;
+  const steps = [...(t.steps ?? [])].sort((a, b) => a.step_index - b.step_index);
+
+  return (
+    <>
+      <Back />
+      <PageHeader title="Transaction">
+        <span class={`live live-${stream}`} title={`event stream: ${stream}`}>
+          {stream === "live" ? "Live" : stream === "connecting" ? "Connecting…" : "Not live"}
+        </span>
+        <button type="button" class="btn" onClick={() => setAction("retry")} disabled={t.status === "COMPLETED"}>
+          Retry…
+        </button>
+        <button type="button" class="btn btn-danger-outline" onClick={() => setAction("force-cancel")} disabled={t.status === "COMPLETED" || t.status === "CANCELLED"}>
+          Force cancel…
+        </button>
+        <button type="button" class="btn btn-danger-outline" onClick={() => setAction("force-complete")} disabled={t.status === "COMPLETED"}>
+          Force complete…
+        </button>
+      </PageHeader>
+      <div class="tx-title">
+        <code class="mono tx-id">{t.tx_id}</code>
+        <CopyButton text={t.tx_id} label="Copy transaction id" />
+        <StatusBadge status={t.status} />
+        <span class="muted">{t.tx_type}</span>
+      </div>
+      {notice ? (
+        <div class="notice" role="status">
+          {notice}
+          <button type="button" class="btn btn-small btn-ghost" onClick={() => setNotice(null)} aria-label="Dismiss">
+            ×
+          </button>
+        </div>
+      ) : null}
+      {t.error ? (
+        <div class="banner banner-bad" role="note">
+          <strong>Error</strong> {t.error}
+        </div>
+      ) : null}
+      {tx.error ? <ErrorState error={tx.error} what="the latest state" onRetry={tx.reload} /> : null}
+
+      <section class="panel">
+        <dl class="fields">
+          <Field label="Type">{t.tx_type}</Field>
+          <Field label="Status">
+            <StatusBadge status={t.status} />
+          </Field>
+          <Field label="Step">
+            {Math.min(t.current_step + 1, t.total_steps)} of {t.total_steps}
+            {steps[t.current_step] ? <span class="muted"> ({steps[t.current_step].step_name})</span> : null}
+          </Field>
+          <Field label="Retries">
+            {t.retry_count} of {t.max_retries}
+          </Field>
+          <Field label="Created">{formatTime(t.created_at, true)}</Field>
+          <Field label="Updated">{formatTime(t.updated_at, true)}</Field>
+          <Field label="Completed">{formatTime(t.completed_at, true)}</Field>
+          <Field label="Duration">{formatDuration(between(t.created_at, t.completed_at, now))}</Field>
+          <Field label="Timeout">{formatDuration(t.timeout_ms)}</Field>
+          <Field label="Deadline">{formatTime(t.deadline_at)}</Field>
+          <Field label="Version">{t.version}</Field>
+          <Field label="Lock keys">
+            {t.lock_keys.length ? (
+              t.lock_keys.map((k) => (
+                <code key={k} class="tag">
+                  {k}
+                </code>
+              ))
+            ) : (
+              <span class="muted">none</span>
+            )}
+          </Field>
+        </dl>
+      </section>
+
+      <section class="panel" aria-labelledby="tl-title">
+        <h2 id="tl-title">Timeline</h2>
+        <Timeline tx={t} events={events} now={now} />
+      </section>
+
+      <section class="panel" aria-labelledby="steps-title">
+        <h2 id="steps-title">Steps</h2>
+        <StepsTable steps={steps} now={now} current={isTerminal(t.status) ? -1 : t.current_step} />
+      </section>
+
+      <div class="grid-2">
+        <section class="panel">
+          <JsonBlock label="Input" value={t.input} />
+        </section>
+        <section class="panel">
+          <JsonBlock label="Output" value={t.output} />
+        </section>
+      </div>
+
+      <div class="grid-2">
+        <section class="panel" aria-labelledby="hist-title">
+          <h2 id="hist-title">History</h2>
+          {t.history?.length ? (
+            <ol class="history">
+              {t.history.map((h, i) => (
+                <li key={i}>
+                  <time>{formatTime(h.at, true)}</time>
+                  <span class="tag">{h.kind}</span>
+                  <span>{h.message}</span>
+                </li>
+              ))}
+            </ol>
+          ) : (
+            <p class="muted">No history entries.</p>
+          )}
+        </section>
+        <section class="panel" aria-labelledby="ev-title">
+          <h2 id="ev-title">Events</h2>
+          {events.length ? (
+            <ol class="history">
+              {events.slice(0, 100).map((e, i) => (
+                <li key={i}>
+                  <time>{formatTime(e.timestamp, true)}</time>
+                  <span class="tag">{e.type}</span>
+                  <span>
+                    {e.step_name ? <strong>{e.step_name} </strong> : null}
+                    {e.error ? <span class="err-text">{e.error}</span> : null}
+                  </span>
+                </li>
+              ))}
+            </ol>
+          ) : (
+            <p class="muted">{recent.error ? "Events are not available." : "The host holds no recent events for this saga."}</p>
+          )}
+        </section>
+      </div>
+
+      {action ? (
+        <ActionDialog
+          action={action}
+          tx={t}
+          steps={steps}
+          onClose={() => setAction(null)}
+          onDone={(updated, label) => {
+            setAction(null);
+            setNotice(`${label} accepted; the saga is now ${updated?.status ?? "updating"}.`);
+            tx.reload();
+          }}
+        />
+      ) : null}
+    </>
+  );
+}
+
+function Back() {
+  return (
+    <Link href="/transactions" class="back">
+      ‹ All transactions
+    </Link>
+  );
+}
+
+/** Live events first, then the fetched ones not already seen; newest first. */
+function mergeEvents(live: RteEvent[], fetched: RteEvent[]): RteEvent[] {
+  const key = (e: RteEvent) => `${e.timestamp}|${e.type}|${e.step_name ?? ""}`;
+  const seen = new Set(live.map(key));
+  return [...live, ...fetched.filter((e) => !seen.has(key(e)))].sort((a, b) => (a.timestamp < b.timestamp ? 1 : a.timestamp > b.timestamp ? -1 : 0));
+}
+
+function StepsTable({ steps, now, current }: { steps: StepView[]; now: number; current: number }) {
+  if (!steps.length) return <p class="muted">No steps.</p>;
+  return (
+    <div class="table-wrap">
+      <table class="steps">
+        <thead>
+          <tr>
+            <th scope="col">#</th>
+            <th scope="col">Step</th>
+            <th scope="col">Status</th>
+            <th scope="col" class="num">
+              Attempts
+            </th>
+            <th scope="col" class="num">
+              Comp.
+            </th>
+            <th scope="col">Started</th>
+            <th scope="col" class="num">
+              Took
+            </th>
+            <th scope="col">Error</th>
+            <th scope="col">Details</th>
+          </tr>
+        </thead>
+        <tbody>
+          {steps.map((s) => {
+            const err = s.error ? splitErrorKind(s.error) : null;
+            return (
+              <tr key={s.step_index} class={s.step_index === current ? "current" : ""}>
+                <td class="num">{s.step_index + 1}</td>
+                <td>
+                  <strong>{s.step_name}</strong>
+                </td>
+                <td>
+                  <StatusBadge status={s.status} />
+                </td>
+                <td class="num">{s.attempts}</td>
+                <td class="num">{s.compensation_attempts}</td>
+                <td title={formatTime(s.started_at, true)}>{s.started_at ? formatTime(s.started_at) : <span class="muted">—</span>}</td>
+                <td class="num">{s.started_at ? formatDuration(between(s.started_at, s.finished_at, now)) : "—"}</td>
+                <td class="err-cell wide">
+                  {err ? (
+                    <>
+                      {err.kind ? <span class={`tag tag-${err.kind}`}>{err.kind}</span> : null} {err.message}
+                    </>
+                  ) : (
+                    <span class="muted">—</span>
+                  )}
+                </td>
+                <td>
+                  <details>
+                    <summary>Show</summary>
+                    <dl class="fields fields-compact">
+                      <Field label="Idempotency key">{s.idempotency_key ? <code>{s.idempotency_key}</code> : <span class="muted">none</span>}</Field>
+                      <Field label="Plugin digest">{s.plugin_digest ? <code title={s.plugin_digest}>{s.plugin_digest.slice(0, 16)}…</code> : <span class="muted">—</span>}</Field>
+                      <Field label="Finished">{formatTime(s.finished_at, true)}</Field>
+                    </dl>
+                    <JsonBlock label="Step output" value={s.output} />
+                  </details>
+                </td>
+              </tr>
+            );
+          })}
+        </tbody>
+      </table>
+    </div>
+  );
+}
+
+const ACTIONS: Record<Action, { title: string; label: string; danger: boolean; reasonRequired: boolean; text: string }> = {
+  "force-complete": {
+    title: "Force-complete this saga?",
+    label: "Force complete",
+    danger: true,
+    reasonRequired: true,
+    text: "Marks the saga COMPLETED without running or compensating any more steps. Use it when the work was finished by hand.",
+  },
+  "force-cancel": {
+    title: "Force-cancel this saga?",
+    label: "Force cancel",
+    danger: true,
+    reasonRequired: true,
+    text: "Stops the saga and compensates the steps that completed, in reverse order.",
+  },
+  retry: {
+    title: "Retry this saga?",
+    label: "Retry",
+    danger: false,
+    reasonRequired: false,
+    text: "Runs the saga again from where it stopped, or from the step you choose.",
+  },
+};
+
+function ActionDialog(p: { action: Action; tx: TxView; steps: StepView[]; onClose: () => void; onDone: (tx: TxView | null, label: string) => void }) {
+  const a = ACTIONS[p.action];
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<string | null>(null);
+  const [fromStep, setFromStep] = useState("");
+  return (
+    <ConfirmDialog
+      title={a.title}
+      confirmLabel={a.label}
+      danger={a.danger}
+      reasonRequired={a.reasonRequired}
+      busy={busy}
+      error={error}
+      description={
+        <>
+          <p>{a.text}</p>
+          <p class="muted">
+            <code>{p.tx.tx_id}</code> · {p.tx.tx_type} · <StatusBadge status={p.tx.status} />
+          </p>
+        </>
+      }
+      extra={
+        p.action === "retry" ? (
+          <>
+            <label class="label" for="from-step">
+              From step
+            </label>
+            <select id="from-step" value={fromStep} onChange={(e) => setFromStep((e.target as HTMLSelectElement).value)}>
+              <option value="">Where it stopped</option>
+              {p.steps.map((s) => (
+                <option key={s.step_index} value={s.step_index}>
+                  {s.step_index + 1}. {s.step_name} ({s.status.toLowerCase()})
+                </option>
+              ))}
+            </select>
+          </>
+        ) : null
+      }
+      onClose={p.onClose}
+      onConfirm={async (reason) => {
+        setBusy(true);
+        setError(null);
+        const body: Record<string, unknown> = {};
+        if (reason) body.reason = reason;
+        if (p.action === "retry" && fromStep !== "") body.from_step = Number(fromStep);
+        try {
+          const tx = await api<TxView>(`/api/transactions/${encodeURIComponent(p.tx.tx_id)}/${p.action}`, { method: "POST", json: body });
+          p.onDone(tx, a.label);
+        } catch (e) {
+          const err = e as ApiError;
+          setError(err.status === 409 ? `Not allowed now: ${err.message}` : err.message);
+          setBusy(false);
+        }
+      }}
+    />
+  );
+}

@@ -1,0 +1,139 @@
+//! The embedded admin console: the built single-page app from `admin-ui/dist`, with an
+//! `index.html` fallback so that client-side routes survive deep links and reloads.
+
+use axum::http::{HeaderValue, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+
+use super::ApiError;
+
+/// The console's built files, compiled into the binary.
+#[derive(rust_embed::Embed)]
+#[folder = "../admin-ui/dist"]
+struct Dist;
+
+/// Revalidate on every use: index.html and files whose names do not change between builds.
+const NO_CACHE: &str = "no-cache";
+/// Content-hashed file names never change meaning, so they may be kept for good.
+const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+
+/// Serve the file at `uri`, or `index.html` for any other path outside `/api` and `/assets`.
+pub async fn serve(uri: Uri) -> Response {
+    let path = uri.path().trim_start_matches('/');
+    if path == "api" || path.starts_with("api/") {
+        return ApiError::not_found("no such API endpoint").into_response();
+    }
+    if !path.is_empty()
+        && let Some(file) = Dist::get(path)
+    {
+        let cache = if is_hashed(path) { IMMUTABLE } else { NO_CACHE };
+        return file_response(path, file.data.into_owned(), cache);
+    }
+    // A missing script or stylesheet must not turn into an HTML page the browser misreads.
+    if path.starts_with("assets/") {
+        return (StatusCode::NOT_FOUND, "not found").into_response();
+    }
+    match Dist::get("index.html") {
+        Some(index) => file_response("index.html", index.data.into_owned(), NO_CACHE),
+        None => (
+            StatusCode::NOT_FOUND,
+            "the admin console was not built into this binary",
+        )
+            .into_response(),
+    }
+}
+
+fn file_response(path: &str, body: Vec<u8>, cache: &'static str) -> Response {
+    let mut response = body.into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(content_type(path)),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    response
+}
+
+/// The media type of a built file, by extension.
+fn content_type(path: &str) -> &'static str {
+    let ext = path.rsplit_once('.').map_or("", |(_, e)| e);
+    match ext.to_ascii_lowercase().as_str() {
+        "html" => "text/html; charset=utf-8",
+        "js" | "mjs" => "text/javascript; charset=utf-8",
+        "css" => "text/css; charset=utf-8",
+        "json" | "map" => "application/json",
+        "svg" => "image/svg+xml",
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "ico" => "image/x-icon",
+        "woff2" => "font/woff2",
+        "woff" => "font/woff",
+        "txt" => "text/plain; charset=utf-8",
+        "wasm" => "application/wasm",
+        _ => "application/octet-stream",
+    }
+}
+
+/// Whether a file name carries a bundler content hash (`assets/index-B3x9_fQa.js`).
+fn is_hashed(path: &str) -> bool {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    let stem = name.split_once('.').map_or(name, |(s, _)| s);
+    stem.rsplit_once('-').is_some_and(|(_, hash)| {
+        hash.len() >= 8
+            && hash.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            && hash
+                .chars()
+                .any(|c| c.is_ascii_digit() || c.is_ascii_uppercase())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn get(path: &str) -> Response {
+        serve(path.parse().unwrap()).await
+    }
+
+    fn header<'a>(r: &'a Response, name: header::HeaderName) -> &'a str {
+        r.headers().get(name).unwrap().to_str().unwrap()
+    }
+
+    #[tokio::test]
+    async fn serves_index_for_client_routes() {
+        for path in ["/", "/transactions", "/transactions/abc-123?x=1", "/events"] {
+            let r = get(path).await;
+            assert_eq!(r.status(), StatusCode::OK, "{path}");
+            assert!(header(&r, header::CONTENT_TYPE).starts_with("text/html"));
+            assert_eq!(header(&r, header::CACHE_CONTROL), NO_CACHE);
+        }
+    }
+
+    #[tokio::test]
+    async fn leaves_api_and_missing_assets_alone() {
+        assert_eq!(get("/api/nope").await.status(), StatusCode::NOT_FOUND);
+        let r = get("/assets/missing.js").await;
+        assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    }
+
+    #[tokio::test]
+    async fn serves_built_files_with_their_type() {
+        let js = Dist::iter()
+            .find(|p| p.ends_with(".js"))
+            .expect("the console is built");
+        let r = get(&format!("/{js}")).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        assert!(header(&r, header::CONTENT_TYPE).starts_with("text/javascript"));
+    }
+
+    #[test]
+    fn tells_hashed_names() {
+        assert!(is_hashed("assets/index-B3x9_fQa.js"));
+        assert!(!is_hashed("assets/app.js"));
+        assert!(!is_hashed("assets/circuit-breakers.js"));
+        assert!(!is_hashed("index.html"));
+    }
+}

@@ -1,0 +1,210 @@
+//! The recovery worker: finds sagas no live host is advancing (not updated for
+//! `stuck_threshold`) and resumes them from their recorded state. A resumed saga is first
+//! claimed with a version-fenced write, so when several hosts scan the same database only
+//! one of them takes each saga.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::engine::{Engine, TxStatus};
+use crate::events::{Event, kinds};
+use crate::store::{Commit, HistoryEntry, StoreError, now_ms};
+
+/// How many stuck sagas one scan takes at most.
+const SCAN_BATCH: u32 = 200;
+
+/// Recovery settings.
+#[derive(Debug, Clone, Copy)]
+pub struct RecoveryConfig {
+    /// Time between scans.
+    pub interval: Duration,
+    /// A saga not updated for this long is stuck.
+    pub stuck_threshold: Duration,
+    /// Recoveries of one saga before it is left to an operator with `alert.critical`.
+    pub max_retries: u32,
+}
+
+/// What the worker has done, for `/api/recovery/stats`.
+#[derive(Debug, Default)]
+pub struct RecoveryStats {
+    running: AtomicBool,
+    scanned: AtomicU64,
+    processed: AtomicU64,
+    failed: AtomicU64,
+    last_run_ms: AtomicU64,
+    last_run_duration_ms: AtomicU64,
+}
+
+/// A snapshot of [`RecoveryStats`].
+#[derive(Debug, Clone, Serialize)]
+pub struct RecoveryStatsView {
+    /// Whether the worker runs.
+    pub running: bool,
+    /// Scan interval.
+    pub interval_ms: u64,
+    /// Stuck threshold.
+    pub stuck_threshold_ms: u64,
+    /// Stuck sagas found.
+    pub scanned: u64,
+    /// Sagas resumed.
+    pub processed: u64,
+    /// Sagas that could not be resumed (or were given up).
+    pub failed: u64,
+    /// When the last scan ran (RFC 3339).
+    pub last_run_at: Option<String>,
+    /// How long it took.
+    pub last_run_duration_ms: u64,
+}
+
+/// Resumes stuck sagas every `interval` until stopped.
+#[derive(Clone)]
+pub struct RecoveryWorker {
+    engine: Engine,
+    config: RecoveryConfig,
+    stats: Arc<RecoveryStats>,
+}
+
+impl RecoveryWorker {
+    /// A worker over `engine`.
+    pub fn new(engine: Engine, config: RecoveryConfig) -> Self {
+        Self {
+            engine,
+            config,
+            stats: Arc::default(),
+        }
+    }
+
+    /// The figures so far.
+    pub fn stats(&self) -> RecoveryStatsView {
+        let s = &self.stats;
+        let last = s.last_run_ms.load(Ordering::Relaxed);
+        RecoveryStatsView {
+            running: s.running.load(Ordering::Relaxed),
+            interval_ms: self.config.interval.as_millis() as u64,
+            stuck_threshold_ms: self.config.stuck_threshold.as_millis() as u64,
+            scanned: s.scanned.load(Ordering::Relaxed),
+            processed: s.processed.load(Ordering::Relaxed),
+            failed: s.failed.load(Ordering::Relaxed),
+            last_run_at: (last > 0).then(|| crate::admin::rfc3339(last as i64)),
+            last_run_duration_ms: s.last_run_duration_ms.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Scan every `interval` until `shutdown` resolves.
+    pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
+        self.stats.running.store(true, Ordering::Relaxed);
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                _ = tokio::time::sleep(self.config.interval) => {}
+            }
+            if let Err(e) = self.scan_once().await {
+                tracing::warn!(error = %e, "recovery scan failed; retrying next interval");
+            }
+        }
+        self.stats.running.store(false, Ordering::Relaxed);
+    }
+
+    /// One scan: claim and resume every stuck saga found. Returns how many were resumed.
+    pub async fn scan_once(&self) -> Result<u64, StoreError> {
+        let started = Instant::now();
+        self.engine
+            .events()
+            .publish(Event::new(kinds::RECOVERY_START));
+        let before = now_ms() - self.config.stuck_threshold.as_millis() as i64;
+        let ids = self.engine.store().find_stuck(before, SCAN_BATCH).await?;
+        self.stats
+            .scanned
+            .fetch_add(ids.len() as u64, Ordering::Relaxed);
+        let mut resumed = 0;
+        for tx_id in ids {
+            if self.engine.is_driving(&tx_id) {
+                continue;
+            }
+            match self.claim(&tx_id).await {
+                Ok(true) => {
+                    resumed += 1;
+                    self.stats.processed.fetch_add(1, Ordering::Relaxed);
+                    self.engine.spawn(tx_id, None);
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    self.stats.failed.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(%tx_id, error = %e, "could not recover saga");
+                }
+            }
+        }
+        self.stats
+            .last_run_ms
+            .store(now_ms() as u64, Ordering::Relaxed);
+        self.stats
+            .last_run_duration_ms
+            .store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+        Ok(resumed)
+    }
+
+    /// Take a stuck saga over with a fenced write; `false` when another host got it first
+    /// or it has been recovered too often (then it is left to an operator).
+    async fn claim(&self, tx_id: &str) -> Result<bool, StoreError> {
+        let Some((mut tx, _)) = self.engine.store().get(tx_id).await? else {
+            return Ok(false);
+        };
+        if tx.status.is_terminal() {
+            return Ok(false);
+        }
+        let history = self.engine.store().history(tx_id).await?;
+        let recoveries = history.iter().filter(|h| h.kind == "recovery").count() as u32;
+        let now = now_ms();
+        if recoveries >= self.config.max_retries.max(1) * 4 {
+            // Repeatedly stuck: stop resuming it and tell someone, once.
+            if history.last().is_none_or(|h| h.kind != "recovery_given_up") {
+                let entry = HistoryEntry {
+                    tx_id: tx_id.into(),
+                    at: now,
+                    kind: "recovery_given_up".into(),
+                    message: format!(
+                        "recovered {recoveries} times without finishing; needs an operator"
+                    ),
+                };
+                self.engine.store().append_history(&entry).await?;
+                self.stats.failed.fetch_add(1, Ordering::Relaxed);
+                self.engine.events().publish(
+                    Event::new(kinds::ALERT_CRITICAL)
+                        .tx(tx_id, &tx.tx_type)
+                        .error(entry.message.clone()),
+                );
+            }
+            return Ok(false);
+        }
+        let from = tx.status;
+        tx.updated_at = now;
+        if from == TxStatus::Executing || from == TxStatus::Confirming {
+            tx.retry_count += 1;
+        }
+        let entry = HistoryEntry {
+            tx_id: tx_id.into(),
+            at: now,
+            kind: "recovery".into(),
+            message: format!("resumed in {from} by {}", self.engine.host_id()),
+        };
+        let commit = Commit {
+            tx: &tx,
+            steps: &[],
+            kv: &[],
+            idempotency: None,
+            history: std::slice::from_ref(&entry),
+        };
+        match self.engine.store().commit(&commit).await {
+            Ok(_) => {
+                tracing::info!(%tx_id, status = %from, "recovering stuck saga");
+                Ok(true)
+            }
+            Err(StoreError::VersionConflict { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}
