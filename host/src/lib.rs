@@ -6,7 +6,7 @@
 //! | [`engine`] | the [`Engine`], saga definitions, statuses, and the coordinator that drives sagas |
 //! | [`plugin`] | the wasmtime plugin runtime: loading, sandboxing, calling steps, hot reload |
 //! | [`store`] | the durable [`TxStore`] contract over SQLite, PostgreSQL and MySQL/MariaDB |
-//! | [`lock`] | the [`LockManager`] contract and its in-process implementation |
+//! | [`lock`] | the [`LockManager`] contract: in-process, or Redis for several hosts |
 //! | [`breaker`] | per-service circuit breakers |
 //! | [`events`] | events and the [`EventBus`] |
 //! | [`admin`] | the REST API and embedded console |

@@ -12,7 +12,6 @@ use crate::admin::{self, AppState};
 use crate::config::Config;
 use crate::engine::{Definitions, Engine, EngineConfig};
 use crate::error::{Error, Result};
-use crate::lock::{LockManager, MemoryLocks};
 use crate::plugin::{Limits, PluginRuntime, PluginWatcher, RuntimeOptions};
 use crate::recovery::{RecoveryConfig, RecoveryWorker};
 use crate::retention::RetentionWorker;
@@ -45,7 +44,8 @@ impl Host {
         config.validate()?;
         let store = crate::store::from_url(&config.database_url).await?;
         tracing::info!(store = %store.summary(), "store ready");
-        let locks: Arc<dyn LockManager> = Arc::new(MemoryLocks::new());
+        let locks = crate::lock::from_url(config.redis_url.as_deref(), "rte:").await?;
+        tracing::info!(locks = %locks.summary(), "locks ready");
         let runtime = Arc::new(PluginRuntime::new(RuntimeOptions {
             limits: Limits {
                 memory_bytes: config.plugin_memory_mb << 20,

@@ -406,24 +406,3 @@ async fn a_dead_redis_is_an_error_not_a_hang() {
         sleep(Duration::from_millis(50)).await;
     }
 }
-
-struct Broken;
-#[async_trait::async_trait]
-impl LockManager for Broken {
-    fn summary(&self) -> String { "broken".into() }
-    async fn try_acquire(&self, _: &str, _: &str, _: Duration) -> Result<Option<u64>, LockError> { Ok(Some(1)) }
-    async fn extend(&self, _: &str, _: &str, _: Duration) -> Result<bool, LockError> { Ok(true) }
-    async fn release(&self, _: &str, _: &str) -> Result<bool, LockError> { Ok(true) }
-}
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[should_panic]
-async fn mutant_contention() {
-    let l: Arc<dyn LockManager> = Arc::new(Broken);
-    contenders_never_share_a_key(&Engines { handles: vec![l.clone(), l], prefix: None }).await;
-}
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[should_panic]
-async fn mutant_holder() {
-    let l: Arc<dyn LockManager> = Arc::new(Broken);
-    only_the_holder_extends_or_releases(&Engines { handles: vec![l.clone(), l], prefix: None }).await;
-}

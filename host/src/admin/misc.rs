@@ -153,19 +153,30 @@ pub async fn api_not_found() -> ApiError {
 }
 
 /// `GET /api/stats/timeline?hours=24`: finished sagas per hour (per minute for ≤ 2 hours).
-pub async fn timeline(State(state): State<AppState>, RawQuery(query): RawQuery) -> Result<Json<Value>, ApiError> {
+pub async fn timeline(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Value>, ApiError> {
     let hours = query
         .unwrap_or_default()
         .split('&')
         .find_map(|p| p.strip_prefix("hours="))
-        .map(|h| h.parse::<i64>().map_err(|_| ApiError::bad_request("`hours` must be a whole number")))
+        .map(|h| {
+            h.parse::<i64>()
+                .map_err(|_| ApiError::bad_request("`hours` must be a whole number"))
+        })
         .transpose()?
         .unwrap_or(24)
         .clamp(1, 24 * 30);
     let bucket_ms: i64 = if hours <= 2 { 60_000 } else { 3_600_000 };
     let now = crate::store::now_ms();
     let since = (now - hours * 3_600_000) / bucket_ms * bucket_ms;
-    let rows = state.engine.store().timeline(since, bucket_ms).await.map_err(crate::Error::from)?;
+    let rows = state
+        .engine
+        .store()
+        .timeline(since, bucket_ms)
+        .await
+        .map_err(crate::Error::from)?;
     let mut points: BTreeMap<i64, (u64, u64)> = BTreeMap::new();
     let mut at = since;
     while at <= now {
@@ -183,7 +194,9 @@ pub async fn timeline(State(state): State<AppState>, RawQuery(query): RawQuery) 
         .into_iter()
         .map(|(at, (completed, failed))| json!({"at": super::rfc3339(at), "completed": completed, "failed": failed}))
         .collect();
-    Ok(Json(json!({"bucket_seconds": bucket_ms / 1000, "points": points})))
+    Ok(Json(
+        json!({"bucket_seconds": bucket_ms / 1000, "points": points}),
+    ))
 }
 
 /// `GET /api/recovery/stats`.

@@ -42,8 +42,14 @@ pub fn router(state: AppState) -> Router {
             post(transactions::create).get(transactions::list),
         )
         .route("/transactions/{tx_id}", get(transactions::get_one))
-        .route("/transactions/{tx_id}/force-complete", post(transactions::force_complete))
-        .route("/transactions/{tx_id}/force-cancel", post(transactions::force_cancel))
+        .route(
+            "/transactions/{tx_id}/force-complete",
+            post(transactions::force_complete),
+        )
+        .route(
+            "/transactions/{tx_id}/force-cancel",
+            post(transactions::force_cancel),
+        )
         .route("/transactions/{tx_id}/retry", post(transactions::retry))
         .route("/stats", get(misc::stats))
         .route("/stats/timeline", get(misc::timeline))

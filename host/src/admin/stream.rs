@@ -20,9 +20,17 @@ pub async fn events_stream(
     let params: Vec<(String, String)> = query
         .unwrap_or_default()
         .split('&')
-        .filter_map(|p| p.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
+        .filter_map(|p| {
+            p.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+        })
         .collect();
-    let param = |k: &str| params.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
+    let param = |k: &str| {
+        params
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.clone())
+    };
     let filter = (param("type"), param("tx_id"));
     let rx = state.engine.events().stream();
     let stream = futures::stream::unfold((rx, filter), |(mut rx, filter)| async move {
@@ -31,14 +39,18 @@ pub async fn events_stream(
                 Ok(event) => {
                     let (kind, tx_id) = &filter;
                     if kind.as_ref().is_some_and(|k| &event.kind != k)
-                        || tx_id.as_ref().is_some_and(|t| event.tx_id.as_ref() != Some(t))
+                        || tx_id
+                            .as_ref()
+                            .is_some_and(|t| event.tx_id.as_ref() != Some(t))
                     {
                         continue;
                     }
                     let data = serde_json::to_string(&*event).unwrap_or_default();
                     SseEvent::default().event(event.kind.clone()).data(data)
                 }
-                Err(RecvError::Lagged(n)) => SseEvent::default().event("lagged").data(format!("{{\"missed\":{n}}}")),
+                Err(RecvError::Lagged(n)) => SseEvent::default()
+                    .event("lagged")
+                    .data(format!("{{\"missed\":{n}}}")),
                 Err(RecvError::Closed) => return None,
             };
             return Some((Ok(item), (rx, filter)));

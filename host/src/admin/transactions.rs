@@ -299,14 +299,23 @@ pub struct RetryRequest {
 fn reason(text: &str) -> Result<&str, ApiError> {
     let text = text.trim();
     if text.is_empty() || text.len() > 1000 {
-        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", "`reason` must be 1 to 1000 characters"));
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+            "`reason` must be 1 to 1000 characters",
+        ));
     }
     Ok(text)
 }
 
 async fn detail(state: &AppState, tx_id: &str) -> Result<Json<TxView>, ApiError> {
     let (tx, steps) = state.engine.get(tx_id).await?;
-    let history = state.engine.store().history(tx_id).await.map_err(crate::Error::from)?;
+    let history = state
+        .engine
+        .store()
+        .history(tx_id)
+        .await
+        .map_err(crate::Error::from)?;
     Ok(Json(TxView::detail(&tx, &steps, &history)))
 }
 
@@ -316,7 +325,10 @@ pub async fn force_complete(
     Path(tx_id): Path<String>,
     ApiJson(body): ApiJson<ReasonRequest>,
 ) -> Result<Json<TxView>, ApiError> {
-    state.engine.force_complete(&tx_id, reason(&body.reason)?).await?;
+    state
+        .engine
+        .force_complete(&tx_id, reason(&body.reason)?)
+        .await?;
     detail(&state, &tx_id).await
 }
 
@@ -326,7 +338,10 @@ pub async fn force_cancel(
     Path(tx_id): Path<String>,
     ApiJson(body): ApiJson<ReasonRequest>,
 ) -> Result<Json<TxView>, ApiError> {
-    state.engine.force_cancel(&tx_id, reason(&body.reason)?).await?;
+    state
+        .engine
+        .force_cancel(&tx_id, reason(&body.reason)?)
+        .await?;
     detail(&state, &tx_id).await
 }
 
@@ -339,7 +354,8 @@ pub async fn retry(
     let body: RetryRequest = if body.iter().all(u8::is_ascii_whitespace) {
         RetryRequest::default()
     } else {
-        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("malformed JSON: {e}")))?
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::bad_request(format!("malformed JSON: {e}")))?
     };
     let why = match body.reason.as_deref() {
         Some(r) => reason(r)?.to_string(),

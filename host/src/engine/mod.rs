@@ -10,7 +10,7 @@ mod retry;
 mod saga;
 mod state;
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -95,8 +95,9 @@ pub(crate) struct Inner {
     pub(crate) events: EventBus,
     pub(crate) breakers: Breakers,
     pub(crate) host_id: String,
-    /// Sagas this host is advancing now; a saga is never driven twice at once here.
-    pub(crate) active: Mutex<HashSet<String>>,
+    /// Sagas this host is advancing now, each with whether it was asked to look again; a
+    /// saga is never driven twice at once here.
+    pub(crate) active: Mutex<HashMap<String, bool>>,
     pub(crate) tasks: tokio_util_lite::TaskCount,
 }
 
@@ -157,7 +158,7 @@ impl EngineBuilder {
                 events,
                 breakers,
                 host_id: format!("host-{}", uuid::Uuid::now_v7().simple()),
-                active: Mutex::new(HashSet::new()),
+                active: Mutex::new(HashMap::new()),
                 tasks: Default::default(),
             }),
         }
@@ -572,7 +573,7 @@ impl Engine {
             .active
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .contains(tx_id)
+            .contains_key(tx_id)
     }
 }
 

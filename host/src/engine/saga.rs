@@ -36,22 +36,32 @@ impl Engine {
     pub(crate) async fn drive(&self, tx_id: &str, traceparent: Option<String>) {
         {
             let mut active = self.inner.active.lock().unwrap_or_else(|p| p.into_inner());
-            if !active.insert(tx_id.to_string()) {
+            if let Some(kicked) = active.get_mut(tx_id) {
+                // Already driven here: have that driver look again when it stops (an
+                // operator action fenced it out and wants the saga moving).
+                *kicked = true;
                 return;
             }
+            active.insert(tx_id.to_string(), false);
         }
-        let result = self.run(tx_id, traceparent).await;
-        self.inner
-            .active
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(tx_id);
-        match result {
-            Ok(()) => {}
-            Err(Error::Store(StoreError::VersionConflict { .. })) => {
-                tracing::info!(%tx_id, "saga advanced elsewhere; this host stops driving it");
+        loop {
+            let result = self.run(tx_id, traceparent.clone()).await;
+            match result {
+                Ok(()) => {}
+                Err(Error::Store(StoreError::VersionConflict { .. })) => {
+                    tracing::info!(%tx_id, "saga changed elsewhere; this driver stops");
+                }
+                Err(e) => {
+                    tracing::warn!(%tx_id, error = %e, "saga paused; recovery will resume it")
+                }
             }
-            Err(e) => tracing::warn!(%tx_id, error = %e, "saga paused; recovery will resume it"),
+            let mut active = self.inner.active.lock().unwrap_or_else(|p| p.into_inner());
+            if active.get(tx_id) == Some(&true) {
+                active.insert(tx_id.to_string(), false);
+                continue;
+            }
+            active.remove(tx_id);
+            return;
         }
     }
 
@@ -491,7 +501,15 @@ impl SagaRun {
                     self.events().publish(
                         self.event(kinds::STEP_COMPENSATED)
                             .step(&name)
-                            .with("attempt", attempt),
+                            .with("attempt", attempt)
+                            .with(
+                                "execute_outcome",
+                                if execute_completed {
+                                    "completed"
+                                } else {
+                                    "unknown"
+                                },
+                            ),
                     );
                 }
                 Err(f) => self.compensation_failed_attempt(j, f).await?,

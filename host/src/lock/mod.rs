@@ -1,5 +1,5 @@
-//! Locks on the resources a saga names: the [`LockManager`] contract, an in-process
-//! implementation, and [`acquire_all`], which takes a saga's keys in a fixed order.
+//! Locks on the resources a saga names: the [`LockManager`] contract, in-process and Redis
+//! implementations, and [`acquire_all`], which takes a saga's keys in a fixed order.
 
 mod memory;
 mod redis;

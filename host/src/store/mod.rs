@@ -109,7 +109,11 @@ pub trait TxStore: Send + Sync + 'static {
 
     /// Transactions that finished since `since_ms`, counted by status per `bucket_ms`
     /// interval: (bucket start in ms, status, count).
-    async fn timeline(&self, since_ms: i64, bucket_ms: i64) -> StoreResult<Vec<(i64, TxStatus, u64)>>;
+    async fn timeline(
+        &self,
+        since_ms: i64,
+        bucket_ms: i64,
+    ) -> StoreResult<Vec<(i64, TxStatus, u64)>>;
 
     /// Ids of non-terminal transactions not updated since `updated_before` (ms), oldest first.
     async fn find_stuck(&self, updated_before: i64, limit: u32) -> StoreResult<Vec<String>>;

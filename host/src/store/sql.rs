@@ -551,7 +551,11 @@ impl TxStore for SqlStore {
             .collect()
     }
 
-    async fn timeline(&self, since_ms: i64, bucket_ms: i64) -> StoreResult<Vec<(i64, TxStatus, u64)>> {
+    async fn timeline(
+        &self,
+        since_ms: i64,
+        bucket_ms: i64,
+    ) -> StoreResult<Vec<(i64, TxStatus, u64)>> {
         let bucket_ms = bucket_ms.max(1);
         let sql = format!(
             "SELECT {} AS bucket, status, COUNT(*) AS n FROM rte_transactions \
@@ -559,7 +563,10 @@ impl TxStore for SqlStore {
             self.dialect.int_div("completed_at", &bucket_ms.to_string()),
             self.dialect.int_div("completed_at", &bucket_ms.to_string()),
         );
-        let rows = sqlx::query(&self.dialect.sql(&sql)).bind(since_ms).fetch_all(&self.pool).await?;
+        let rows = sqlx::query(&self.dialect.sql(&sql))
+            .bind(since_ms)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter()
             .map(|r| {
                 Ok((

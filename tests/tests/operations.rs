@@ -1,0 +1,342 @@
+//! Operator actions (force-complete, force-cancel, retry), recovery of stuck sagas, and the
+//! host-side barrier rules, through a real host and real plugins.
+
+use std::time::Duration;
+
+use rte_tests::rte_host::engine::{StepStatus, TxStatus};
+use rte_tests::rte_host::store::{Commit, StepRecord, TxRecord, now_ms};
+use rte_tests::{HostOptions, TestHost};
+use serde_json::{Value, json};
+
+fn id(v: &Value) -> String {
+    v["tx_id"].as_str().unwrap().to_string()
+}
+
+async fn wait_status(h: &TestHost, tx_id: &str, want: &str) -> anyhow::Result<Value> {
+    for _ in 0..300 {
+        let (_, v) = h.get(&format!("/api/transactions/{tx_id}")).await?;
+        if v["status"] == want {
+            return Ok(v);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    anyhow::bail!("{tx_id} never reached {want}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_runs_a_failed_saga_again_after_the_cause_is_fixed() -> anyhow::Result<()> {
+    let h = TestHost::start(HostOptions::default()).await?;
+    h.open_account("to", 0.0).await?;
+    let v = h
+        .run_saga(json!({"tx_type": "fund_transfer", "input": {"from_account": "late", "to_account": "to", "amount": 5, "currency": "EUR"}}))
+        .await?;
+    assert_eq!(v["status"], "FAILED", "{v}");
+    h.open_account("late", 20.0).await?;
+    let (status, r) = h
+        .post(
+            &format!("/api/transactions/{}/retry", id(&v)),
+            json!({"reason": "account opened"}),
+        )
+        .await?;
+    assert_eq!(status, 200, "{r}");
+    let done = wait_status(&h, &id(&v), "COMPLETED").await?;
+    assert_eq!(done["retry_count"], 1);
+    let history: Vec<&str> = done["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(history, ["retry"]);
+    assert!(
+        done["history"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("account opened")
+    );
+    assert_eq!(h.balance("late").await?, 15.0);
+    // A completed saga cannot be retried or cancelled.
+    let (status, e) = h
+        .post(&format!("/api/transactions/{}/retry", id(&v)), json!({}))
+        .await?;
+    assert_eq!(status, 409, "{e}");
+    let (status, _) = h
+        .post(
+            &format!("/api/transactions/{}/force-cancel", id(&v)),
+            json!({"reason": "x"}),
+        )
+        .await?;
+    assert_eq!(status, 409);
+    h.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compensation_failed_can_be_retried_or_force_completed() -> anyhow::Result<()> {
+    let h = TestHost::start(HostOptions {
+        configure: |c| c.max_retries = 1,
+        ..HostOptions::default()
+    })
+    .await?;
+    let v = h
+        .run_saga(json!({"steps": ["test_bad_compensation", "test_fail"], "input": {}}))
+        .await?;
+    assert_eq!(v["status"], "COMPENSATION_FAILED");
+    let (status, _) = h
+        .post(
+            &format!("/api/transactions/{}/retry", id(&v)),
+            json!({"reason": "try the undo again"}),
+        )
+        .await?;
+    assert_eq!(status, 200);
+    // The compensation is attempted afresh (and fails again: the plugin always fails).
+    let mut again = Value::Null;
+    for _ in 0..200 {
+        let (_, cur) = h.get(&format!("/api/transactions/{}", id(&v))).await?;
+        if cur["status"] == "COMPENSATION_FAILED"
+            && cur["history"].as_array().unwrap().len() == 1
+            && cur["retry_count"] == 1
+        {
+            again = cur;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(again["steps"][0]["compensation_attempts"], 2, "{again}");
+    // The step compensated or failing to: retrying from it would re-execute it. Refused.
+    let (status, e) = h
+        .post(
+            &format!("/api/transactions/{}/force-complete", id(&v)),
+            json!({"reason": ""}),
+        )
+        .await?;
+    assert_eq!(status, 422, "an empty reason is refused: {e}");
+    let (status, done) = h
+        .post(
+            &format!("/api/transactions/{}/force-complete", id(&v)),
+            json!({"reason": "refunded by hand"}),
+        )
+        .await?;
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(done["status"], "COMPLETED");
+    assert!(
+        done["history"][1]["message"]
+            .as_str()
+            .unwrap()
+            .contains("refunded by hand")
+    );
+    h.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn force_cancel_compensates_a_running_saga_then_cancels_it() -> anyhow::Result<()> {
+    let h = TestHost::start(HostOptions {
+        configure: |c| {
+            c.step_timeout = Duration::from_secs(10);
+            c.max_retries = 0;
+        },
+        ..HostOptions::default()
+    })
+    .await?;
+    let (status, v) = h
+        .post("/api/transactions", json!({"steps": ["test_kv_counter", "test_sleep", "test_ok"], "input": {"sleep_ms": 1500, "key": "cancel"}}))
+        .await?;
+    assert_eq!(status, 201);
+    wait_status(&h, &id(&v), "EXECUTING").await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (status, c) = h
+        .post(
+            &format!("/api/transactions/{}/force-cancel", id(&v)),
+            json!({"reason": "customer withdrew"}),
+        )
+        .await?;
+    assert_eq!(status, 200, "{c}");
+    let done = wait_status(&h, &id(&v), "CANCELLED").await?;
+    let steps: Vec<&str> = done["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(steps[0], "COMPENSATED", "{done}");
+    assert_eq!(
+        steps[2], "SKIPPED",
+        "a step that never started is never compensated: {done}"
+    );
+    assert_eq!(done["steps"][2]["compensation_attempts"], 0);
+    // The counter was undone: a fresh saga counts from 1 again.
+    let again = h
+        .run_saga(json!({"steps": ["test_kv_counter"], "input": {"key": "cancel"}}))
+        .await?;
+    assert_eq!(again["output"]["count"], 1, "{again}");
+    // A cancelled saga stays cancelled.
+    let (status, _) = h
+        .post(&format!("/api/transactions/{}/retry", id(&v)), json!({}))
+        .await?;
+    assert_eq!(status, 409);
+    h.stop().await;
+    Ok(())
+}
+
+/// Record a saga as a host that died would have left it: in `status` at step `current`,
+/// last updated an hour ago.
+async fn plant(
+    h: &TestHost,
+    steps: &[(&str, StepStatus, Option<Value>)],
+    status: TxStatus,
+    current: u32,
+    input: Value,
+) -> anyhow::Result<String> {
+    let store = h.engine().store();
+    let tx_id = format!("planted-{}-{}", now_ms(), steps.len());
+    let old = now_ms() - 3_600_000;
+    let base = TxRecord {
+        tx_id: tx_id.clone(),
+        tx_type: "adhoc".into(),
+        status: TxStatus::Created,
+        input,
+        outputs: serde_json::Map::new(),
+        lock_keys: vec![],
+        current_step: 0,
+        total_steps: steps.len() as u32,
+        retry_count: 0,
+        max_retries: 2,
+        timeout_ms: 600_000,
+        deadline_at: now_ms() + 600_000,
+        last_error: None,
+        version: 0,
+        request_key: None,
+        created_at: old,
+        updated_at: old,
+        completed_at: None,
+    };
+    let pending: Vec<StepRecord> = steps
+        .iter()
+        .enumerate()
+        .map(|(i, (name, _, _))| StepRecord::pending(&tx_id, i as u32, name))
+        .collect();
+    store.create(&base, &pending).await?;
+    let records: Vec<StepRecord> = steps
+        .iter()
+        .enumerate()
+        .map(|(i, (name, st, out))| StepRecord {
+            status: *st,
+            attempts: u32::from(*st != StepStatus::Pending),
+            output: out.as_ref().map(|o| o.as_object().unwrap().clone()),
+            started_at: (*st != StepStatus::Pending).then_some(old),
+            ..StepRecord::pending(&tx_id, i as u32, name)
+        })
+        .collect();
+    let outputs = records
+        .iter()
+        .filter_map(|s| s.output.clone())
+        .flatten()
+        .collect();
+    let planted = TxRecord {
+        status,
+        current_step: current,
+        outputs,
+        ..base
+    };
+    let refs: Vec<&StepRecord> = records.iter().collect();
+    // The commit keeps `updated_at` as given: the saga looks stuck to recovery.
+    store.commit(&Commit::new(&planted, &refs)).await?;
+    Ok(tx_id)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recovery_resumes_a_saga_whose_host_died_mid_step() -> anyhow::Result<()> {
+    let h = TestHost::start(HostOptions {
+        configure: |c| c.stuck_threshold = Duration::from_secs(60),
+        ..HostOptions::default()
+    })
+    .await?;
+    let tx_id = plant(
+        &h,
+        &[
+            ("test_ok", StepStatus::Completed, Some(json!({"a": 1}))),
+            ("test_kv_counter", StepStatus::Executing, None),
+            ("test_ok", StepStatus::Pending, None),
+        ],
+        TxStatus::Executing,
+        1,
+        json!({"a": 1, "key": "recovered"}),
+    )
+    .await?;
+    let resumed = h.host.recovery.scan_once().await?;
+    assert!(resumed >= 1);
+    let done = wait_status(&h, &tx_id, "COMPLETED").await?;
+    assert_eq!(
+        done["output"]["count"], 1,
+        "the interrupted step ran once more, to completion: {done}"
+    );
+    assert_eq!(done["history"][0]["kind"], "recovery");
+    let stats = h.host.recovery.stats();
+    assert!(stats.scanned >= 1 && stats.processed >= 1, "{stats:?}");
+    let (_, api) = h.get("/api/recovery/stats").await?;
+    assert!(api["processed"].as_u64().unwrap() >= 1, "{api}");
+    // A second scan finds nothing left to do.
+    assert_eq!(h.host.recovery.scan_once().await?, 0);
+    h.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recovery_compensates_with_an_unknown_outcome_for_a_step_cut_mid_execute()
+-> anyhow::Result<()> {
+    let h = TestHost::start(HostOptions::default()).await?;
+    let tx_id = plant(
+        &h,
+        &[
+            ("test_ok", StepStatus::Completed, Some(json!({"a": 1}))),
+            ("test_ok", StepStatus::Executing, None),
+            ("test_ok", StepStatus::Pending, None),
+        ],
+        TxStatus::Compensating,
+        1,
+        json!({"a": 1}),
+    )
+    .await?;
+    h.host.recovery.scan_once().await?;
+    let done = wait_status(&h, &tx_id, "COMPENSATED").await?;
+    let steps: Vec<&str> = done["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(steps, ["COMPENSATED", "COMPENSATED", "PENDING"], "{done}");
+    let (_, ev) = h
+        .get(&format!("/api/events?tx_id={tx_id}&type=step.compensated"))
+        .await?;
+    // Oldest first: the step cut mid-execute, then the completed one before it.
+    let outcomes: Vec<&str> = ev["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .map(|e| e["data"]["execute_outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes, ["unknown", "completed"], "{ev}");
+    h.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_writer_is_fenced_out() -> anyhow::Result<()> {
+    let h = TestHost::start(HostOptions::default()).await?;
+    let v = h
+        .run_saga(json!({"steps": ["test_ok"], "input": {}}))
+        .await?;
+    let store = h.engine().store();
+    let (mut tx, _) = store.get(&id(&v)).await?.unwrap();
+    tx.version -= 1;
+    tx.status = TxStatus::Executing;
+    let err = store.commit(&Commit::new(&tx, &[])).await.unwrap_err();
+    assert!(err.to_string().contains("changed underneath"), "{err}");
+    let (_, after) = h.get(&format!("/api/transactions/{}", id(&v))).await?;
+    assert_eq!(after["status"], "COMPLETED");
+    h.stop().await;
+    Ok(())
+}
