@@ -98,7 +98,7 @@ mod tests {
         serve(path.parse().unwrap()).await
     }
 
-    fn header<'a>(r: &'a Response, name: header::HeaderName) -> &'a str {
+    fn header(r: &Response, name: header::HeaderName) -> &str {
         r.headers().get(name).unwrap().to_str().unwrap()
     }
 

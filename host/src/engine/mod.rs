@@ -499,9 +499,13 @@ impl Engine {
         let mut events = self.inner.events.stream();
         let deadline = tokio::time::Instant::now() + limit;
         loop {
-            let (tx, _) = self.get(tx_id).await?;
-            if tx.status.is_terminal() {
-                return Ok(TxResult::from(&tx));
+            match self.get(tx_id).await {
+                Ok((tx, _)) if tx.status.is_terminal() => return Ok(TxResult::from(&tx)),
+                Ok(_) => {}
+                // A store outage while waiting is not the saga's end: keep waiting.
+                Err(Error::Store(e))
+                    if e.is_retryable() && tokio::time::Instant::now() < deadline => {}
+                Err(e) => return Err(e),
             }
             // Wake on this saga's events; poll now and then for sagas other hosts drive.
             let woken = tokio::time::timeout_at(

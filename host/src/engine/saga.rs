@@ -158,8 +158,49 @@ impl SagaRun {
             idempotency: idem,
             history,
         };
-        self.tx.version = self.engine.inner.store.commit(&commit).await?;
-        Ok(())
+        let store = &self.engine.inner.store;
+        let mut pause = Duration::from_millis(50);
+        let mut retried = false;
+        loop {
+            match store.commit(&commit).await {
+                Ok(version) => {
+                    self.tx.version = version;
+                    return Ok(());
+                }
+                // The database is unreachable: hold the saga where it is and try again, so
+                // it continues as soon as the connection is back. The locks keep extending.
+                Err(e) if e.is_retryable() && !self.lost.load(Ordering::SeqCst) => {
+                    if !retried {
+                        tracing::warn!(tx_id = %self.tx.tx_id, error = %e, "store unavailable; saga paused until it returns");
+                    }
+                    retried = true;
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(2));
+                }
+                // A retried commit may have landed before its answer was lost: the stored
+                // row then carries exactly this write.
+                Err(StoreError::VersionConflict { .. }) if retried => {
+                    let stored = store.get(&self.tx.tx_id).await?.map(|(tx, _)| tx);
+                    match stored {
+                        Some(tx)
+                            if tx.version == self.tx.version + 1
+                                && tx.updated_at == self.tx.updated_at =>
+                        {
+                            self.tx.version = tx.version;
+                            return Ok(());
+                        }
+                        _ => {
+                            return Err(StoreError::VersionConflict {
+                                tx_id: self.tx.tx_id.clone(),
+                                expected: self.tx.version,
+                            }
+                            .into());
+                        }
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 
     async fn start(&mut self) -> Result<()> {

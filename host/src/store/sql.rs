@@ -217,23 +217,50 @@ fn parse_status<T: std::str::FromStr<Err = String>>(text: &str) -> StoreResult<T
     text.parse().map_err(StoreError::Corrupt)
 }
 
+/// A text column. MySQL reports `TEXT` columns as blobs through the `Any` driver, so
+/// bytes are accepted too.
+fn text(row: &AnyRow, col: &str) -> StoreResult<String> {
+    match row.try_get::<String, _>(col) {
+        Ok(s) => Ok(s),
+        Err(_) => {
+            let bytes: Vec<u8> = row.try_get(col)?;
+            String::from_utf8(bytes).map_err(|e| StoreError::Corrupt(format!("{col}: {e}")))
+        }
+    }
+}
+
+/// A nullable text column (see [`text`]).
+fn opt_text(row: &AnyRow, col: &str) -> StoreResult<Option<String>> {
+    match row.try_get::<Option<String>, _>(col) {
+        Ok(s) => Ok(s),
+        Err(_) => {
+            let bytes: Option<Vec<u8>> = row.try_get(col)?;
+            bytes
+                .map(|b| {
+                    String::from_utf8(b).map_err(|e| StoreError::Corrupt(format!("{col}: {e}")))
+                })
+                .transpose()
+        }
+    }
+}
+
 fn tx_from_row(row: &AnyRow) -> StoreResult<TxRecord> {
     Ok(TxRecord {
-        tx_id: row.try_get("tx_id")?,
-        tx_type: row.try_get("tx_type")?,
-        status: parse_status(&row.try_get::<String, _>("status")?)?,
-        input: parse_json(&row.try_get::<String, _>("input")?, "input")?,
-        outputs: parse_json(&row.try_get::<String, _>("outputs")?, "outputs")?,
-        lock_keys: parse_json(&row.try_get::<String, _>("lock_keys")?, "lock_keys")?,
+        tx_id: text(row, "tx_id")?,
+        tx_type: text(row, "tx_type")?,
+        status: parse_status(&text(row, "status")?)?,
+        input: parse_json(&text(row, "input")?, "input")?,
+        outputs: parse_json(&text(row, "outputs")?, "outputs")?,
+        lock_keys: parse_json(&text(row, "lock_keys")?, "lock_keys")?,
         current_step: row.try_get::<i64, _>("current_step")? as u32,
         total_steps: row.try_get::<i64, _>("total_steps")? as u32,
         retry_count: row.try_get::<i64, _>("retry_count")? as u32,
         max_retries: row.try_get::<i64, _>("max_retries")? as u32,
         timeout_ms: row.try_get::<i64, _>("timeout_ms")? as u64,
         deadline_at: row.try_get("deadline_at")?,
-        last_error: row.try_get("last_error")?,
+        last_error: opt_text(row, "last_error")?,
         version: row.try_get("version")?,
-        request_key: row.try_get("request_key")?,
+        request_key: opt_text(row, "request_key")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
         completed_at: row.try_get("completed_at")?,
@@ -241,20 +268,20 @@ fn tx_from_row(row: &AnyRow) -> StoreResult<TxRecord> {
 }
 
 fn step_from_row(row: &AnyRow) -> StoreResult<StepRecord> {
-    let output: Option<String> = row.try_get("output")?;
+    let output = opt_text(row, "output")?;
     Ok(StepRecord {
-        tx_id: row.try_get("tx_id")?,
+        tx_id: text(row, "tx_id")?,
         step_index: row.try_get::<i64, _>("step_index")? as u32,
-        step_name: row.try_get("step_name")?,
-        status: parse_status::<StepStatus>(&row.try_get::<String, _>("status")?)?,
+        step_name: text(row, "step_name")?,
+        status: parse_status::<StepStatus>(&text(row, "status")?)?,
         attempts: row.try_get::<i64, _>("attempts")? as u32,
         compensation_attempts: row.try_get::<i64, _>("compensation_attempts")? as u32,
         output: output
             .map(|o| parse_json::<Map<String, Value>>(&o, "step output"))
             .transpose()?,
-        error: row.try_get("error")?,
-        idempotency_key: row.try_get("idempotency_key")?,
-        plugin_digest: row.try_get("plugin_digest")?,
+        error: opt_text(row, "error")?,
+        idempotency_key: opt_text(row, "idempotency_key")?,
+        plugin_digest: opt_text(row, "plugin_digest")?,
         started_at: row.try_get("started_at")?,
         finished_at: row.try_get("finished_at")?,
     })
@@ -597,7 +624,7 @@ impl TxStore for SqlStore {
                     tx_id: r.try_get("tx_id")?,
                     at: r.try_get("at")?,
                     kind: r.try_get("kind")?,
-                    message: r.try_get("message")?,
+                    message: text(r, "message")?,
                 })
             })
             .collect()
@@ -615,19 +642,21 @@ impl TxStore for SqlStore {
     }
 
     async fn kv_get(&self, namespace: &str, key: &str) -> StoreResult<Option<String>> {
-        Ok(sqlx::query_scalar(&self.q.kv_get)
+        let row = sqlx::query(&self.q.kv_get)
             .bind(namespace)
             .bind(key)
             .fetch_optional(&self.pool)
-            .await?)
+            .await?;
+        row.map(|r| text(&r, "kv_value")).transpose()
     }
 
     async fn idempotency_get(&self, key: &str, now_ms: i64) -> StoreResult<Option<String>> {
-        Ok(sqlx::query_scalar(&self.q.idem_get)
+        let row = sqlx::query(&self.q.idem_get)
             .bind(key)
             .bind(now_ms)
             .fetch_optional(&self.pool)
-            .await?)
+            .await?;
+        row.map(|r| text(&r, "output")).transpose()
     }
 
     async fn purge_idempotency(&self, now_ms: i64, batch: u32) -> StoreResult<u64> {

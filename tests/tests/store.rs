@@ -1,0 +1,484 @@
+//! One conformance suite for the store contract, run on every backend: an SQLite file,
+//! and the loopback PostgreSQL and MariaDB (each test on a fresh database). Plus the
+//! end-to-end sagas on each backend, and a saga that survives its database connection
+//! being cut mid-run.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rte_tests::rte_host::engine::{StepStatus, TxStatus};
+use rte_tests::rte_host::store::{
+    self, Commit, CreateOutcome, HistoryEntry, IdempotencyRecord, KvWrite, StepRecord, TxFilter,
+    TxRecord, TxStore, now_ms,
+};
+use rte_tests::{Backend, HostOptions, TestHost, backends, fresh_database};
+use serde_json::json;
+
+fn tx(id: &str, tx_type: &str, status: TxStatus, created_at: i64) -> TxRecord {
+    TxRecord {
+        tx_id: id.into(),
+        tx_type: tx_type.into(),
+        status,
+        input: json!({"k": id}),
+        outputs: serde_json::Map::new(),
+        lock_keys: vec!["a".into(), "b".into()],
+        current_step: 0,
+        total_steps: 2,
+        retry_count: 0,
+        max_retries: 3,
+        timeout_ms: 1000,
+        deadline_at: created_at + 1000,
+        last_error: None,
+        version: 0,
+        request_key: None,
+        created_at,
+        updated_at: created_at,
+        completed_at: None,
+    }
+}
+
+fn steps(id: &str) -> Vec<StepRecord> {
+    vec![
+        StepRecord::pending(id, 0, "one"),
+        StepRecord::pending(id, 1, "two"),
+    ]
+}
+
+async fn open(backend: Backend, dir: &std::path::Path) -> anyhow::Result<Arc<dyn TxStore>> {
+    let url = fresh_database(backend, dir).await?;
+    Ok(store::from_url(&url).await?)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_contract_holds_on_every_backend() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    for backend in backends() {
+        println!("backend: {backend:?}");
+        let s = open(backend, dir.path()).await?;
+        conformance(&*s)
+            .await
+            .map_err(|e| anyhow::anyhow!("{backend:?}: {e:#}"))?;
+    }
+    Ok(())
+}
+
+async fn conformance(s: &dyn TxStore) -> anyhow::Result<()> {
+    s.ping().await?;
+    // Create and read back, field for field.
+    let t0 = now_ms() - 10_000;
+    let mut a = tx("tx-a", "transfer", TxStatus::Created, t0);
+    a.request_key = Some("req-1".into());
+    assert_eq!(s.create(&a, &steps("tx-a")).await?, CreateOutcome::Created);
+    let (got, got_steps) = s.get("tx-a").await?.expect("created");
+    assert_eq!(got, a);
+    assert_eq!(got_steps, steps("tx-a"));
+    assert!(s.get("nope").await?.is_none());
+    // The same request key returns the first saga and writes nothing.
+    let mut dup = tx("tx-dup", "transfer", TxStatus::Created, t0);
+    dup.request_key = Some("req-1".into());
+    assert_eq!(
+        s.create(&dup, &steps("tx-dup")).await?,
+        CreateOutcome::Existing("tx-a".into())
+    );
+    assert!(s.get("tx-dup").await?.is_none());
+
+    // A commit writes the saga, its steps, kv, idempotency and history together.
+    let mut next = got.clone();
+    next.status = TxStatus::Executing;
+    next.current_step = 1;
+    next.outputs.insert("x".into(), json!(1));
+    next.updated_at = t0 + 5;
+    let mut s0 = got_steps[0].clone();
+    s0.status = StepStatus::Completed;
+    s0.attempts = 2;
+    s0.output = Some(serde_json::from_value(json!({"x": 1}))?);
+    s0.idempotency_key = Some("one:tx-a".into());
+    s0.plugin_digest = Some("d".repeat(64));
+    s0.started_at = Some(t0 + 1);
+    s0.finished_at = Some(t0 + 4);
+    let kv = [
+        KvWrite {
+            namespace: "bank".into(),
+            key: "acct/1".into(),
+            value: Some("100".into()),
+        },
+        KvWrite {
+            namespace: "bank".into(),
+            key: "gone".into(),
+            value: None,
+        },
+    ];
+    let idem = IdempotencyRecord {
+        key: "one:tx-a".into(),
+        step_name: "one".into(),
+        tx_id: "tx-a".into(),
+        output: "{\"x\":1}".into(),
+        expires_at: now_ms() + 60_000,
+    };
+    let history = [HistoryEntry {
+        tx_id: "tx-a".into(),
+        at: t0 + 5,
+        kind: "note".into(),
+        message: "hello".into(),
+    }];
+    let v1 = s
+        .commit(&Commit {
+            tx: &next,
+            steps: &[&s0],
+            kv: &kv,
+            idempotency: Some(&idem),
+            history: &history,
+        })
+        .await?;
+    assert_eq!(v1, 1);
+    let (after, after_steps) = s.get("tx-a").await?.unwrap();
+    assert_eq!(
+        after,
+        TxRecord {
+            version: 1,
+            ..next.clone()
+        }
+    );
+    assert_eq!(after_steps[0], s0);
+    assert_eq!(after_steps[1].status, StepStatus::Pending);
+    assert_eq!(s.kv_get("bank", "acct/1").await?.as_deref(), Some("100"));
+    assert_eq!(
+        s.kv_get("other", "acct/1").await?,
+        None,
+        "namespaces are separate"
+    );
+    assert_eq!(
+        s.idempotency_get("one:tx-a", now_ms()).await?.as_deref(),
+        Some("{\"x\":1}")
+    );
+    assert_eq!(s.history("tx-a").await?, history);
+
+    // Two writers read version 1; the second to commit is fenced out and changes nothing.
+    let mut w1 = after.clone();
+    w1.last_error = Some("first".into());
+    let mut w2 = after.clone();
+    w2.last_error = Some("second".into());
+    let kv2 = [KvWrite {
+        namespace: "bank".into(),
+        key: "acct/1".into(),
+        value: Some("999".into()),
+    }];
+    assert_eq!(s.commit(&Commit::new(&w1, &[])).await?, 2);
+    let err = s
+        .commit(&Commit {
+            kv: &kv2,
+            ..Commit::new(&w2, &[])
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, store::StoreError::VersionConflict { .. }),
+        "{err}"
+    );
+    assert_eq!(
+        s.get("tx-a").await?.unwrap().0.last_error.as_deref(),
+        Some("first")
+    );
+    assert_eq!(
+        s.kv_get("bank", "acct/1").await?.as_deref(),
+        Some("100"),
+        "a fenced commit writes nothing"
+    );
+    // Upsert and delete of kv.
+    let kv3 = [
+        KvWrite {
+            namespace: "bank".into(),
+            key: "acct/1".into(),
+            value: Some("150".into()),
+        },
+        KvWrite {
+            namespace: "bank".into(),
+            key: "acct/2".into(),
+            value: Some("7".into()),
+        },
+    ];
+    let w3 = s.get("tx-a").await?.unwrap().0;
+    s.commit(&Commit {
+        kv: &kv3,
+        ..Commit::new(&w3, &[])
+    })
+    .await?;
+    let w4 = s.get("tx-a").await?.unwrap().0;
+    let kv4 = [KvWrite {
+        namespace: "bank".into(),
+        key: "acct/2".into(),
+        value: None,
+    }];
+    s.commit(&Commit {
+        kv: &kv4,
+        ..Commit::new(&w4, &[])
+    })
+    .await?;
+    assert_eq!(s.kv_get("bank", "acct/1").await?.as_deref(), Some("150"));
+    assert_eq!(s.kv_get("bank", "acct/2").await?, None);
+
+    // Listing: filters, newest first, pagination, totals.
+    for i in 0..25 {
+        let status = if i % 3 == 0 {
+            TxStatus::Failed
+        } else {
+            TxStatus::Completed
+        };
+        let ty = if i % 2 == 0 { "even" } else { "odd" };
+        let mut t = tx(&format!("list-{i:02}"), ty, status, t0 + 100 + i);
+        t.completed_at = Some(t0 + 200 + i);
+        s.create(&t, &[]).await?;
+    }
+    let page = s
+        .list(&TxFilter {
+            limit: 10,
+            ..TxFilter::default()
+        })
+        .await?;
+    assert_eq!(page.total, 26);
+    assert_eq!(page.items.len(), 10);
+    assert_eq!(page.items[0].tx_id, "list-24", "newest first");
+    let page3 = s
+        .list(&TxFilter {
+            limit: 10,
+            offset: 20,
+            ..TxFilter::default()
+        })
+        .await?;
+    assert_eq!(page3.items.len(), 6);
+    let failed_even = s
+        .list(&TxFilter {
+            statuses: vec![TxStatus::Failed],
+            tx_type: Some("even".into()),
+            limit: 50,
+            ..TxFilter::default()
+        })
+        .await?;
+    assert_eq!(failed_even.total, 5, "i in 0,6,12,18,24");
+    let two_statuses = s
+        .list(&TxFilter {
+            statuses: vec![TxStatus::Failed, TxStatus::Executing],
+            limit: 50,
+            ..TxFilter::default()
+        })
+        .await?;
+    assert_eq!(two_statuses.total, 10);
+    let ranged = s
+        .list(&TxFilter {
+            created_after: Some(t0 + 110),
+            created_before: Some(t0 + 115),
+            limit: 50,
+            ..TxFilter::default()
+        })
+        .await?;
+    assert_eq!(
+        ranged
+            .items
+            .iter()
+            .map(|t| t.tx_id.as_str())
+            .collect::<Vec<_>>(),
+        ["list-14", "list-13", "list-12", "list-11", "list-10"]
+    );
+    let by_prefix = s
+        .list(&TxFilter {
+            tx_id_prefix: Some("list-2".into()),
+            limit: 50,
+            ..TxFilter::default()
+        })
+        .await?;
+    assert_eq!(by_prefix.total, 5);
+
+    // Stats by status and type.
+    let stats = s.stats().await?;
+    let count = |st: TxStatus, ty: &str| {
+        stats
+            .iter()
+            .find(|c| c.status == st && c.tx_type == ty)
+            .map_or(0, |c| c.count)
+    };
+    assert_eq!(count(TxStatus::Failed, "even"), 5);
+    assert_eq!(count(TxStatus::Completed, "odd"), 8);
+    assert_eq!(count(TxStatus::Executing, "transfer"), 1);
+
+    // The stuck scan finds non-terminal sagas not updated since the threshold, oldest first.
+    assert_eq!(s.find_stuck(now_ms(), 10).await?, ["tx-a"]);
+    assert!(s.find_stuck(t0, 10).await?.is_empty());
+
+    // Timeline buckets finished sagas.
+    let tl = s.timeline(t0, 1000).await?;
+    let total: u64 = tl.iter().map(|(_, _, n)| n).sum();
+    assert_eq!(total, 25);
+
+    // Idempotency records expire and are purged in batches.
+    for i in 0..5 {
+        let rec = IdempotencyRecord {
+            key: format!("old-{i}"),
+            expires_at: now_ms() - 1,
+            ..idem.clone()
+        };
+        let cur = s.get("tx-a").await?.unwrap().0;
+        s.commit(&Commit {
+            idempotency: Some(&rec),
+            ..Commit::new(&cur, &[])
+        })
+        .await?;
+    }
+    assert_eq!(
+        s.idempotency_get("old-1", now_ms()).await?,
+        None,
+        "expired records do not count"
+    );
+    assert_eq!(s.purge_idempotency(now_ms(), 3).await?, 3);
+    assert_eq!(s.purge_idempotency(now_ms(), 3).await?, 2);
+    assert_eq!(s.purge_idempotency(now_ms(), 3).await?, 0);
+    assert!(
+        s.idempotency_get("one:tx-a", now_ms()).await?.is_some(),
+        "live records stay"
+    );
+
+    // Finished sagas older than the retention go, with their steps and history.
+    let mut old = tx("old-done", "transfer", TxStatus::Completed, t0 - 1000);
+    old.completed_at = Some(t0 - 900);
+    s.create(&old, &steps("old-done")).await?;
+    s.append_history(&HistoryEntry {
+        tx_id: "old-done".into(),
+        at: t0,
+        kind: "k".into(),
+        message: "m".into(),
+    })
+    .await?;
+    let purged = s.purge_finished(t0 + 209, 10).await?;
+    assert_eq!(
+        purged, 10,
+        "old-done and list-00..08 finished before the cut"
+    );
+    assert!(s.get("old-done").await?.is_none());
+    assert!(s.history("old-done").await?.is_empty());
+    assert!(
+        s.get("tx-a").await?.is_some(),
+        "running sagas are never purged"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sagas_run_on_every_backend() -> anyhow::Result<()> {
+    for backend in backends() {
+        let h = TestHost::start(HostOptions {
+            backend,
+            ..HostOptions::default()
+        })
+        .await?;
+        h.open_account("x", 100.0).await?;
+        h.open_account("y", 0.0).await?;
+        let ok = h
+            .run_saga(json!({"tx_type": "fund_transfer", "input": {"from_account": "x", "to_account": "y", "amount": 30, "currency": "USD"}}))
+            .await?;
+        assert_eq!(ok["status"], "COMPLETED", "{backend:?}: {ok}");
+        h.run_saga(json!({"tx_type": "close_account", "input": {"account_id": "y"}}))
+            .await?;
+        let comp = h
+            .run_saga(json!({"tx_type": "fund_transfer", "input": {"from_account": "x", "to_account": "y", "amount": 30, "currency": "USD"}}))
+            .await?;
+        assert_eq!(comp["status"], "COMPENSATED", "{backend:?}: {comp}");
+        let failed = h
+            .run_saga(json!({"tx_type": "fund_transfer", "input": {"from_account": "x", "to_account": "y", "amount": 1000, "currency": "USD"}}))
+            .await?;
+        assert_eq!(failed["status"], "FAILED", "{backend:?}: {failed}");
+        assert_eq!(h.balance("x").await?, 70.0, "{backend:?}");
+        let flaky = h
+            .run_saga(json!({"steps": ["test_ok", "test_flaky"], "input": {"flaky_times": 1}}))
+            .await?;
+        assert_eq!(flaky["status"], "COMPLETED", "{backend:?}: {flaky}");
+        let (_, list) = h
+            .get("/api/transactions?status=COMPENSATED&status=FAILED&page=1&page_size=20")
+            .await?;
+        assert_eq!(list["total"], 2, "{backend:?}: {list}");
+        h.stop().await;
+    }
+    Ok(())
+}
+
+/// A TCP proxy on 127.0.0.1 that can cut every connection and refuse new ones.
+struct Proxy {
+    addr: std::net::SocketAddr,
+    open: Arc<std::sync::atomic::AtomicBool>,
+    cut: tokio::sync::watch::Sender<u64>,
+}
+
+impl Proxy {
+    async fn start(upstream: &'static str) -> anyhow::Result<Self> {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let open = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let (cut, cuts) = tokio::sync::watch::channel(0u64);
+        let gate = open.clone();
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                if !gate.load(Ordering::SeqCst) {
+                    continue; // dropped: connection refused in effect
+                }
+                let mut cuts = cuts.clone();
+                // Only cuts from now on end this connection.
+                cuts.borrow_and_update();
+                tokio::spawn(async move {
+                    let Ok(mut server) = tokio::net::TcpStream::connect(upstream).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = cuts.changed() => {}
+                    }
+                });
+            }
+        });
+        Ok(Self { addr, open, cut })
+    }
+
+    fn cut(&self) {
+        self.open.store(false, std::sync::atomic::Ordering::SeqCst);
+        self.cut.send_modify(|n| *n += 1);
+    }
+
+    fn restore(&self) {
+        self.open.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_saga_survives_its_database_connection_being_cut() -> anyhow::Result<()> {
+    if !backends().contains(&Backend::Postgres) {
+        return Ok(());
+    }
+    let dir = tempfile::tempdir()?;
+    let url = fresh_database(Backend::Postgres, dir.path()).await?;
+    let proxy = Proxy::start("127.0.0.1:5432").await?;
+    let db = url.rsplit('/').next().unwrap().to_string();
+    let proxied = format!("postgres://postgres@{}/{db}", proxy.addr);
+    // The host talks to PostgreSQL only through the proxy.
+    let h = TestHost::start(HostOptions {
+        database_url: Some(proxied),
+        configure: |c| c.step_timeout = Duration::from_secs(5),
+        ..HostOptions::default()
+    })
+    .await?;
+    let (status, v) = h
+        .post("/api/transactions", json!({"steps": ["test_kv_counter", "test_sleep", "test_kv_counter"], "input": {"sleep_ms": 700, "key": "cut"}}))
+        .await?;
+    assert_eq!(status, 201, "{v}");
+    let tx_id = v["tx_id"].as_str().unwrap().to_string();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    proxy.cut();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Reads fail clearly while the database is away; nothing is lost.
+    let (status, body) = h.get(&format!("/api/transactions/{tx_id}")).await?;
+    assert_eq!(status, 503, "{body}");
+    proxy.restore();
+    let done = h.engine().wait(&tx_id, Duration::from_secs(30)).await?;
+    assert_eq!(done.status, TxStatus::Completed, "{done:?}");
+    // Each counter step ran once: the shared counter moved by exactly two.
+    assert_eq!(done.output["count"], 2, "{done:?}");
+    h.stop().await;
+    Ok(())
+}
