@@ -8,6 +8,8 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
+pub mod polyglot;
+
 pub use rte_host;
 
 /// The repository root.
@@ -168,6 +170,8 @@ pub struct HostOptions {
     pub extra_files: Vec<(String, Vec<u8>)>,
     /// Config changes applied after the test defaults.
     pub configure: fn(&mut rte_host::Config),
+    /// Use this database instead of a fresh one of `backend`.
+    pub database_url: Option<String>,
 }
 
 impl Default for HostOptions {
@@ -177,8 +181,22 @@ impl Default for HostOptions {
             plugins: vec!["bank", "testkit"],
             extra_files: Vec::new(),
             configure: |_| {},
+            database_url: None,
         }
     }
+}
+
+/// Host logs go to the test's output (shown for failing tests); `RUST_LOG` filters them.
+fn init_logs() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,rte_host=info"));
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .try_init();
+    });
 }
 
 /// A real host serving on a loopback port, with a client.
@@ -198,6 +216,7 @@ pub struct TestHost {
 impl TestHost {
     /// Start a host with `options`.
     pub async fn start(options: HostOptions) -> Result<Self> {
+        init_logs();
         let dir = tempfile::tempdir()?;
         let plugins_dir = dir.path().join("plugins");
         std::fs::create_dir_all(&plugins_dir)?;
@@ -208,7 +227,10 @@ impl TestHost {
             std::fs::write(plugins_dir.join(file), bytes)?;
         }
         let mut config = rte_host::Config {
-            database_url: fresh_database(options.backend, dir.path()).await?,
+            database_url: match options.database_url.clone() {
+                Some(url) => url,
+                None => fresh_database(options.backend, dir.path()).await?,
+            },
             plugins_dir: plugins_dir.clone(),
             sagas_file: repo_root().join("sagas.toml"),
             listen: "127.0.0.1:0".into(),
