@@ -27,6 +27,13 @@ cargo test --workspace --locked -- --test-threads="${RTE_TEST_THREADS:-2}"
 if [ -f admin-ui/package.json ]; then
   log "console component tests"
   (cd admin-ui && npm test --silent)
+  log "console bundle matches its sources"
+  (cd admin-ui && npm run build --silent >/dev/null)
+  if git rev-parse --git-dir >/dev/null 2>&1 && ! git diff --quiet -- admin-ui/dist; then
+    echo "admin-ui/dist differs from a fresh build of admin-ui/src: run 'npm run build' in admin-ui and commit dist" >&2
+    git diff --stat -- admin-ui/dist >&2
+    exit 1
+  fi
   if [ -f admin-ui/e2e/run.sh ]; then
     log "console browser tests"
     bash admin-ui/e2e/run.sh

@@ -67,14 +67,23 @@ describe("pages", { timeout: 120000 }, () => {
     assert.deepEqual(errors, []);
   });
 
-  it("lays out at 1024 px", async () => {
-    const { context, page, errors } = await visit("/transactions", "narrow", { width: 1024 });
-    await settle(page);
-    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
-    await shot(page, "transactions-1024");
-    await context.close();
-    assert.ok(overflow <= 0, `page is ${overflow}px wider than the window`);
-    assert.deepEqual(errors, []);
+  it("lays out at 1024 px without sideways scrolling", async () => {
+    for (const [path, name] of [
+      ["/", "dashboard"],
+      ["/transactions", "transactions"],
+      [`/transactions/${data.compensated.tx_id}`, "detail"],
+      ["/start", "start"],
+      ["/events", "events"],
+      ["/plugins", "plugins"],
+    ]) {
+      const { context, page, errors } = await visit(path, name, { width: 1024 });
+      await settle(page);
+      const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+      await shot(page, `${name}-1024`);
+      await context.close();
+      assert.ok(overflow <= 0, `${path} is ${overflow}px wider than the window`);
+      assert.deepEqual(errors, []);
+    }
   });
 });
 
@@ -127,45 +136,70 @@ describe("transactions", { timeout: 120000 }, () => {
 describe("actions", { timeout: 120000 }, () => {
   const actionAllowed = () => [...missing, "/force-cancel", "/force-complete", "/retry"];
 
-  it("force-cancels a running saga from its page", async (t) => {
-    const running = await startSaga({ steps: ["test_ok", "test_sleep", "test_ok"], input: { sleep_ms: 8000 } }, "");
-    const probe = await api(`/api/transactions/${running.tx_id}/force-cancel`, { method: "OPTIONS" });
-    if (probe.status === 404 && /endpoint/.test(probe.body?.error?.message ?? "")) return t.skip("host has no force-cancel endpoint");
-    const { context, page, errors } = await visit(`/transactions/${running.tx_id}`, "detail", { allowed: actionAllowed() });
-    await settle(page);
-    await page.getByRole("button", { name: "Force cancel…" }).click();
-    const dialog = page.getByRole("dialog");
-    await dialog.getByLabel(/Reason/).fill("e2e: cancel a running saga");
-    await shot(page, "force-cancel-dialog");
-    await dialog.getByRole("button", { name: "Force cancel" }).click();
-    await page.locator(".notice, .form-error").first().waitFor();
-    const formError = await page.locator(".form-error").count();
-    assert.equal(formError, 0, formError ? await page.locator(".form-error").textContent() : "");
-    // The page follows the saga live, without a reload.
-    await until(async () => ["Cancelled", "Compensated"].includes(await page.locator(".tx-title .badge").textContent()), "the saga to end", 30000);
-    await shot(page, "detail-cancelled");
-    await context.close();
-    assert.deepEqual(errors, []);
+  /** Open a saga's page, run `action` through its dialog, and return the page. */
+  async function act(t, txId, button, confirm, reason, fill) {
+    const probe = await api(`/api/transactions/${txId}/${button.toLowerCase().replace(/ /g, "-").replace("…", "")}`, { method: "OPTIONS" });
+    if (probe.status === 404 && /endpoint/.test(probe.body?.error?.message ?? "")) {
+      t.skip(`host has no ${button} endpoint`);
+      return null;
+    }
+    const p = await visit(`/transactions/${txId}`, "detail", { allowed: actionAllowed() });
+    await settle(p.page);
+    await p.page.getByRole("button", { name: `${button}…` }).click();
+    const dialog = p.page.getByRole("dialog");
+    if (fill) await fill(dialog);
+    await dialog.getByLabel(/Reason/).fill(reason);
+    await dialog.getByRole("button", { name: confirm, exact: true }).click();
+    await p.page.locator(".notice, .form-error").first().waitFor();
+    const formError = p.page.locator(".form-error");
+    assert.equal(await formError.count(), 0, (await formError.count()) ? await formError.textContent() : "");
+    return p;
+  }
+
+  const badge = (page) => page.locator(".tx-title .badge").textContent();
+
+  it("force-cancels a failed saga", async (t) => {
+    const failed = await startSaga({ steps: ["test_fail"], input: {} });
+    const p = await act(t, failed.tx_id, "Force cancel", "Force cancel", "e2e: cancel a failed saga");
+    if (!p) return;
+    await until(async () => (await badge(p.page)) === "Cancelled", "the saga to be cancelled");
+    await p.page.getByText("e2e: cancel a failed saga").first().waitFor();
+    await shot(p.page, "detail-cancelled");
+    await p.context.close();
+    assert.deepEqual(p.errors, []);
   });
 
-  it("retries a failed saga from its page", async (t) => {
-    const probe = await api(`/api/transactions/${data.failed.tx_id}/retry`, { method: "OPTIONS" });
-    if (probe.status === 404 && /endpoint/.test(probe.body?.error?.message ?? "")) return t.skip("host has no retry endpoint");
-    const { context, page, errors } = await visit(`/transactions/${data.failed.tx_id}`, "detail", { allowed: actionAllowed() });
-    await settle(page);
+  it("force-completes a failed saga", async (t) => {
+    const failed = await startSaga({ steps: ["test_fail"], input: {} });
+    const p = await act(t, failed.tx_id, "Force complete", "Force complete", "e2e: settled by hand");
+    if (!p) return;
+    await until(async () => (await badge(p.page)) === "Completed", "the saga to be completed");
+    await p.context.close();
+    assert.deepEqual(p.errors, []);
+  });
+
+  it("force-cancels a running saga and follows it live", async (t) => {
+    const running = await startSaga({ steps: ["test_ok", "test_sleep", "test_ok"], input: { sleep_ms: 6000 } }, "");
+    const p = await act(t, running.tx_id, "Force cancel", "Force cancel", "e2e: cancel a running saga");
+    if (!p) return;
+    // The page follows the saga from the event stream, without a reload.
+    await until(async () => !["Created", "Locked", "Executing"].includes(await badge(p.page)), "the page to show the cancellation");
+    await until(async () => (await badge(p.page)) === "Cancelled", "the compensation to finish and the saga to be cancelled", 20000);
+    await shot(p.page, "detail-force-cancel-running");
+    await p.context.close();
+    assert.deepEqual(p.errors, []);
+  });
+
+  it("retries a failed saga from a chosen step", async (t) => {
     const version = data.failed.version;
-    await page.getByRole("button", { name: "Retry…" }).click();
-    const dialog = page.getByRole("dialog");
-    await dialog.getByLabel("From step").selectOption("0");
-    await dialog.getByLabel(/Reason/).fill("e2e: retry");
-    await dialog.getByRole("button", { name: "Retry" }).click();
-    await page.locator(".notice, .form-error").first().waitFor();
-    assert.equal(await page.locator(".form-error").count(), 0);
+    const p = await act(t, data.failed.tx_id, "Retry", "Retry", "e2e: retry", (dialog) => dialog.getByLabel("From step").selectOption("0"));
+    if (!p) return;
     const after = await api(`/api/transactions/${data.failed.tx_id}`);
     assert.ok(after.body.version > version, "the retry changed the saga");
-    await shot(page, "detail-retried");
-    await context.close();
-    assert.deepEqual(errors, []);
+    await p.page.locator(".history-mark").first().waitFor();
+    await shot(p.page, "detail-retried");
+    await p.context.close();
+    assert.deepEqual(p.errors, []);
   });
 
   it("resets a circuit breaker", async () => {

@@ -10,8 +10,12 @@ export interface Resource<T> {
   reload: () => void;
 }
 
-/** GET `path` (null: nothing to fetch); reloads when `path` or the token changes, and every `pollMs`. */
-export function useApi<T>(path: string | null, pollMs = 0): Resource<T> {
+/**
+ * GET `path` (null: nothing to fetch); reloads when `path` or the token changes, and every
+ * `pollMs`. With `keep`, a new path shows the previous data until its own arrives (lists
+ * that page or filter without flicker).
+ */
+export function useApi<T>(path: string | null, pollMs = 0, keep = false): Resource<T> {
   const [data, setData] = useState<T | null>(null);
   const [error, setError] = useState<ApiError | null>(null);
   const [loading, setLoading] = useState(path != null);
@@ -45,11 +49,12 @@ export function useApi<T>(path: string | null, pollMs = 0): Resource<T> {
     return () => clearInterval(id);
   }, [pollMs, path]);
 
-  // A new path starts from a clean slate rather than showing the previous one's data.
+  // Otherwise a new path starts from a clean slate rather than showing the previous one's data.
   useEffect(() => {
+    if (keep) return;
     setData(null);
     setError(null);
-  }, [path]);
+  }, [path, keep]);
 
   const reload = useCallback(() => setTick((t) => t + 1), []);
   return { data, error, loading, reload };

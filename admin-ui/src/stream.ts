@@ -26,7 +26,10 @@ function deliver(msg: MessageEvent) {
   } catch {
     return;
   }
-  if (!ev.type && msg.type !== "message") ev.type = msg.type;
+  if (msg.type === "lagged") {
+    // The host dropped events for this slow client: say so, so that views can refetch.
+    ev = { type: "lagged", tx_id: null, tx_type: null, step_name: null, error: null, data: { ...ev }, timestamp: new Date().toISOString() };
+  } else if (!ev.type && msg.type !== "message") ev.type = msg.type;
   for (const h of handlers) h(ev);
 }
 
@@ -40,7 +43,7 @@ function open() {
   // EventSource keeps retrying by itself; report the gap meanwhile.
   es.onerror = () => setState(es.readyState === EventSource.CLOSED ? "error" : "connecting");
   es.onmessage = deliver;
-  for (const t of EVENT_TYPES) es.addEventListener(t, deliver as EventListener);
+  for (const t of [...EVENT_TYPES, "lagged"]) es.addEventListener(t, deliver as EventListener);
 }
 
 function close() {

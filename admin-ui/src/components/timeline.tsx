@@ -1,15 +1,26 @@
 // Draws a saga's timeline layout (see lib/timeline.ts) as SVG.
 
+import { useEffect, useRef, useState } from "preact/hooks";
 import { layoutTimeline } from "../lib/timeline";
 import { TONE_COLOURS } from "../lib/status";
 import type { RteEvent, TxView } from "../types";
 
+/** Lays out at the figure's real width, so that text keeps its size at any window width. */
 export function Timeline({ tx, events, now }: { tx: TxView; events: RteEvent[]; now: number }) {
-  const l = layoutTimeline(tx, events, { now });
+  const ref = useRef<HTMLElement>(null);
+  const [width, setWidth] = useState(960);
+  useEffect(() => {
+    const el = ref.current;
+    if (!el) return;
+    const ro = new ResizeObserver(() => setWidth(Math.max(480, Math.round(el.clientWidth))));
+    ro.observe(el);
+    return () => ro.disconnect();
+  }, []);
+  const l = layoutTimeline(tx, events, { now, width });
   if (!l.rows.length) return <p class="muted">This saga has no steps.</p>;
   return (
-    <figure class="timeline">
-      <svg viewBox={`0 0 ${l.width} ${l.height}`} role="img" aria-label="Timeline of step executions and compensations">
+    <figure class="timeline" ref={ref}>
+      <svg viewBox={`0 0 ${l.width} ${l.height}`} width={l.width} height={l.height} role="img" aria-label="Timeline of step executions and compensations">
         <defs>
           <pattern id="running" width="8" height="8" patternUnits="userSpaceOnUse" patternTransform="rotate(45)">
             <rect width="8" height="8" fill={TONE_COLOURS.run} />
@@ -69,6 +80,13 @@ export function Timeline({ tx, events, now }: { tx: TxView; events: RteEvent[]; 
             </g>
           );
         })}
+        {l.marks.map((m, i) => (
+          <g key={`m${i}`} class="history-mark">
+            <line x1={m.x} x2={m.x} y1={l.axisHeight - 4} y2={l.height} />
+            <circle cx={m.x} cy={l.axisHeight - 4} r="3.5" />
+            <title>{m.title}</title>
+          </g>
+        ))}
       </svg>
       <figcaption class="chart-key">
         <span>
@@ -83,7 +101,10 @@ export function Timeline({ tx, events, now }: { tx: TxView; events: RteEvent[]; 
         <span>
           <span class="swatch" style={{ background: TONE_COLOURS.bad }} /> failed
         </span>
-        <span>▾ retried attempt</span>
+        <span>
+          <span style={{ color: TONE_COLOURS.warn }}>▾</span> retried attempt
+        </span>
+        {l.marks.length ? <span>┆ operator action (hover for details)</span> : null}
       </figcaption>
     </figure>
   );

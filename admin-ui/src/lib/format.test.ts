@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { between, formatAgo, formatBytes, formatDuration, isoToLocalInput, localInputToIso, splitErrorKind } from "./format";
+import { between, formatAgo, formatClock, formatBytes, formatDuration, formatShortTime, isoToLocalInput, localInputToIso, splitErrorKind } from "./format";
 
 describe("formatDuration", () => {
   it.each([
@@ -32,6 +32,19 @@ describe("times", () => {
     expect(formatAgo("2024-01-01T12:00:00Z", now)).toBe("just now");
     expect(formatAgo("2024-01-01T11:59:30Z", now)).toBe("30 s ago");
     expect(formatAgo("2024-01-01T11:00:00Z", now)).toBe("1 h ago");
+  });
+
+  it("shortens table times by distance", () => {
+    const now = new Date(2024, 5, 15, 18, 0, 0).getTime();
+    expect(formatShortTime(new Date(2024, 5, 15, 9, 5, 7).toISOString(), now)).toBe("09:05:07");
+    expect(formatShortTime(new Date(2024, 1, 3, 14, 30).toISOString(), now)).toBe("Feb 3 14:30");
+    expect(formatShortTime(new Date(2023, 11, 31, 23, 0).toISOString(), now)).toBe("2023-12-31");
+  });
+
+  it("shows clock times for today", () => {
+    const now = new Date(2024, 5, 15, 18, 0, 0).getTime();
+    expect(formatClock(new Date(2024, 5, 15, 9, 5, 7, 42).toISOString(), now)).toBe("09:05:07.042");
+    expect(formatClock(new Date(2024, 5, 14, 9, 5, 7, 42).toISOString(), now)).toBe("2024-06-14 09:05:07.042");
   });
 
   it("round-trips datetime-local values through RFC 3339", () => {

@@ -38,6 +38,27 @@ export function formatTime(t: string | null | undefined, withMs = false): string
   return withMs ? `${base}.${p(d.getMilliseconds(), 3)}` : base;
 }
 
+const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+
+/** Compact local time for tables: "14:03:22" today, "Nov 27 14:03" this year, else "2023-11-27". */
+export function formatShortTime(t: string | null | undefined, now = Date.now()): string {
+  const ms = parseTime(t);
+  if (ms == null) return "—";
+  const d = new Date(ms);
+  const n = new Date(now);
+  const p = (x: number) => String(x).padStart(2, "0");
+  if (d.toDateString() === n.toDateString()) return `${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
+  if (d.getFullYear() === n.getFullYear()) return `${MONTHS[d.getMonth()]} ${d.getDate()} ${p(d.getHours())}:${p(d.getMinutes())}`;
+  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}`;
+}
+
+/** "09:26:10.872" for today, else the full time with milliseconds (for event lists). */
+export function formatClock(t: string | null | undefined, now = Date.now()): string {
+  const ms = parseTime(t);
+  if (ms == null) return "—";
+  return new Date(ms).toDateString() === new Date(now).toDateString() ? formatTime(t, true).slice(11) : formatTime(t, true);
+}
+
 /** "just now", "5 s ago", "3 min ago", "2 h ago", "4 d ago". */
 export function formatAgo(t: string | null | undefined, now = Date.now()): string {
   const ms = parseTime(t);

@@ -113,6 +113,13 @@ describe("layoutTimeline", () => {
   });
 });
 
+it("marks history entries on the axis", () => {
+  const t = { ...compensated, history: [{ at: at(150), kind: "retry", message: "by operator" }] };
+  const l = layoutTimeline(t, [], { width: 1000, labelWidth: 100, now: T0 + 1000 });
+  expect(l.t1).toBe(T0 + 150);
+  expect(l.marks).toEqual([{ x: 100 + l.plotWidth, kind: "retry", title: "retry: by operator" }]);
+});
+
 it("matches events of a repeated step to its positions", () => {
   const events = [
     ev("step.compensated", "test_ok", 100),

@@ -3,8 +3,8 @@
 //
 // Steps keep `started_at` and one `finished_at` (overwritten when a compensation settles), so
 // an execution's end is recovered from the next step's start, and a compensation's start from
-// the failure or the compensation of the step after it. Events of the saga, when still held
-// by the host, add exact times and retry markers.
+// the failure or the compensation of the step after it. Events of the saga, while the host
+// still holds them, add retry markers and stand in for a missing stored time.
 
 import type { RteEvent, TxView } from "../types";
 import { formatDuration, parseTime, splitErrorKind } from "./format";
@@ -48,6 +48,8 @@ export interface TimelineLayout {
   t1: number;
   rows: TimelineRow[];
   ticks: { x: number; label: string }[];
+  /** Operator actions and other history entries, as vertical lines. */
+  marks: { x: number; kind: string; title: string }[];
 }
 
 export interface TimelineOptions {
@@ -140,7 +142,7 @@ export function layoutTimeline(tx: TxView, events: RteEvent[] = [], opts: Timeli
       return;
     }
     const finished = parseTime(s.finished_at);
-    const completedEv = [...evs[i]].reverse().find((x) => x.e.type === "step.completed")?.t;
+    // The next step is marked started at the instant this one completed.
     const nextStart = parseTime(steps[i + 1]?.started_at);
     let end: number | null;
     let live = false;
@@ -151,10 +153,10 @@ export function layoutTimeline(tx: TxView, events: RteEvent[] = [], opts: Timeli
         break;
       case "COMPLETED":
       case "FAILED":
-        end = finished ?? completedEv ?? now;
+        end = finished ?? now;
         break;
       default: // compensating or compensated: the execute ended before the next step began
-        end = completedEv ?? nextStart ?? null;
+        end = nextStart ?? evs[i].findLast((x) => x.e.type === "step.completed")?.t ?? null;
     }
     exec.push({ start: started, end: end ?? started, running: live });
   });
@@ -180,6 +182,8 @@ export function layoutTimeline(tx: TxView, events: RteEvent[] = [], opts: Timeli
   const created = parseTime(tx.created_at);
   if (created != null) times.push(created);
   for (const sp of [...exec, ...comp]) if (sp) times.push(sp.start, sp.end);
+  const history = (tx.history ?? []).map((h) => ({ h, t: parseTime(h.at) })).filter((x) => x.t != null) as { h: { kind: string; message: string }; t: number }[];
+  for (const { t } of history) times.push(t);
   const done = parseTime(tx.completed_at);
   if (done != null) times.push(done);
   if (running) times.push(now);
@@ -190,6 +194,7 @@ export function layoutTimeline(tx: TxView, events: RteEvent[] = [], opts: Timeli
   const plotX = labelWidth;
   const plotWidth = Math.max(50, width - labelWidth - 16);
   const x = (t: number) => plotX + ((t - t0) / (t1 - t0)) * plotWidth;
+  const clampX = (t: number) => Math.min(plotX + plotWidth, Math.max(plotX, x(t)));
   const bar = (kind: TimelineBar["kind"], sp: Span, tone: Tone, title: string): TimelineBar => {
     const bx = x(sp.start);
     const w = Math.max(MIN_BAR, x(sp.end) - bx);
@@ -211,12 +216,13 @@ export function layoutTimeline(tx: TxView, events: RteEvent[] = [], opts: Timeli
       const n = s.compensation_attempts;
       bars.push(bar("compensate", c, tone, `${s.step_name}: compensate ${formatDuration(c.end - c.start)}${c.running ? " (running)" : ""}${n > 1 ? `, ${n} attempts` : ""}`));
     }
+    // Stored times draw the bars; events, while the host still holds them, add the retries.
     for (const { e: ev, t } of evs[i]) {
-      if (ev.type !== "step.failed") continue;
-      const retry = ev.data?.will_retry === true;
-      markers.push({ x: x(t), kind: retry ? "retry" : "error", title: `${ev.data?.compensation ? "compensation " : ""}${retry ? "retryable failure" : "failure"}: ${ev.error ?? ""}` });
+      if (ev.type !== "step.failed" || ev.data?.will_retry !== true) continue;
+      const what = ev.data?.compensation ? "compensation attempt failed, retried" : "attempt failed, retried";
+      markers.push({ x: clampX(t), kind: "retry", title: `${what}: ${ev.error ?? ""}` });
     }
-    if (!markers.some((m) => m.kind === "error") && s.error && (s.status === "FAILED" || s.status === "COMPENSATION_FAILED")) {
+    if (s.error && (s.status === "FAILED" || s.status === "COMPENSATION_FAILED")) {
       const last = bars[bars.length - 1];
       if (last) markers.push({ x: last.x + last.width, kind: "error", title: splitErrorKind(s.error).message });
     }
@@ -230,5 +236,6 @@ export function layoutTimeline(tx: TxView, events: RteEvent[] = [], opts: Timeli
   const ticks: { x: number; label: string }[] = [];
   for (let off = 0; off <= t1 - t0 + 1e-9; off += step) ticks.push({ x: x(t0 + off), label: off === 0 ? "0" : `+${formatDuration(off)}` });
 
-  return { width, height: axisHeight + steps.length * rowHeight + 6, plotX, plotWidth, rowHeight, axisHeight, t0, t1, rows, ticks };
+  const marks = history.map(({ h, t }) => ({ x: x(t), kind: h.kind, title: `${h.kind}: ${h.message}` }));
+  return { width, height: axisHeight + steps.length * rowHeight + 6, plotX, plotWidth, rowHeight, axisHeight, t0, t1, rows, ticks, marks };
 }

@@ -26,7 +26,7 @@ export function Dashboard() {
     stats.reload();
     timeline.reload();
   }, 1500);
-  useEffect(() => subscribe((e) => e.type.startsWith("tx.") && refresh()), [refresh]);
+  useEffect(() => subscribe((e) => (e.type.startsWith("tx.") || e.type === "lagged") && refresh()), [refresh]);
 
   return (
     <>
@@ -45,13 +45,13 @@ export function Dashboard() {
             <StatCard label="Total" value={stats.data.total_transactions} href="/transactions" />
             <StatCard label="Running" value={stats.data.pending_transactions} href={listLink(RUNNING)} tone="run" />
             <StatCard label="Completed" value={stats.data.completed_transactions} href={listLink(["COMPLETED"])} tone="ok" />
-            <StatCard label="Failed or compensated" value={stats.data.failed_transactions} href={listLink(FAILED)} tone="warn" />
+            <StatCard label="Failed" value={stats.data.failed_transactions} href={listLink(FAILED)} tone="warn" hint="incl. compensated, timed out, cancelled" />
             <StatCard
               label="Compensation failed"
               value={stats.data.compensation_failed_transactions}
               href={listLink(["COMPENSATION_FAILED"])}
               tone={stats.data.compensation_failed_transactions ? "bad" : undefined}
-              hint="need an operator"
+              hint="needs an operator"
             />
           </section>
           <div class="grid-2">
@@ -119,17 +119,24 @@ function StatusDonut({ byStatus, total }: { byStatus: Record<string, number>; to
           transactions
         </text>
       </svg>
-      <ul class="legend">
-        {entries.map(([s, n]) => (
-          <li key={s} class={n ? "" : "legend-zero"}>
-            <Link href={listLink([s])}>
-              <span class="swatch" style={{ background: statusColour(s) }} aria-hidden="true" />
-              <span class="legend-name">{statusLabel(s)}</span>
-              <span class="legend-count">{n}</span>
-            </Link>
-          </li>
-        ))}
-      </ul>
+      {slices.length ? (
+        <ul class="legend">
+          {entries
+            .filter(([, n]) => n > 0)
+            .map(([s, n]) => (
+              <li key={s}>
+                <Link href={listLink([s])}>
+                  <span class="swatch" style={{ background: statusColour(s) }} aria-hidden="true" />
+                  <span class="legend-name">{statusLabel(s)}</span>
+                  <span class="legend-count">{n.toLocaleString()}</span>
+                  <span class="legend-share muted">{Math.round((n / total) * 100)}%</span>
+                </Link>
+              </li>
+            ))}
+        </ul>
+      ) : (
+        <p class="muted">No transactions yet.</p>
+      )}
     </div>
   );
 }
@@ -141,9 +148,12 @@ function TimeBars({ data }: { data: StatsTimeline }) {
   const { groups, max } = barGroups(data.points, box);
   const total = data.points.reduce((n, p) => n + p.completed + p.failed, 0);
   const labelEvery = Math.max(1, Math.ceil(groups.length / 8));
+  const multiDay = data.points.length * data.bucket_seconds > 86400;
   const hourLabel = (at: string) => {
     const d = new Date(at);
-    return data.bucket_seconds >= 86400 ? `${d.getMonth() + 1}/${d.getDate()}` : `${String(d.getHours()).padStart(2, "0")}:00`;
+    const day = `${d.getMonth() + 1}/${d.getDate()}`;
+    const hour = `${String(d.getHours()).padStart(2, "0")}:00`;
+    return data.bucket_seconds >= 86400 ? day : multiDay ? `${day} ${hour}` : hour;
   };
   return (
     <>

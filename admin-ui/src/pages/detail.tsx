@@ -7,13 +7,16 @@ import { ConfirmDialog } from "../components/dialog";
 import { Timeline } from "../components/timeline";
 import { CopyButton, Empty, ErrorState, Field, JsonBlock, Loading, PageHeader, StatusBadge } from "../components/ui";
 import { useApi, useDebounced, useNow } from "../hooks";
-import { between, formatDuration, formatTime, splitErrorKind } from "../lib/format";
+import { between, formatClock, formatDuration, formatTime, splitErrorKind } from "../lib/format";
+import { canForce, canRetry, retryStartSteps } from "../lib/actions";
 import { isTerminal } from "../lib/status";
 import { Link } from "../router";
 import { subscribe, type StreamState } from "../stream";
 import type { RteEvent, StepView, TxView } from "../types";
 
 type Action = "force-complete" | "force-cancel" | "retry";
+
+const NOT_NOW = (status: string) => `Not available while the saga is ${status}`;
 
 export function TxDetail({ txId }: { txId: string }) {
   const path = `/api/transactions/${encodeURIComponent(txId)}`;
@@ -30,6 +33,7 @@ export function TxDetail({ txId }: { txId: string }) {
     setLive([]);
     return subscribe(
       (e) => {
+        if (e.type === "lagged") return reload();
         if (e.tx_id !== txId) return;
         setLive((l) => [e, ...l].slice(0, 500));
         reload();
@@ -65,13 +69,13 @@ export function TxDetail({ txId }: { txId: string }) {
         <span class={`live live-${stream}`} title={`event stream: ${stream}`}>
           {stream === "live" ? "Live" : stream === "connecting" ? "Connecting…" : "Not live"}
         </span>
-        <button type="button" class="btn" onClick={() => setAction("retry")} disabled={t.status === "COMPLETED"}>
+        <button type="button" class="btn" onClick={() => setAction("retry")} disabled={!canRetry(t.status)} title={canRetry(t.status) ? undefined : NOT_NOW(t.status)}>
           Retry…
         </button>
-        <button type="button" class="btn btn-danger-outline" onClick={() => setAction("force-cancel")} disabled={t.status === "COMPLETED" || t.status === "CANCELLED"}>
+        <button type="button" class="btn btn-danger-outline" onClick={() => setAction("force-cancel")} disabled={!canForce(t.status)} title={canForce(t.status) ? undefined : NOT_NOW(t.status)}>
           Force cancel…
         </button>
-        <button type="button" class="btn btn-danger-outline" onClick={() => setAction("force-complete")} disabled={t.status === "COMPLETED"}>
+        <button type="button" class="btn btn-danger-outline" onClick={() => setAction("force-complete")} disabled={!canForce(t.status)} title={canForce(t.status) ? undefined : NOT_NOW(t.status)}>
           Force complete…
         </button>
       </PageHeader>
@@ -156,7 +160,9 @@ export function TxDetail({ txId }: { txId: string }) {
             <ol class="history">
               {t.history.map((h, i) => (
                 <li key={i}>
-                  <time>{formatTime(h.at, true)}</time>
+                  <time dateTime={h.at} title={formatTime(h.at, true)}>
+                    {formatClock(h.at, now)}
+                  </time>
                   <span class="tag">{h.kind}</span>
                   <span>{h.message}</span>
                 </li>
@@ -172,7 +178,9 @@ export function TxDetail({ txId }: { txId: string }) {
             <ol class="history">
               {events.slice(0, 100).map((e, i) => (
                 <li key={i}>
-                  <time>{formatTime(e.timestamp, true)}</time>
+                  <time dateTime={e.timestamp} title={formatTime(e.timestamp, true)}>
+                    {formatClock(e.timestamp, now)}
+                  </time>
                   <span class="tag">{e.type}</span>
                   <span>
                     {e.step_name ? <strong>{e.step_name} </strong> : null}
@@ -257,8 +265,10 @@ function StepsTable({ steps, now, current }: { steps: StepView[]; now: number; c
                 </td>
                 <td class="num">{s.attempts}</td>
                 <td class="num">{s.compensation_attempts}</td>
-                <td title={formatTime(s.started_at, true)}>{s.started_at ? formatTime(s.started_at) : <span class="muted">—</span>}</td>
-                <td class="num">{s.started_at ? formatDuration(between(s.started_at, s.finished_at, now)) : "—"}</td>
+                <td class="nowrap" title={formatTime(s.started_at, true)}>
+                  {s.started_at ? formatClock(s.started_at, now) : <span class="muted">—</span>}
+                </td>
+                <td class="num nowrap">{s.started_at ? formatDuration(between(s.started_at, s.finished_at, now)) : "—"}</td>
                 <td class="err-cell wide">
                   {err ? (
                     <>
@@ -308,7 +318,7 @@ const ACTIONS: Record<Action, { title: string; label: string; danger: boolean; r
     label: "Retry",
     danger: false,
     reasonRequired: false,
-    text: "Runs the saga again from where it stopped, or from the step you choose.",
+    text: "A failed or timed-out saga runs again from where it stopped, or from the step you choose; a saga whose compensation failed resumes its compensation.",
   },
 };
 
@@ -317,6 +327,7 @@ function ActionDialog(p: { action: Action; tx: TxView; steps: StepView[]; onClos
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<string | null>(null);
   const [fromStep, setFromStep] = useState("");
+  const starts = retryStartSteps(p.tx.status, p.steps);
   return (
     <ConfirmDialog
       title={a.title}
@@ -334,14 +345,14 @@ function ActionDialog(p: { action: Action; tx: TxView; steps: StepView[]; onClos
         </>
       }
       extra={
-        p.action === "retry" ? (
+        p.action === "retry" && starts.length ? (
           <>
             <label class="label" for="from-step">
               From step
             </label>
             <select id="from-step" value={fromStep} onChange={(e) => setFromStep((e.target as HTMLSelectElement).value)}>
               <option value="">Where it stopped</option>
-              {p.steps.map((s) => (
+              {starts.map((s) => (
                 <option key={s.step_index} value={s.step_index}>
                   {s.step_index + 1}. {s.step_name} ({s.status.toLowerCase()})
                 </option>

@@ -106,7 +106,7 @@ export function Events() {
       ) : shown.length === 0 ? (
         <Empty title={events.length ? "No events match these filters" : "No events yet"}>Events appear here as sagas run.</Empty>
       ) : (
-        <div class="table-wrap">
+        <div class="table-wrap table-scroll">
           <table class="events">
             <thead>
               <tr>

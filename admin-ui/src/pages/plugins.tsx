@@ -47,7 +47,7 @@ export function Plugins() {
                 </pre>
               ) : null}
               <dl class="fields">
-                <div class="field field-wide">
+                <div class="field field-full">
                   <dt>Digest (SHA-256)</dt>
                   <dd>
                     {p.digest ? (

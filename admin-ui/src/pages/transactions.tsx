@@ -3,7 +3,7 @@
 import { useEffect, useMemo, useState } from "preact/hooks";
 import { Empty, ErrorState, Loading, PageHeader, StatusBadge } from "../components/ui";
 import { useApi, useDebounced, useNow } from "../hooks";
-import { between, formatAgo, formatDuration, formatTime, isoToLocalInput, localInputToIso } from "../lib/format";
+import { between, formatAgo, formatDuration, formatShortTime, formatTime, isoToLocalInput, localInputToIso } from "../lib/format";
 import {
   DEFAULT_FILTERS,
   filtersToQuery,
@@ -16,10 +16,10 @@ import {
   withFilter,
   type TxFilters,
 } from "../lib/query";
-import { statusColour, statusLabel } from "../lib/status";
+import { isTerminal, statusColour, statusLabel } from "../lib/status";
 import { Link, navigate } from "../router";
 import { subscribe } from "../stream";
-import { TX_STATUSES, type SagaDef, type Stats, type TxPage } from "../types";
+import { TX_STATUSES, type SagaDef, type Stats, type TxPage, type TxView } from "../types";
 
 function go(f: TxFilters, replace = false) {
   const q = filtersToQuery(f);
@@ -28,9 +28,9 @@ function go(f: TxFilters, replace = false) {
 
 export function Transactions({ search }: { search: string }) {
   const filters = useMemo(() => parseFilters(search), [search]);
-  const list = useApi<TxPage>(`/api/transactions?${filtersToQuery(filters, true)}`);
+  const list = useApi<TxPage>(`/api/transactions?${filtersToQuery(filters, true)}`, 0, true);
   const refresh = useDebounced(list.reload, 2000);
-  useEffect(() => subscribe((e) => e.type.startsWith("tx.") && refresh()), [refresh]);
+  useEffect(() => subscribe((e) => (e.type.startsWith("tx.") || e.type === "lagged") && refresh()), [refresh]);
   const now = useNow(5000);
   const active = filtersToQuery({ ...filters, page: 1, page_size: DEFAULT_FILTERS.page_size }) !== "";
 
@@ -68,12 +68,8 @@ export function Transactions({ search }: { search: string }) {
               <thead>
                 <tr>
                   <th scope="col">Transaction</th>
-                  <th scope="col">Type</th>
                   <th scope="col">Status</th>
-                  <th scope="col">Progress</th>
-                  <th scope="col" class="num">
-                    Retries
-                  </th>
+                  <th scope="col">Steps</th>
                   <th scope="col">Created</th>
                   <th scope="col" class="num">
                     Duration
@@ -85,25 +81,29 @@ export function Transactions({ search }: { search: string }) {
                 {list.data.transactions.map((tx) => (
                   <tr key={tx.tx_id}>
                     <td>
-                      <Link class="mono" href={`/transactions/${encodeURIComponent(tx.tx_id)}`}>
+                      <Link class="mono tx-link" href={`/transactions/${encodeURIComponent(tx.tx_id)}`}>
                         {tx.tx_id}
                       </Link>
+                      <div class="sub">{tx.tx_type}</div>
                     </td>
-                    <td>{tx.tx_type}</td>
                     <td>
                       <StatusBadge status={tx.status} />
                     </td>
-                    <td>
-                      <Progress done={tx.status === "COMPLETED" ? tx.total_steps : tx.current_step} total={tx.total_steps} status={tx.status} />
+                    <td class="nowrap">
+                      <Progress tx={tx} />
+                      {tx.retry_count ? (
+                        <div class="sub">
+                          retried {tx.retry_count} of {tx.max_retries}
+                        </div>
+                      ) : null}
                     </td>
-                    <td class="num">{tx.retry_count ? `${tx.retry_count}/${tx.max_retries}` : <span class="muted">0</span>}</td>
-                    <td title={formatTime(tx.created_at, true)}>
-                      {formatTime(tx.created_at)}
+                    <td class="nowrap" title={formatTime(tx.created_at, true)}>
+                      {formatShortTime(tx.created_at, now)}
                       <div class="sub">{formatAgo(tx.created_at, now)}</div>
                     </td>
                     <td class="num">{formatDuration(between(tx.created_at, tx.completed_at, now))}</td>
                     <td class="err-cell" title={tx.error ?? undefined}>
-                      {tx.error ?? <span class="muted">—</span>}
+                      {tx.error ? <div class="clamp">{tx.error}</div> : <span class="muted">—</span>}
                     </td>
                   </tr>
                 ))}
@@ -117,15 +117,19 @@ export function Transactions({ search }: { search: string }) {
   );
 }
 
-function Progress({ done, total, status }: { done: number; total: number; status: string }) {
-  const pct = total ? Math.min(100, (done / total) * 100) : 0;
+/** Running sagas show how far they got; finished ones how many steps they had. */
+function Progress({ tx }: { tx: TxView }) {
+  const running = !isTerminal(tx.status);
+  if (!running && tx.status !== "COMPLETED") return <span class="sub">{tx.total_steps === 1 ? "1 step" : `${tx.total_steps} steps`}</span>;
+  const done = running ? tx.current_step : tx.total_steps;
+  const pct = tx.total_steps ? Math.min(100, (done / tx.total_steps) * 100) : 0;
   return (
-    <div class="progress" title={`step ${Math.min(done + (status === "COMPLETED" ? 0 : 1), total)} of ${total}`}>
+    <div class="progress" title={running ? `at step ${tx.current_step + 1} of ${tx.total_steps}` : "all steps completed"}>
       <div class="progress-track">
-        <div class="progress-fill" style={{ width: `${pct}%`, background: statusColour(status) }} />
+        <div class="progress-fill" style={{ width: `${pct}%`, background: statusColour(tx.status) }} />
       </div>
       <span class="sub">
-        {done}/{total}
+        {done}/{tx.total_steps}
       </span>
     </div>
   );
