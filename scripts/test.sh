@@ -11,6 +11,11 @@ log "toolchain and wasm target"
 rustup show active-toolchain >/dev/null 2>&1 || rustup toolchain install stable
 rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
 
+if ! command -v promtool >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+  log "promtool (checks the /metrics exposition)"
+  (apt-get install -y -q prometheus >/dev/null 2>&1) || (apt-get update -q >/dev/null && apt-get install -y -q prometheus >/dev/null) || true
+fi
+
 if [ -f admin-ui/package.json ]; then
   log "console dependencies"
   if ! command -v chromium >/dev/null 2>&1; then

@@ -114,6 +114,10 @@ impl Breakers {
                     b.state = BreakerState::HalfOpen;
                     b.trials = 1;
                     b.successes = 0;
+                    crate::telemetry::metrics()
+                        .circuit_state
+                        .with_label_values(&[service])
+                        .set(BreakerState::HalfOpen.gauge());
                     true
                 } else {
                     false
@@ -202,6 +206,10 @@ impl Breakers {
     }
 
     fn announce(&self, service: &str, before: BreakerState, after: BreakerState) {
+        crate::telemetry::metrics()
+            .circuit_state
+            .with_label_values(&[service])
+            .set(after.gauge());
         if before == after {
             return;
         }

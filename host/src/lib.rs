@@ -10,6 +10,7 @@
 //! | [`breaker`] | per-service circuit breakers |
 //! | [`events`] | events and the [`EventBus`] |
 //! | [`admin`] | the REST API and embedded console |
+//! | [`telemetry`] | Prometheus metrics and tracing spans |
 //! | [`config`] | the layered configuration |
 //! | [`server`] | wiring it all into the `rte serve` process |
 //!
@@ -53,6 +54,7 @@ pub mod recovery;
 pub mod retention;
 pub mod server;
 pub mod store;
+pub mod telemetry;
 
 pub use config::Config;
 pub use engine::{Engine, StepStatus, Transaction, TxResult, TxStatus};

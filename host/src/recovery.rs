@@ -120,6 +120,9 @@ impl RecoveryWorker {
         self.stats
             .scanned
             .fetch_add(ids.len() as u64, Ordering::Relaxed);
+        crate::telemetry::metrics()
+            .recovery_scanned
+            .inc_by(ids.len() as u64);
         let mut resumed = 0;
         for tx_id in ids {
             if self.engine.is_driving(&tx_id) {
@@ -129,6 +132,7 @@ impl RecoveryWorker {
                 Ok(true) => {
                     resumed += 1;
                     self.stats.processed.fetch_add(1, Ordering::Relaxed);
+                    crate::telemetry::metrics().recovery_processed.inc();
                     self.engine.spawn(tx_id, None);
                 }
                 Ok(false) => {}

@@ -226,3 +226,14 @@ pub async fn sagas(State(state): State<AppState>) -> Json<Value> {
         .collect();
     Json(json!({"sagas": sagas}))
 }
+
+/// `GET /metrics`: Prometheus text exposition.
+pub async fn metrics() -> impl IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        crate::telemetry::metrics().render(),
+    )
+}

@@ -72,6 +72,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .nest("/api", api)
         .route("/healthz", get(misc::healthz))
+        .route("/metrics", get(misc::metrics))
         .route("/readyz", get(misc::readyz))
         .fallback(assets::serve)
         .with_state(state)

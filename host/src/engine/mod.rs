@@ -462,6 +462,11 @@ impl Engine {
                 existing: true,
             }),
             CreateOutcome::Created => {
+                let label = crate::telemetry::type_label(&self.inner.definitions, &tx.tx_type);
+                crate::telemetry::metrics()
+                    .tx_started
+                    .with_label_values(&[label])
+                    .inc();
                 self.inner.events.publish(
                     Event::new(kinds::TX_CREATED)
                         .tx(&tx_id, &tx.tx_type)

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use serde_json::{Map, Value};
+use tracing::Instrument;
 
 use super::{Engine, StepStatus, TxStatus, backoff};
 use crate::error::{Error, Result};
@@ -16,6 +17,7 @@ use crate::plugin::{CallFailure, FailureKind, LoadedPlugin, StepCall};
 use crate::store::{
     Commit, HistoryEntry, IdempotencyRecord, KvWrite, StepRecord, StoreError, TxRecord, now_ms,
 };
+use crate::telemetry;
 
 /// Longest error text kept on a step or saga.
 const MAX_ERROR_LEN: usize = 8 << 10;
@@ -44,8 +46,11 @@ impl Engine {
             }
             active.insert(tx_id.to_string(), false);
         }
+        let m = telemetry::metrics();
+        m.tx_in_flight.inc();
         loop {
-            let result = self.run(tx_id, traceparent.clone()).await;
+            let span = telemetry::saga_span(tx_id, traceparent.as_deref());
+            let result = self.run(tx_id, traceparent.clone()).instrument(span).await;
             match result {
                 Ok(()) => {}
                 Err(Error::Store(StoreError::VersionConflict { .. })) => {
@@ -61,6 +66,7 @@ impl Engine {
                 continue;
             }
             active.remove(tx_id);
+            m.tx_in_flight.dec();
             return;
         }
     }
@@ -77,17 +83,30 @@ impl Engine {
             steps,
             traceparent,
             lost: Arc::new(AtomicBool::new(false)),
+            ended: false,
         };
+        tracing::Span::current().record("tx_type", run.tx.tx_type.as_str());
         let cfg = &self.inner.config;
-        let keys = match lock::acquire_all(
+        let started = std::time::Instant::now();
+        let acquired = lock::acquire_all(
             &self.inner.locks,
             &run.tx.lock_keys,
             &token,
             cfg.lock_ttl,
             cfg.lock_wait,
         )
-        .await
-        {
+        .instrument(tracing::info_span!(
+            "lock.acquire",
+            keys = run.tx.lock_keys.len()
+        ))
+        .await;
+        if acquired.is_ok() && !run.tx.lock_keys.is_empty() {
+            let m = telemetry::metrics();
+            m.lock_acquired.inc();
+            m.lock_acquire_duration
+                .observe(started.elapsed().as_secs_f64());
+        }
+        let keys = match acquired {
             Ok(keys) => keys,
             Err(e) if matches!(run.tx.status, TxStatus::Created | TxStatus::Locked) => {
                 run.fail_before_start(format!("could not take locks: {e}"))
@@ -98,6 +117,7 @@ impl Engine {
         };
         let extender = (!keys.is_empty()).then(|| run.extend_locks(keys.clone(), token.clone()));
         let result = run.advance().await;
+        tracing::Span::current().record("status", run.tx.status.as_str());
         if let Some(handle) = extender {
             handle.abort();
         }
@@ -113,6 +133,8 @@ struct SagaRun {
     steps: Vec<StepRecord>,
     traceparent: Option<String>,
     lost: Arc<AtomicBool>,
+    /// Whether this run already recorded the saga's end in the metrics.
+    ended: bool,
 }
 
 impl SagaRun {
@@ -162,9 +184,18 @@ impl SagaRun {
         let mut pause = Duration::from_millis(50);
         let mut retried = false;
         loop {
-            match store.commit(&commit).await {
+            let started = std::time::Instant::now();
+            let result = store
+                .commit(&commit)
+                .instrument(tracing::debug_span!("store.commit"))
+                .await;
+            telemetry::metrics()
+                .store_commit_duration
+                .observe(started.elapsed().as_secs_f64());
+            match result {
                 Ok(version) => {
                     self.tx.version = version;
+                    self.record_end();
                     return Ok(());
                 }
                 // The database is unreachable: hold the saga where it is and try again, so
@@ -187,6 +218,7 @@ impl SagaRun {
                                 && tx.updated_at == self.tx.updated_at =>
                         {
                             self.tx.version = tx.version;
+                            self.record_end();
                             return Ok(());
                         }
                         _ => {
@@ -201,6 +233,28 @@ impl SagaRun {
                 Err(e) => return Err(e.into()),
             }
         }
+    }
+
+    /// Count the saga's end once it is durable.
+    fn record_end(&mut self) {
+        if self.ended || !self.tx.status.is_terminal() {
+            return;
+        }
+        self.ended = true;
+        let m = telemetry::metrics();
+        let label = telemetry::type_label(&self.engine.inner.definitions, &self.tx.tx_type);
+        match self.tx.status {
+            TxStatus::Completed => m.tx_completed.with_label_values(&[label]).inc(),
+            TxStatus::Compensated | TxStatus::Cancelled => {
+                m.tx_compensated.with_label_values(&[label]).inc()
+            }
+            _ => {}
+        }
+        let secs = (self.tx.completed_at.unwrap_or_else(now_ms) - self.tx.created_at).max(0) as f64
+            / 1000.0;
+        m.tx_duration
+            .with_label_values(&[label, self.tx.status.as_str()])
+            .observe(secs);
     }
 
     async fn start(&mut self) -> Result<()> {
@@ -238,7 +292,8 @@ impl SagaRun {
             input: self.tx.input.to_string(),
             outputs: serde_json::to_string(&self.tx.outputs).unwrap_or_else(|_| "{}".into()),
             execute_completed,
-            traceparent: self.traceparent.clone(),
+            // The step's own trace context, so a plugin's outgoing calls join the saga's trace.
+            traceparent: telemetry::current_traceparent().or_else(|| self.traceparent.clone()),
         }
     }
 
@@ -285,13 +340,32 @@ impl SagaRun {
                 self.retry_or_fail(i, attempt, f).await?;
                 continue;
             }
-            let call = self.call_for(i, attempt, None);
+            let span =
+                telemetry::step_span(&self.tx.tx_id, &self.tx.tx_type, &name, attempt, "execute");
+            let call = span.in_scope(|| self.call_for(i, attempt, None));
             self.steps[i].plugin_digest = Some(plugin.digest.clone());
             let deadline = self.deadline();
+            let started = std::time::Instant::now();
             let outcome = tokio::select! {
-                out = self.call_execute(&plugin, &call, desc.supports_idempotency) => out,
+                out = self.call_execute(&plugin, &call, desc.supports_idempotency).instrument(span.clone()) => out,
                 _ = tokio::time::sleep_until(deadline) => Err(CallFailure::new(FailureKind::Timeout, "saga passed its deadline while the step ran")),
             };
+            let m = telemetry::metrics();
+            m.step_duration
+                .with_label_values(&[name.as_str(), "execute"])
+                .observe(started.elapsed().as_secs_f64());
+            match &outcome {
+                Ok(_) => {
+                    span.record("outcome", "completed");
+                    m.step_completed.with_label_values(&[name.as_str()]).inc();
+                }
+                Err(f) => {
+                    span.record("outcome", failure_label(f.kind));
+                    m.step_failed
+                        .with_label_values(&[name.as_str(), "execute", failure_label(f.kind)])
+                        .inc();
+                }
+            }
             match outcome {
                 Ok((outputs, kv, key, reused)) => {
                     inner.breakers.record(&desc.service, true);
@@ -350,6 +424,10 @@ impl SagaRun {
                 .step(&call.step_name)
                 .with("attempt", call.attempt),
         );
+        telemetry::metrics()
+            .step_started
+            .with_label_values(&[call.step_name.as_str()])
+            .inc();
         let out = inner.plugins.execute(plugin, call, store).await?;
         Ok((out.value, out.kv, key, false))
     }
@@ -479,6 +557,11 @@ impl SagaRun {
                 .error(f.message.clone())
                 .with("kind", serde_json::to_value(f.kind).unwrap_or_default()),
         );
+        let label = telemetry::type_label(&self.engine.inner.definitions, &self.tx.tx_type);
+        telemetry::metrics()
+            .tx_failed
+            .with_label_values(&[label])
+            .inc();
         let kind = if status == TxStatus::Timeout {
             kinds::TX_TIMEOUT
         } else {
@@ -527,12 +610,34 @@ impl SagaRun {
                 self.commit(&[j], &[], None, &[]).await?;
             }
             let attempt = self.steps[j].compensation_attempts + 1;
-            let call = self.call_for(j, attempt, Some(execute_completed));
-            match inner
+            let span = telemetry::step_span(
+                &self.tx.tx_id,
+                &self.tx.tx_type,
+                &name,
+                attempt,
+                "compensate",
+            );
+            let call = span.in_scope(|| self.call_for(j, attempt, Some(execute_completed)));
+            let started = std::time::Instant::now();
+            let outcome = inner
                 .plugins
                 .compensate(&plugin, &call, inner.store.clone())
-                .await
-            {
+                .instrument(span.clone())
+                .await;
+            let m = telemetry::metrics();
+            m.step_duration
+                .with_label_values(&[name.as_str(), "compensate"])
+                .observe(started.elapsed().as_secs_f64());
+            match &outcome {
+                Ok(_) => span.record("outcome", "compensated"),
+                Err(f) => {
+                    m.step_failed
+                        .with_label_values(&[name.as_str(), "compensate", failure_label(f.kind)])
+                        .inc();
+                    span.record("outcome", failure_label(f.kind))
+                }
+            };
+            match outcome {
                 Ok(out) => {
                     let step = &mut self.steps[j];
                     step.status = StepStatus::Compensated;
@@ -635,6 +740,7 @@ impl SagaRun {
                     let held = inner.locks.extend(key, &token, inner.config.lock_ttl).await;
                     if !matches!(held, Ok(true)) {
                         lost.store(true, Ordering::SeqCst);
+                        telemetry::metrics().lock_lost.inc();
                         let why = match held {
                             Err(e) => e.to_string(),
                             _ => "held by another owner or expired".into(),
@@ -656,14 +762,18 @@ impl SagaRun {
 /// A step's stored error: its kind first, so compensation can tell an effect-unknown
 /// failure (trap, timeout) from a clean one.
 fn step_error(f: &CallFailure) -> String {
-    let kind = match f.kind {
+    truncate(format!("{}: {}", failure_label(f.kind), f.message))
+}
+
+/// The stored and exported name of a failure kind.
+fn failure_label(kind: FailureKind) -> &'static str {
+    match kind {
         FailureKind::Retryable => "retryable",
         FailureKind::Permanent => "permanent",
         FailureKind::Trap => "trap",
         FailureKind::Timeout => "timeout",
         FailureKind::Unavailable => "unavailable",
-    };
-    truncate(format!("{kind}: {}", f.message))
+    }
 }
 
 fn truncate(mut s: String) -> String {
