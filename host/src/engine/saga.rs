@@ -86,34 +86,9 @@ impl Engine {
             ended: false,
         };
         tracing::Span::current().record("tx_type", run.tx.tx_type.as_str());
-        let cfg = &self.inner.config;
-        let started = std::time::Instant::now();
-        let acquired = lock::acquire_all(
-            &self.inner.locks,
-            &run.tx.lock_keys,
-            &token,
-            cfg.lock_ttl,
-            cfg.lock_wait,
-        )
-        .instrument(tracing::info_span!(
-            "lock.acquire",
-            keys = run.tx.lock_keys.len()
-        ))
-        .await;
-        if acquired.is_ok() && !run.tx.lock_keys.is_empty() {
-            let m = telemetry::metrics();
-            m.lock_acquired.inc();
-            m.lock_acquire_duration
-                .observe(started.elapsed().as_secs_f64());
-        }
-        let keys = match acquired {
-            Ok(keys) => keys,
-            Err(e) if matches!(run.tx.status, TxStatus::Created | TxStatus::Locked) => {
-                run.fail_before_start(format!("could not take locks: {e}"))
-                    .await?;
-                return Ok(());
-            }
-            Err(e) => return Err(e.into()),
+        let keys = match run.take_locks(&token).await? {
+            Some(keys) => keys,
+            None => return Ok(()),
         };
         let extender = (!keys.is_empty()).then(|| run.extend_locks(keys.clone(), token.clone()));
         let result = run.advance().await;
@@ -267,8 +242,57 @@ impl SagaRun {
     }
 
     /// A saga that could not even start (its locks stayed taken) fails with nothing to undo.
-    async fn fail_before_start(&mut self, message: String) -> Result<()> {
-        self.tx.status = TxStatus::Failed;
+    /// Take the saga's locks. A saga that has not started waits its turn (showing it is alive
+    /// after every `lock_wait`, so recovery leaves it alone) until its deadline, then times
+    /// out with nothing to undo; `None` then. A saga already under way whose locks are
+    /// taken is paused for recovery (an error).
+    async fn take_locks(&mut self, token: &str) -> Result<Option<Vec<String>>> {
+        let inner = self.engine.inner.clone();
+        let cfg = &inner.config;
+        let started = std::time::Instant::now();
+        loop {
+            let acquired = lock::acquire_all(
+                &inner.locks,
+                &self.tx.lock_keys,
+                token,
+                cfg.lock_ttl,
+                cfg.lock_wait,
+            )
+            .instrument(tracing::info_span!(
+                "lock.acquire",
+                keys = self.tx.lock_keys.len()
+            ))
+            .await;
+            match acquired {
+                Ok(keys) => {
+                    if !keys.is_empty() {
+                        let m = telemetry::metrics();
+                        m.lock_acquired.inc();
+                        m.lock_acquire_duration
+                            .observe(started.elapsed().as_secs_f64());
+                    }
+                    return Ok(Some(keys));
+                }
+                Err(e @ lock::LockError::Busy { .. })
+                    if matches!(self.tx.status, TxStatus::Created | TxStatus::Locked) =>
+                {
+                    if now_ms() >= self.tx.deadline_at {
+                        self.fail_before_start(
+                            TxStatus::Timeout,
+                            format!("timed out waiting for locks: {e}"),
+                        )
+                        .await?;
+                        return Ok(None);
+                    }
+                    self.commit(&[], &[], None, &[]).await?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    async fn fail_before_start(&mut self, status: TxStatus, message: String) -> Result<()> {
+        self.tx.status = status;
         self.tx.last_error = Some(message.clone());
         self.tx.completed_at = Some(now_ms());
         for s in &mut self.steps {
@@ -276,8 +300,12 @@ impl SagaRun {
         }
         let all: Vec<usize> = (0..self.steps.len()).collect();
         self.commit(&all, &[], None, &[]).await?;
-        self.events()
-            .publish(self.event(kinds::TX_FAILED).error(message));
+        let kind = if status == TxStatus::Timeout {
+            kinds::TX_TIMEOUT
+        } else {
+            kinds::TX_FAILED
+        };
+        self.events().publish(self.event(kind).error(message));
         Ok(())
     }
 

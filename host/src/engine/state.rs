@@ -105,6 +105,7 @@ impl TxStatus {
                 | TxStatus::CompensationFailed
                 | TxStatus::Cancelled
                 | TxStatus::Failed
+                | TxStatus::Timeout
         )
     }
 

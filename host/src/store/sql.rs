@@ -21,7 +21,8 @@ const TX_COLS: &str = "tx_id, tx_type, status, input, outputs, lock_keys, curren
     request_key, created_at, updated_at, completed_at";
 const STEP_COLS: &str = "tx_id, step_index, step_name, status, attempts, compensation_attempts, \
     output, error, idempotency_key, plugin_digest, started_at, finished_at";
-const TERMINAL: &str = "('COMPLETED', 'COMPENSATED', 'COMPENSATION_FAILED', 'CANCELLED', 'FAILED')";
+const TERMINAL: &str =
+    "('COMPLETED', 'COMPENSATED', 'COMPENSATION_FAILED', 'CANCELLED', 'FAILED', 'TIMEOUT')";
 
 /// Statements translated once for the dialect at hand.
 struct Statements {

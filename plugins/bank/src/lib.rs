@@ -10,6 +10,7 @@
 //! idempotent and a no-op for an execute that never took effect.
 
 mod accounts;
+mod chaos;
 mod transfer;
 
 use rte_plugin_sdk::{StepContext, StepError, export_steps, kv};

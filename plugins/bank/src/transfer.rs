@@ -28,6 +28,7 @@ impl Step for Debit {
     }
 
     fn execute(&self, ctx: &mut StepContext) -> Result<(), StepError> {
+        crate::chaos::inject(ctx, false)?;
         let id: String = ctx.input_as("from_account")?;
         let cents = to_cents("amount", ctx.input_as("amount")?, false)?;
         let marker = marker_key("debit", ctx);
@@ -55,6 +56,7 @@ impl Step for Debit {
     }
 
     fn compensate(&self, ctx: &mut StepContext) -> Result<(), StepError> {
+        crate::chaos::inject(ctx, true)?;
         undo(ctx, "debit", 1)
     }
 
@@ -78,6 +80,7 @@ impl Step for Credit {
     }
 
     fn execute(&self, ctx: &mut StepContext) -> Result<(), StepError> {
+        crate::chaos::inject(ctx, false)?;
         let id: String = ctx.input_as("to_account")?;
         let cents = to_cents("amount", ctx.input_as("amount")?, false)?;
         let marker = marker_key("credit", ctx);
@@ -97,6 +100,7 @@ impl Step for Credit {
     }
 
     fn compensate(&self, ctx: &mut StepContext) -> Result<(), StepError> {
+        crate::chaos::inject(ctx, true)?;
         undo(ctx, "credit", -1)
     }
 
@@ -158,6 +162,7 @@ impl Step for Transfer {
     }
 
     fn execute(&self, ctx: &mut StepContext) -> Result<(), StepError> {
+        crate::chaos::inject(ctx, false)?;
         let key = Self::key(ctx);
         // An existing record is this saga's own from an earlier attempt: keep it.
         if kv::get(&key)?.is_none() {
@@ -174,6 +179,7 @@ impl Step for Transfer {
     }
 
     fn compensate(&self, ctx: &mut StepContext) -> Result<(), StepError> {
+        crate::chaos::inject(ctx, true)?;
         let key = Self::key(ctx);
         match kv::get_json::<TransferRecord>(&key)? {
             Some(mut record) if record.state != "reversed" => {
