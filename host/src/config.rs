@@ -59,6 +59,8 @@ pub struct Config {
     pub database_url: String,
     /// Redis URL for shared locks and breakers; unset means in-process.
     pub redis_url: Option<String>,
+    /// Prefix of every Redis key the host writes, so several deployments can share a server.
+    pub redis_prefix: String,
     /// Directory of `*.wasm` plugins, watched for changes.
     pub plugins_dir: PathBuf,
     /// Saga definitions file.
@@ -97,6 +99,7 @@ impl Default for Config {
             retention: Duration::from_secs(30 * 24 * 3600),
             database_url: "sqlite://rte.db".into(),
             redis_url: None,
+            redis_prefix: "rte:".into(),
             plugins_dir: PathBuf::from("./plugins"),
             sagas_file: PathBuf::from("./sagas.toml"),
             listen: "127.0.0.1:8080".into(),
@@ -128,6 +131,7 @@ pub const KEYS: &[&str] = &[
     "retention",
     "database_url",
     "redis_url",
+    "redis_prefix",
     "plugins_dir",
     "sagas_file",
     "listen",

@@ -9,9 +9,11 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 use crate::admin::{self, AppState};
+use crate::breaker::Breakers;
 use crate::config::Config;
 use crate::engine::{Definitions, Engine, EngineConfig};
 use crate::error::{Error, Result};
+use crate::events::EventBus;
 use crate::plugin::{Limits, PluginRuntime, PluginWatcher, RuntimeOptions};
 use crate::recovery::{RecoveryConfig, RecoveryWorker};
 use crate::retention::RetentionWorker;
@@ -44,7 +46,8 @@ impl Host {
         config.validate()?;
         let store = crate::store::from_url(&config.database_url).await?;
         tracing::info!(store = %store.summary(), "store ready");
-        let locks = crate::lock::from_url(config.redis_url.as_deref(), "rte:").await?;
+        let locks =
+            crate::lock::from_url(config.redis_url.as_deref(), &config.redis_prefix).await?;
         tracing::info!(locks = %locks.summary(), "locks ready");
         let runtime = Arc::new(PluginRuntime::new(RuntimeOptions {
             limits: Limits {
@@ -68,10 +71,26 @@ impl Host {
             }
         };
         let definitions = Definitions::load(&config.sagas_file)?;
+        let engine_config = EngineConfig::from(&config);
+        let events = EventBus::new(config.event_log_size);
+        let breakers = match &config.redis_url {
+            Some(url) => Breakers::redis(
+                engine_config.breaker,
+                events.clone(),
+                url,
+                &config.redis_prefix,
+            )
+            .await
+            .map_err(Error::Config)?,
+            None => Breakers::new(engine_config.breaker, events.clone()),
+        };
+        tracing::info!(breakers = %breakers.summary(), "circuit breakers ready");
         let engine = Engine::builder(store, runtime)
             .locks(locks)
-            .config(EngineConfig::from(&config))
+            .config(engine_config)
             .definitions(definitions)
+            .events(events)
+            .breakers(breakers)
             .build();
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let until_stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {

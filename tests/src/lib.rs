@@ -172,6 +172,8 @@ pub struct HostOptions {
     pub configure: fn(&mut rte_host::Config),
     /// Use this database instead of a fresh one of `backend`.
     pub database_url: Option<String>,
+    /// Share locks and breakers through the loopback Redis, under this key prefix.
+    pub redis_prefix: Option<String>,
 }
 
 impl Default for HostOptions {
@@ -182,6 +184,7 @@ impl Default for HostOptions {
             extra_files: Vec::new(),
             configure: |_| {},
             database_url: None,
+            redis_prefix: None,
         }
     }
 }
@@ -239,6 +242,10 @@ impl TestHost {
             step_timeout: Duration::from_secs(2),
             ..rte_host::Config::default()
         };
+        if let Some(prefix) = &options.redis_prefix {
+            config.redis_url = Some("redis://127.0.0.1:6379".into());
+            config.redis_prefix = prefix.clone();
+        }
         (options.configure)(&mut config);
         let host = rte_host::server::Host::start_with_cache(config, Some(artifact_cache())).await?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

@@ -47,6 +47,7 @@ struct Cluster {
     binary: PathBuf,
     work: tempfile::TempDir,
     database_url: String,
+    redis_prefix: String,
     hosts: Vec<Host>,
 }
 
@@ -62,6 +63,7 @@ impl Cluster {
             .args(["--listen", &format!("127.0.0.1:{}", host.port)])
             .args(["--database-url", &self.database_url])
             .args(["--redis-url", "redis://127.0.0.1:6379"])
+            .args(["--set", &format!("redis_prefix={}", self.redis_prefix)])
             .args([
                 "--plugins-dir",
                 &self.work.path().join("plugins").display().to_string(),
@@ -195,6 +197,9 @@ async fn sagas_survive_hosts_killed_at_random() -> anyhow::Result<()> {
         return Ok(());
     }
     let binary = rte_binary()?;
+    // Redis keys of this run live under their own prefix, apart from any other run's.
+    let run = format!("{:x}", rand::rng().random::<u32>());
+    let redis_prefix = format!("rte-chaos-{run}:");
     let work = tempfile::tempdir()?;
     std::fs::create_dir_all(work.path().join("plugins"))?;
     std::fs::copy(plugin("bank"), work.path().join("plugins/bank.wasm"))?;
@@ -221,8 +226,7 @@ async fn sagas_survive_hosts_killed_at_random() -> anyhow::Result<()> {
         wait_ready(&http, url).await?;
     }
 
-    // Accounts, unique to this run so parallel runs never share lock keys.
-    let run = format!("{:x}", rand::rng().random::<u32>());
+    // Accounts, unique to this run.
     let accounts: Vec<String> = (0..ACCOUNTS).map(|i| format!("acct-{run}-{i}")).collect();
     for a in &accounts {
         let r = http
@@ -396,10 +400,20 @@ async fn sagas_survive_hosts_killed_at_random() -> anyhow::Result<()> {
     let client = redis::Client::open("redis://127.0.0.1:6379")?;
     let mut conn = client.get_multiplexed_async_connection().await?;
     let held: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("rte:lock:account:acct-{run}-*"))
+        .arg(format!("{redis_prefix}lock:*"))
         .query_async(&mut conn)
         .await?;
     assert!(held.is_empty(), "locks left held: {held:?}");
+    let leftovers: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{redis_prefix}*"))
+        .query_async(&mut conn)
+        .await?;
+    if !leftovers.is_empty() {
+        let _: () = redis::cmd("DEL")
+            .arg(&leftovers)
+            .query_async(&mut conn)
+            .await?;
+    }
 
     println!(
         "chaos: {SAGAS} sagas over {HOSTS} hosts, {kills} kills, {recovered} sagas recovered, \

@@ -80,7 +80,7 @@ pub async fn plugins(State(state): State<AppState>) -> Json<Value> {
 
 /// `GET /api/circuit-breakers`.
 pub async fn breakers(State(state): State<AppState>) -> Json<Value> {
-    Json(json!({"circuit_breakers": state.engine.breakers().list()}))
+    Json(json!({"circuit_breakers": state.engine.breakers().list().await}))
 }
 
 /// `POST /api/circuit-breakers/{service}/reset`.
@@ -88,7 +88,7 @@ pub async fn reset_breaker(
     State(state): State<AppState>,
     Path(service): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    if state.engine.breakers().reset(&service) {
+    if state.engine.breakers().reset(&service).await {
         Ok(Json(json!({"service": service, "state": "closed"})))
     } else {
         Err(ApiError::not_found(format!(

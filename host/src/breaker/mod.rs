@@ -2,16 +2,18 @@
 //! `circuit_threshold` consecutive failures → half-open after `circuit_timeout`, admitting
 //! `circuit_half_open_reqs` trial calls → closed when they all succeed, open again on a failure.
 
+mod redis;
+
 use std::collections::BTreeMap;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::events::{Event, EventBus, kinds};
 
 /// A breaker's state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BreakerState {
     /// Calls pass.
@@ -44,27 +46,78 @@ pub struct BreakerConfig {
     pub half_open_reqs: u32,
 }
 
-#[derive(Debug)]
-struct Breaker {
+/// One breaker's state; the same shape in memory and in Redis (as JSON), so both share
+/// the state machine below.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Breaker {
     state: BreakerState,
     failures: u32,
-    opened_at: Option<Instant>,
+    /// Wall-clock ms, so hosts sharing the breaker agree on when it opened.
+    opened_at: i64,
     trials: u32,
     successes: u32,
     total_failures: u64,
     total_successes: u64,
 }
 
-impl Breaker {
-    fn new() -> Self {
+impl Default for Breaker {
+    fn default() -> Self {
         Self {
             state: BreakerState::Closed,
             failures: 0,
-            opened_at: None,
+            opened_at: 0,
             trials: 0,
             successes: 0,
             total_failures: 0,
             total_successes: 0,
+        }
+    }
+}
+
+impl Breaker {
+    /// An open breaker whose timeout passed becomes half-open.
+    fn settle(&mut self, config: &BreakerConfig, now: i64) {
+        if self.state == BreakerState::Open
+            && now - self.opened_at >= config.timeout.as_millis() as i64
+        {
+            self.state = BreakerState::HalfOpen;
+            self.trials = 0;
+            self.successes = 0;
+        }
+    }
+
+    fn allow(&mut self, config: &BreakerConfig, now: i64) -> bool {
+        self.settle(config, now);
+        match self.state {
+            BreakerState::Closed => true,
+            BreakerState::Open => false,
+            BreakerState::HalfOpen if self.trials < config.half_open_reqs => {
+                self.trials += 1;
+                true
+            }
+            BreakerState::HalfOpen => false,
+        }
+    }
+
+    fn record(&mut self, config: &BreakerConfig, success: bool, now: i64) {
+        if success {
+            self.total_successes += 1;
+            self.failures = 0;
+            if self.state == BreakerState::HalfOpen {
+                self.successes += 1;
+                if self.successes >= config.half_open_reqs {
+                    self.state = BreakerState::Closed;
+                }
+            }
+        } else {
+            self.total_failures += 1;
+            self.failures += 1;
+            if self.state == BreakerState::HalfOpen
+                || (self.state == BreakerState::Closed && self.failures >= config.threshold)
+            {
+                self.state = BreakerState::Open;
+                self.opened_at = now;
+            }
         }
     }
 }
@@ -84,118 +137,139 @@ pub struct BreakerStatus {
     pub total_successes: u64,
 }
 
-/// Every service's breaker, in this process.
+enum Backend {
+    Memory(Mutex<BTreeMap<String, Breaker>>),
+    Redis(redis::RedisBreakers),
+}
+
+/// Every service's breaker: in this process, or in Redis so every host sees the same state.
 pub struct Breakers {
     config: BreakerConfig,
-    breakers: Mutex<BTreeMap<String, Breaker>>,
+    backend: Backend,
     events: EventBus,
 }
 
 impl Breakers {
-    /// Breakers with `config`, reporting transitions on `events`.
+    /// In-process breakers with `config`, reporting transitions on `events`.
     pub fn new(config: BreakerConfig, events: EventBus) -> Self {
         Self {
             config,
-            breakers: Mutex::new(BTreeMap::new()),
+            backend: Backend::Memory(Mutex::new(BTreeMap::new())),
             events,
         }
     }
 
-    /// Whether a call to `service` may go ahead now.
-    pub fn allow(&self, service: &str) -> bool {
-        let mut all = self.breakers.lock().unwrap_or_else(|p| p.into_inner());
-        let b = all.entry(service.to_string()).or_insert_with(Breaker::new);
-        match b.state {
-            BreakerState::Closed => true,
-            BreakerState::Open => {
-                if b.opened_at
-                    .is_some_and(|t| t.elapsed() >= self.config.timeout)
-                {
-                    b.state = BreakerState::HalfOpen;
-                    b.trials = 1;
-                    b.successes = 0;
-                    crate::telemetry::metrics()
-                        .circuit_state
-                        .with_label_values(&[service])
-                        .set(BreakerState::HalfOpen.gauge());
-                    true
-                } else {
-                    false
-                }
+    /// Breakers kept in the Redis server at `url` under `prefix`, shared by every host.
+    pub async fn redis(
+        config: BreakerConfig,
+        events: EventBus,
+        url: &str,
+        prefix: &str,
+    ) -> Result<Self, String> {
+        let backend = Backend::Redis(redis::RedisBreakers::connect(url, prefix).await?);
+        Ok(Self {
+            config,
+            backend,
+            events,
+        })
+    }
+
+    /// One line for startup logs.
+    pub fn summary(&self) -> String {
+        match &self.backend {
+            Backend::Memory(_) => "in-process circuit breakers".into(),
+            Backend::Redis(r) => format!("circuit breakers in {}", r.location()),
+        }
+    }
+
+    /// Apply `change` to `service`'s breaker atomically; returns its result and the states
+    /// before and after. A Redis failure leaves the breaker untouched (`None`).
+    async fn update<R>(
+        &self,
+        service: &str,
+        change: impl Fn(&mut Breaker) -> R,
+    ) -> Option<(R, BreakerState, BreakerState)> {
+        match &self.backend {
+            Backend::Memory(all) => {
+                let mut all = all.lock().unwrap_or_else(|p| p.into_inner());
+                let b = all.entry(service.to_string()).or_default();
+                let before = b.state;
+                let r = change(b);
+                Some((r, before, b.state))
             }
-            BreakerState::HalfOpen => {
-                if b.trials < self.config.half_open_reqs {
-                    b.trials += 1;
-                    true
-                } else {
-                    false
+            Backend::Redis(redis) => match redis.update(service, &change).await {
+                Ok(done) => Some(done),
+                Err(e) => {
+                    tracing::warn!(%service, error = %e, "circuit breaker store unavailable");
+                    None
                 }
+            },
+        }
+    }
+
+    /// Whether a call to `service` may go ahead now. Fails open when Redis is unreachable:
+    /// a broken breaker store must not stop every saga.
+    pub async fn allow(&self, service: &str) -> bool {
+        let now = crate::store::now_ms();
+        match self.update(service, |b| b.allow(&self.config, now)).await {
+            Some((allowed, before, after)) => {
+                self.announce(service, before, after);
+                allowed
             }
+            None => true,
         }
     }
 
     /// Record the outcome of a call to `service`.
-    pub fn record(&self, service: &str, success: bool) {
-        let mut all = self.breakers.lock().unwrap_or_else(|p| p.into_inner());
-        let b = all.entry(service.to_string()).or_insert_with(Breaker::new);
-        let before = b.state;
-        if success {
-            b.total_successes += 1;
-            b.failures = 0;
-            if b.state == BreakerState::HalfOpen {
-                b.successes += 1;
-                if b.successes >= self.config.half_open_reqs {
-                    b.state = BreakerState::Closed;
-                }
-            }
-        } else {
-            b.total_failures += 1;
-            b.failures += 1;
-            if b.state == BreakerState::HalfOpen
-                || (b.state == BreakerState::Closed && b.failures >= self.config.threshold)
-            {
-                b.state = BreakerState::Open;
-                b.opened_at = Some(Instant::now());
-            }
+    pub async fn record(&self, service: &str, success: bool) {
+        let now = crate::store::now_ms();
+        if let Some(((), before, after)) = self
+            .update(service, |b| b.record(&self.config, success, now))
+            .await
+        {
+            self.announce(service, before, after);
         }
-        let after = b.state;
-        drop(all);
-        self.announce(service, before, after);
     }
 
     /// Force `service`'s breaker closed; returns whether it existed.
-    pub fn reset(&self, service: &str) -> bool {
-        let mut all = self.breakers.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(b) = all.get_mut(service) else {
+    pub async fn reset(&self, service: &str) -> bool {
+        if !self.list().await.iter().any(|b| b.service == service) {
             return false;
+        }
+        let reset = |b: &mut Breaker| {
+            *b = Breaker {
+                total_failures: b.total_failures,
+                total_successes: b.total_successes,
+                ..Breaker::default()
+            };
         };
-        let before = b.state;
-        *b = Breaker {
-            total_failures: b.total_failures,
-            total_successes: b.total_successes,
-            ..Breaker::new()
-        };
-        drop(all);
-        self.announce(service, before, BreakerState::Closed);
+        if let Some(((), before, after)) = self.update(service, reset).await {
+            self.announce(service, before, after);
+        }
         true
     }
 
     /// Every breaker's state.
-    pub fn list(&self) -> Vec<BreakerStatus> {
-        let mut all = self.breakers.lock().unwrap_or_else(|p| p.into_inner());
-        all.iter_mut()
-            .map(|(service, b)| {
-                if b.state == BreakerState::Open
-                    && b.opened_at
-                        .is_some_and(|t| t.elapsed() >= self.config.timeout)
-                {
-                    // Shown as half-open once its timeout passed; the next call becomes a trial.
-                    b.state = BreakerState::HalfOpen;
-                    b.trials = 0;
-                    b.successes = 0;
-                }
+    pub async fn list(&self) -> Vec<BreakerStatus> {
+        let now = crate::store::now_ms();
+        let all: Vec<(String, Breaker)> = match &self.backend {
+            Backend::Memory(all) => all
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            Backend::Redis(redis) => redis.list().await.unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "cannot list circuit breakers");
+                Vec::new()
+            }),
+        };
+        all.into_iter()
+            .map(|(service, mut b)| {
+                // Shown as half-open once its timeout passed; the next call becomes a trial.
+                b.settle(&self.config, now);
                 BreakerStatus {
-                    service: service.clone(),
+                    service,
                     state: b.state,
                     consecutive_failures: b.failures,
                     total_failures: b.total_failures,
@@ -228,8 +302,8 @@ impl Breakers {
 mod tests {
     use super::*;
 
-    #[test]
-    fn closed_open_half_open_closed_and_open_again() {
+    #[tokio::test]
+    async fn closed_open_half_open_closed_and_open_again() {
         let events = EventBus::new(100);
         let b = Breakers::new(
             BreakerConfig {
@@ -239,25 +313,25 @@ mod tests {
             },
             events.clone(),
         );
-        assert!(b.allow("svc"));
-        b.record("svc", false);
-        b.record("svc", false);
-        assert!(!b.allow("svc"), "open after the threshold");
+        assert!(b.allow("svc").await);
+        b.record("svc", false).await;
+        b.record("svc", false).await;
+        assert!(!b.allow("svc").await, "open after the threshold");
         std::thread::sleep(Duration::from_millis(30));
         assert!(
-            b.allow("svc") && b.allow("svc"),
+            b.allow("svc").await && b.allow("svc").await,
             "two trials when half-open"
         );
-        assert!(!b.allow("svc"), "no third trial");
-        b.record("svc", true);
-        b.record("svc", true);
-        assert!(b.allow("svc"), "closed after the trials succeed");
-        b.record("svc", false);
-        b.record("svc", false);
+        assert!(!b.allow("svc").await, "no third trial");
+        b.record("svc", true).await;
+        b.record("svc", true).await;
+        assert!(b.allow("svc").await, "closed after the trials succeed");
+        b.record("svc", false).await;
+        b.record("svc", false).await;
         std::thread::sleep(Duration::from_millis(30));
-        assert!(b.allow("svc"));
-        b.record("svc", false);
-        assert!(!b.allow("svc"), "a failed trial opens it again");
+        assert!(b.allow("svc").await);
+        b.record("svc", false).await;
+        assert!(!b.allow("svc").await, "a failed trial opens it again");
         let kinds: Vec<String> = events.recent().iter().map(|e| e.kind.clone()).collect();
         assert_eq!(
             kinds,

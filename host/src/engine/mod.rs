@@ -115,6 +115,7 @@ pub struct EngineBuilder {
     config: EngineConfig,
     definitions: Definitions,
     events: Option<EventBus>,
+    breakers: Option<Breakers>,
 }
 
 impl EngineBuilder {
@@ -142,12 +143,20 @@ impl EngineBuilder {
         self
     }
 
+    /// Use these circuit breakers (default: in-process ones on the engine's event bus).
+    pub fn breakers(mut self, breakers: Breakers) -> Self {
+        self.breakers = Some(breakers);
+        self
+    }
+
     /// The engine.
     pub fn build(self) -> Engine {
         let events = self
             .events
             .unwrap_or_else(|| EventBus::new(self.config.event_log_size));
-        let breakers = Breakers::new(self.config.breaker, events.clone());
+        let breakers = self
+            .breakers
+            .unwrap_or_else(|| Breakers::new(self.config.breaker, events.clone()));
         Engine {
             inner: Arc::new(Inner {
                 store: self.store,
@@ -294,6 +303,7 @@ impl Engine {
             config: EngineConfig::default(),
             definitions: Definitions::default(),
             events: None,
+            breakers: None,
         }
     }
 

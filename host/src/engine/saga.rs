@@ -162,7 +162,7 @@ impl SagaRun {
             let started = std::time::Instant::now();
             let result = store
                 .commit(&commit)
-                .instrument(tracing::debug_span!("store.commit"))
+                .instrument(tracing::info_span!("store.commit"))
                 .await;
             telemetry::metrics()
                 .store_commit_duration
@@ -360,7 +360,7 @@ impl SagaRun {
                 .step(&name)
                 .cloned()
                 .expect("plugin_for returns the plugin with the step");
-            if !inner.breakers.allow(&desc.service) {
+            if !inner.breakers.allow(&desc.service).await {
                 let f = CallFailure::new(
                     FailureKind::Retryable,
                     format!("circuit breaker for service `{}` is open", desc.service),
@@ -396,13 +396,13 @@ impl SagaRun {
             }
             match outcome {
                 Ok((outputs, kv, key, reused)) => {
-                    inner.breakers.record(&desc.service, true);
+                    inner.breakers.record(&desc.service, true).await;
                     self.complete_step(i, attempt, outputs, kv, key, reused)
                         .await?;
                 }
                 Err(f) => {
                     if f.kind != FailureKind::Permanent {
-                        inner.breakers.record(&desc.service, false);
+                        inner.breakers.record(&desc.service, false).await;
                     }
                     if now_ms() >= self.tx.deadline_at {
                         return self.fail(i, f, TxStatus::Timeout, Some(attempt)).await;

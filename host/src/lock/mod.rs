@@ -2,7 +2,7 @@
 //! implementations, and [`acquire_all`], which takes a saga's keys in a fixed order.
 
 mod memory;
-mod redis;
+pub(crate) mod redis;
 
 use std::sync::Arc;
 use std::time::Duration;

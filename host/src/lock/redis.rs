@@ -72,33 +72,7 @@ impl RedisLocks {
     /// Fails with [`LockError::Unavailable`] when the URL is invalid or the server does
     /// not answer within a couple of seconds.
     pub async fn connect(url: &str, prefix: &str) -> Result<Self, LockError> {
-        let client = Client::open(url)
-            .map_err(|e| LockError::Unavailable(format!("invalid redis url: {e}")))?;
-        let location = describe(client.get_connection_info());
-        // No background retries: each call gets a prompt answer, and the call after a
-        // failure starts a fresh connection attempt.
-        let config = ConnectionManagerConfig::new()
-            .set_number_of_retries(0)
-            .set_connection_timeout(CALL_TIMEOUT)
-            .set_response_timeout(CALL_TIMEOUT);
-        let conn = match tokio::time::timeout(
-            CALL_TIMEOUT,
-            ConnectionManager::new_with_config(client, config),
-        )
-        .await
-        {
-            Ok(Ok(conn)) => conn,
-            Ok(Err(e)) => {
-                return Err(LockError::Unavailable(format!(
-                    "cannot connect to redis at {location}: {e}"
-                )));
-            }
-            Err(_) => {
-                return Err(LockError::Unavailable(format!(
-                    "redis at {location} did not answer within {CALL_TIMEOUT:?}"
-                )));
-            }
-        };
+        let (conn, location) = connect(url).await.map_err(LockError::Unavailable)?;
         Ok(Self {
             conn,
             prefix: prefix.to_string(),
@@ -173,6 +147,31 @@ fn ttl_ms(ttl: Duration) -> u64 {
 }
 
 /// The server's URL rebuilt without the password.
+/// Open a managed connection to the Redis server at `url`; returns it and the server's URL
+/// without credentials. Shared by every Redis-backed part of the host.
+pub(crate) async fn connect(url: &str) -> Result<(ConnectionManager, String), String> {
+    let client = Client::open(url).map_err(|e| format!("invalid redis url: {e}"))?;
+    let location = describe(client.get_connection_info());
+    // No background retries: each call gets a prompt answer, and the call after a
+    // failure starts a fresh connection attempt.
+    let config = ConnectionManagerConfig::new()
+        .set_number_of_retries(0)
+        .set_connection_timeout(CALL_TIMEOUT)
+        .set_response_timeout(CALL_TIMEOUT);
+    match tokio::time::timeout(
+        CALL_TIMEOUT,
+        ConnectionManager::new_with_config(client, config),
+    )
+    .await
+    {
+        Ok(Ok(conn)) => Ok((conn, location)),
+        Ok(Err(e)) => Err(format!("cannot connect to redis at {location}: {e}")),
+        Err(_) => Err(format!(
+            "redis at {location} did not answer within {CALL_TIMEOUT:?}"
+        )),
+    }
+}
+
 fn describe(info: &ConnectionInfo) -> String {
     let user = match &info.redis.username {
         Some(user) => format!("{user}@"),
