@@ -46,7 +46,7 @@ pub mod kinds {
 }
 
 /// One event.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Event {
     /// Event type (see [`kinds`]).
     #[serde(rename = "type")]
@@ -111,6 +111,8 @@ pub struct EventBus {
     sender: broadcast::Sender<Arc<Event>>,
     recent: Arc<Mutex<VecDeque<Arc<Event>>>>,
     capacity: usize,
+    /// Where this host's events go to reach other hosts, once relaying is on.
+    relay: Arc<std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<Arc<Event>>>>,
 }
 
 impl EventBus {
@@ -121,6 +123,7 @@ impl EventBus {
             sender,
             recent: Arc::new(Mutex::new(VecDeque::with_capacity(capacity))),
             capacity: capacity.max(1),
+            relay: Arc::default(),
         }
     }
 
@@ -128,6 +131,14 @@ impl EventBus {
     /// (and is told so) rather than slowing sagas.
     pub fn publish(&self, event: Event) {
         let event = Arc::new(event);
+        if let Some(relay) = self.relay.get() {
+            let _ = relay.send(event.clone());
+        }
+        self.deliver(event);
+    }
+
+    /// Hand an event to local subscribers and the event log.
+    fn deliver(&self, event: Arc<Event>) {
         {
             let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
             if recent.len() == self.capacity {
@@ -136,6 +147,68 @@ impl EventBus {
             recent.push_back(event.clone());
         }
         let _ = self.sender.send(event);
+    }
+
+    /// Share events with every host relaying through the same Redis channel: this host's
+    /// events are published there, and other hosts' events are delivered here as if they
+    /// were local (to the event log, the stream and subscribers). Reconnects on its own.
+    pub async fn relay_through_redis(&self, url: &str, prefix: &str) -> Result<(), String> {
+        use futures::StreamExt;
+        use redis::AsyncCommands;
+
+        let channel = format!("{prefix}events");
+        let origin = uuid::Uuid::now_v7().to_string();
+        let (mut conn, location) = crate::lock::redis::connect(url).await?;
+        let client = redis::Client::open(url).map_err(|e| e.to_string())?;
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Arc<Event>>();
+        if self.relay.set(tx).is_err() {
+            return Err("events are already relayed".into());
+        }
+        let (out_channel, out_origin) = (channel.clone(), origin.clone());
+        tokio::spawn(async move {
+            while let Some(event) = rx.recv().await {
+                let payload =
+                    serde_json::json!({"origin": out_origin, "event": &*event}).to_string();
+                if let Err(e) = conn.publish::<_, _, ()>(&out_channel, payload).await {
+                    tracing::debug!(error = %e, "could not relay an event");
+                }
+            }
+        });
+        let bus = self.clone();
+        tokio::spawn(async move {
+            loop {
+                match client.get_async_pubsub().await {
+                    Ok(mut pubsub) => {
+                        if pubsub.subscribe(&channel).await.is_ok() {
+                            let mut messages = pubsub.on_message();
+                            while let Some(msg) = messages.next().await {
+                                let Ok(payload) = msg.get_payload::<String>() else {
+                                    continue;
+                                };
+                                let Ok(envelope) =
+                                    serde_json::from_str::<serde_json::Value>(&payload)
+                                else {
+                                    continue;
+                                };
+                                if envelope["origin"].as_str() == Some(origin.as_str()) {
+                                    continue;
+                                }
+                                if let Ok(event) =
+                                    serde_json::from_value::<Event>(envelope["event"].clone())
+                                {
+                                    bus.deliver(Arc::new(event));
+                                }
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, redis = %location, "event relay disconnected; retrying")
+                    }
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+        });
+        Ok(())
     }
 
     /// A live stream of every event from now on.
@@ -153,45 +226,54 @@ impl EventBus {
             .collect()
     }
 
-    /// Call `handler` for every event of type `kind`, on its own task.
-    pub fn subscribe<F>(&self, kind: &str, handler: F) -> tokio::task::JoinHandle<()>
+    /// Call `handler` for every event of type `kind`, on a thread of its own.
+    pub fn subscribe<F>(&self, kind: &str, handler: F) -> std::thread::JoinHandle<()>
     where
-        F: Fn(Arc<Event>) + Send + Sync + 'static,
+        F: Fn(Arc<Event>) + Send + 'static,
     {
         let kind = kind.to_string();
         self.spawn_handler(move |e| e.kind == kind, handler)
     }
 
-    /// Call `handler` for every event, on its own task.
-    pub fn subscribe_all<F>(&self, handler: F) -> tokio::task::JoinHandle<()>
+    /// Call `handler` for every event, on a thread of its own.
+    pub fn subscribe_all<F>(&self, handler: F) -> std::thread::JoinHandle<()>
     where
-        F: Fn(Arc<Event>) + Send + Sync + 'static,
+        F: Fn(Arc<Event>) + Send + 'static,
     {
         self.spawn_handler(|_| true, handler)
     }
 
-    fn spawn_handler<P, F>(&self, wanted: P, handler: F) -> tokio::task::JoinHandle<()>
+    /// Each subscriber gets its own thread, so one that blocks or panics never holds up a
+    /// saga or another subscriber; one that falls too far behind misses events (and a
+    /// warning says how many).
+    fn spawn_handler<P, F>(&self, wanted: P, handler: F) -> std::thread::JoinHandle<()>
     where
         P: Fn(&Event) -> bool + Send + 'static,
-        F: Fn(Arc<Event>) + Send + Sync + 'static,
+        F: Fn(Arc<Event>) + Send + 'static,
     {
         let mut rx = self.stream();
-        let handler = Arc::new(handler);
-        tokio::spawn(async move {
-            loop {
-                match rx.recv().await {
-                    Ok(event) if wanted(&event) => {
-                        // A panicking handler loses only its own call.
-                        let h = handler.clone();
-                        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| h(event)));
+        std::thread::Builder::new()
+            .name("rte-subscriber".into())
+            .spawn(move || {
+                loop {
+                    match rx.blocking_recv() {
+                        Ok(event) if wanted(&event) => {
+                            // A panicking handler loses only its own call.
+                            let call = std::panic::AssertUnwindSafe(|| handler(event));
+                            if std::panic::catch_unwind(call).is_err() {
+                                tracing::warn!(
+                                    "an event subscriber panicked; it keeps receiving events"
+                                );
+                            }
+                        }
+                        Ok(_) => {}
+                        Err(broadcast::error::RecvError::Lagged(n)) => {
+                            tracing::warn!(missed = n, "event subscriber fell behind");
+                        }
+                        Err(broadcast::error::RecvError::Closed) => return,
                     }
-                    Ok(_) => {}
-                    Err(broadcast::error::RecvError::Lagged(n)) => {
-                        tracing::warn!(missed = n, "event subscriber fell behind");
-                    }
-                    Err(broadcast::error::RecvError::Closed) => return,
                 }
-            }
-        })
+            })
+            .expect("spawn event subscriber thread")
     }
 }

@@ -13,6 +13,7 @@
 //! | [`telemetry`] | Prometheus metrics and tracing spans |
 //! | [`config`] | the layered configuration |
 //! | [`server`] | wiring it all into the `rte serve` process |
+//! | [`bench`] | `rte bench`: saga throughput against the database's raw commit rate, memory in flight |
 //!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
@@ -43,6 +44,7 @@
 //! ```
 
 pub mod admin;
+pub mod bench;
 pub mod breaker;
 pub mod config;
 pub mod engine;

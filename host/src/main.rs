@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 
 use rte_host::Config;
 use rte_host::server::{self, Host};
+use rte_host::telemetry::LogFormat;
 
 #[derive(Parser)]
 #[command(
@@ -26,18 +27,28 @@ struct Cli {
     command: Command,
 }
 
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum LogFormat {
-    Text,
-    Json,
-}
-
 #[derive(Subcommand)]
 enum Command {
     /// Run the host: API, console, sagas, workers.
     Serve(Overrides),
     /// Apply the store's schema migrations and exit.
     Migrate(Overrides),
+    /// Measure sagas/s, latency and memory against the database's raw commit rate.
+    Bench(rte_host::bench::BenchArgs),
+    /// Work with plugin components.
+    Plugins {
+        #[command(subcommand)]
+        command: PluginsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PluginsCommand {
+    /// Load a component as the host would, without serving it, and list its steps.
+    Check {
+        /// The `.wasm` file (its `NAME.toml` manifest beside it applies too).
+        file: PathBuf,
+    },
 }
 
 /// Flags that override `rte.toml` and `RTE_*` (each is a config key).
@@ -108,17 +119,6 @@ impl Overrides {
     }
 }
 
-fn init_logs(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new("info,sqlx=warn,cranelift=warn,wasmtime=warn")
-    });
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().flatten_event(true).init(),
-    }
-}
-
 fn load_config(
     path: &std::path::Path,
     overrides: Overrides,
@@ -136,7 +136,8 @@ fn load_config(
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    init_logs(cli.log_format);
+    // Logs, and traces when OTLP is configured; dropping the guard flushes the spans.
+    let _telemetry = rte_host::telemetry::init(cli.log_format);
     let explicit =
         std::env::args().any(|a| a == "--config" || a == "-c" || a.starts_with("--config="));
     match cli.command {
@@ -160,6 +161,59 @@ async fn main() -> anyhow::Result<()> {
                 .context("migration failed")?;
             println!("{}: schema up to date", store.summary());
         }
+        Command::Bench(args) => rte_host::bench::run(args).await?,
+        Command::Plugins {
+            command: PluginsCommand::Check { file },
+        } => {
+            let config = load_config(&cli.config, Overrides::default(), explicit)?;
+            check_plugin(&config, &file).await?;
+        }
+    }
+    Ok(())
+}
+
+/// `rte plugins check`: the load error, or the steps as a table.
+async fn check_plugin(config: &Config, file: &std::path::Path) -> anyhow::Result<()> {
+    use rte_host::plugin::{Limits, PluginRuntime, RuntimeOptions};
+    let runtime = PluginRuntime::new(RuntimeOptions {
+        limits: Limits {
+            memory_bytes: config.plugin_memory_mb << 20,
+            timeout: config.step_timeout,
+            max_output_bytes: config.plugin_max_output_kb << 10,
+        },
+        cache_dir: None,
+        max_instances: 16,
+    })?;
+    let plugin = runtime.inspect(file).await?;
+    println!(
+        "{}: a valid rte:saga component, sha256 {}, {} steps",
+        plugin.file,
+        plugin.digest,
+        plugin.steps.len()
+    );
+    let supports = |s: &rte_host::plugin::StepDescriptor| match (
+        s.supports_compensation,
+        s.supports_idempotency,
+    ) {
+        (true, true) => "compensate,idempotent",
+        (true, false) => "compensate",
+        (false, true) => "idempotent",
+        (false, false) => "-",
+    };
+    let w = plugin.steps.iter().map(|s| s.name.len()).max().unwrap_or(0);
+    println!(
+        "{:w$}  {:8}  {:12}  {:21}  DESCRIPTION",
+        "STEP", "VERSION", "SERVICE", "SUPPORTS"
+    );
+    for s in &plugin.steps {
+        println!(
+            "{:w$}  {:8}  {:12}  {:21}  {}",
+            s.name,
+            s.version,
+            s.service,
+            supports(s),
+            s.description
+        );
     }
     Ok(())
 }

@@ -85,6 +85,13 @@ impl Host {
             None => Breakers::new(engine_config.breaker, events.clone()),
         };
         tracing::info!(breakers = %breakers.summary(), "circuit breakers ready");
+        if let Some(url) = &config.redis_url {
+            // Every host shows every host's events.
+            events
+                .relay_through_redis(url, &config.redis_prefix)
+                .await
+                .map_err(Error::Config)?;
+        }
         let engine = Engine::builder(store, runtime)
             .locks(locks)
             .config(engine_config)
@@ -153,10 +160,22 @@ pub async fn serve(
         .local_addr()
         .map_err(|e| Error::Config(e.to_string()))?;
     tracing::info!(%addr, "serving the admin API and console");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(|e| Error::Config(format!("server failed: {e}")))?;
+    let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
+    let signal = async move {
+        shutdown.await;
+        let _ = stopping.send(());
+    };
+    let server = axum::serve(listener, app).with_graceful_shutdown(signal);
+    // Open event streams never finish by themselves: give requests a grace period after
+    // the signal, then stop regardless.
+    let grace = async {
+        let _ = stopped.await;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    };
+    tokio::select! {
+        served = server => served.map_err(|e| Error::Config(format!("server failed: {e}")))?,
+        _ = grace => tracing::info!("closing the connections still open"),
+    }
     host.engine.drain(Duration::from_secs(5)).await;
     Ok(())
 }

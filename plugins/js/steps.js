@@ -14,18 +14,21 @@ function store(op, ...args) {
   }
 }
 
-const info = (name, supportsCompensation, description) => ({
+const info = (name, description, supports = {}) => ({
   name,
   version: "0.1.0",
   service: "notifications",
-  supportsCompensation,
-  supportsIdempotency: supportsCompensation,
+  supportsCompensation: supports.compensation ?? false,
+  supportsIdempotency: supports.idempotency ?? false,
   description,
 });
 
 const steps = {
   js_notify: {
-    info: info("js_notify", true, "record a notification to input `to` about the saga"),
+    info: info("js_notify", "record a notification to input `to` about the saga", {
+      compensation: true,
+      idempotency: true,
+    }),
     execute(ctx, input, outputs) {
       if (typeof input.to !== "string" || input.to === "") {
         throw permanent("input `to` must be a non-empty string");
@@ -56,7 +59,7 @@ const steps = {
     idempotencyKey: (ctx) => `js_notify:${ctx.txId}`,
   },
   js_fail_if: {
-    info: info("js_fail_if", false, "fail permanently when input `fail` is true"),
+    info: info("js_fail_if", "fail permanently when input `fail` is true"),
     execute(ctx, input) {
       if (input.fail === true) throw permanent("failed on request (input `fail` is true)");
       return { checked: true };

@@ -330,8 +330,14 @@ impl TestHost {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
-        if let Some(server) = self.server.take() {
-            let _ = server.await;
+        if let Some(mut server) = self.server.take() {
+            // Long-lived streams (server-sent events) would hold a graceful shutdown open.
+            if tokio::time::timeout(Duration::from_secs(2), &mut server)
+                .await
+                .is_err()
+            {
+                server.abort();
+            }
         }
         self.host.engine.drain(Duration::from_secs(5)).await;
     }

@@ -624,10 +624,12 @@ impl SagaRun {
             let supports = plugin.step(&name).is_some_and(|d| d.supports_compensation);
             let execute_completed = self.steps[j].output.is_some();
             if !supports {
-                // Nothing the step can undo: record that and move on.
+                // Nothing the step can undo: record that and move on, keeping the error of
+                // a step that failed (its trap message is what an operator needs).
                 let step = &mut self.steps[j];
                 step.status = StepStatus::Compensated;
-                step.error = Some("step declares no compensation".into());
+                step.error
+                    .get_or_insert_with(|| "step declares no compensation".into());
                 step.finished_at = Some(now_ms());
                 self.commit(&[j], &[], None, &[]).await?;
                 continue;

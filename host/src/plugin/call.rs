@@ -10,16 +10,16 @@ use serde_json::{Map, Value};
 use wasmtime::component::ResourceTable;
 use wasmtime::{Store, StoreLimitsBuilder, Trap, UpdateDeadline};
 use wasmtime_wasi::WasiCtx;
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi_http::WasiHttpCtx;
 
 use super::bindings::{ExecuteOutcome, Plugin, StepContext, StepError};
 use super::http_policy::HttpPolicy;
 use super::state::{CallState, KvOverlay};
+use super::stderr::StderrTail;
 use super::{LoadedPlugin, PluginRuntime, StepDescriptor};
 use crate::store::{KvWrite, TxStore};
 
-/// How much of a guest's stderr is kept for the step's error.
+/// How much of a guest's stderr (its last bytes) is kept for the step's error.
 const STDERR_CAPTURE: usize = 16 << 10;
 /// Grace beyond the deadline before a call blocked in a host import is abandoned.
 const ABANDON_GRACE: Duration = Duration::from_millis(250);
@@ -212,7 +212,7 @@ impl PluginRuntime {
         store: Option<Arc<dyn TxStore>>,
     ) -> Result<CallOutput<CallValue>, CallFailure> {
         let limits = plugin.limits;
-        let stderr = MemoryOutputPipe::new(STDERR_CAPTURE);
+        let stderr = StderrTail::new(STDERR_CAPTURE);
         let wasi = WasiCtx::builder().stderr(stderr.clone()).build();
         let span = tracing::info_span!(
             "plugin",
@@ -289,11 +289,7 @@ impl PluginRuntime {
             wasmtime::Result::Ok(value)
         };
         let outcome = tokio::time::timeout(limits.timeout + ABANDON_GRACE, run).await;
-        let guest_stderr = || {
-            String::from_utf8_lossy(&stderr.contents())
-                .trim()
-                .to_string()
-        };
+        let guest_stderr = || stderr.text();
         let value = match outcome {
             Err(_) => {
                 return Err(CallFailure::new(
@@ -340,7 +336,10 @@ fn parse_outputs(text: &str, max: u64) -> Result<CallValue, CallFailure> {
     if text.len() as u64 > max {
         return Err(CallFailure::new(
             FailureKind::Permanent,
-            format!("step output is {} bytes; the limit is {max}", text.len()),
+            format!(
+                "step output too large: {} bytes; the limit is {max}",
+                text.len()
+            ),
         ));
     }
     if text.trim().is_empty() {
@@ -376,6 +375,12 @@ fn trap_failure(err: &wasmtime::Error, limits: super::Limits, stderr: String) ->
         _ if chain.contains("forcing trap when growing memory") => (
             FailureKind::Trap,
             format!("plugin exceeded its memory limit of {} MiB", limits.memory_bytes >> 20),
+        ),
+        // What a Rust panic, a Python or JS uncaught exception and a C `abort()` all become;
+        // the wasm-level name would only puzzle a step's author.
+        Some(Trap::UnreachableCodeReached) => (
+            FailureKind::Trap,
+            "plugin aborted (a panic or an uncaught exception)".to_string(),
         ),
         Some(trap) => (FailureKind::Trap, format!("plugin trapped: {trap}")),
         None => (FailureKind::Trap, format!("plugin call failed: {chain}")),

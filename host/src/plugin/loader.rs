@@ -19,6 +19,12 @@ use super::{Limits, LoadedPlugin, PluginError, PluginRuntime, RuntimeOptions, St
 /// Largest plugin file accepted.
 const MAX_WASM_BYTES: u64 = 256 << 20;
 
+/// The most linear memory any plugin may be granted: the pooling allocator's hard cap per
+/// memory. At least 1 GiB, so a manifest may raise a plugin above the default.
+fn max_memory_bytes(options: &RuntimeOptions) -> u64 {
+    options.limits.memory_bytes.max(1 << 30)
+}
+
 /// The wasmtime engine every plugin shares.
 pub(super) fn build_engine(options: &RuntimeOptions) -> Result<Engine, PluginError> {
     let mut config = Config::new();
@@ -33,7 +39,7 @@ pub(super) fn build_engine(options: &RuntimeOptions) -> Result<Engine, PluginErr
         .total_memories(instances * 2)
         .total_tables(instances * 16)
         .total_stacks(instances)
-        .max_memory_size(options.limits.memory_bytes.max(1 << 30) as usize)
+        .max_memory_size(max_memory_bytes(options) as usize)
         .max_core_instance_size(16 << 20)
         .max_component_instance_size(16 << 20)
         .max_memories_per_component(32)
@@ -63,26 +69,14 @@ pub(super) async fn load(rt: &PluginRuntime, path: &Path) -> Result<LoadedPlugin
         .map_err(|e| fail(format!("cannot read: {e}")))?;
     let manifest = Manifest::for_plugin(path).map_err(&fail)?;
     let config = manifest.resolved_config().map_err(&fail)?;
-    let digest = hex::encode(Sha256::digest(&bytes));
-    let component = compile(rt, bytes, &digest).await.map_err(&fail)?;
+    let (component, digest) = compile(rt, bytes).await.map_err(&fail)?;
     let instance_pre = rt
         .linker
         .instantiate_pre(&component)
         .map_err(|e| fail(format!("imports what RTE does not provide: {e:#}")))?;
     let pre = PluginPre::new(instance_pre)
         .map_err(|e| fail(format!("does not export rte:saga/step@0.1.0: {e:#}")))?;
-    let defaults = rt.options.limits;
-    let limits = Limits {
-        memory_bytes: manifest
-            .limits
-            .memory_mb
-            .map_or(defaults.memory_bytes, |m| m << 20),
-        timeout: manifest.limits.timeout.unwrap_or(defaults.timeout),
-        max_output_bytes: manifest
-            .limits
-            .max_output_kb
-            .map_or(defaults.max_output_bytes, |k| k << 10),
-    };
+    let limits = limits(&rt.options, &manifest).map_err(&fail)?;
     let namespace = path
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
@@ -125,23 +119,55 @@ pub(super) async fn load(rt: &PluginRuntime, path: &Path) -> Result<LoadedPlugin
     Ok(plugin)
 }
 
-/// Compile `bytes`, or load the artifact cached for this digest and engine configuration.
-/// Compiling runs on the blocking pool, one at a time, so running sagas keep their cores.
-async fn compile(rt: &PluginRuntime, bytes: Vec<u8>, digest: &str) -> Result<Component, String> {
+/// The plugin's limits: the host's defaults, overridden by its manifest.
+fn limits(options: &RuntimeOptions, manifest: &Manifest) -> Result<Limits, String> {
+    let defaults = options.limits;
+    let wanted = &manifest.limits;
+    // The pool caps every memory whatever the store's limiter allows, so a larger grant
+    // would fail later with a confusing growth error: refuse it at load instead.
+    let max_mb = max_memory_bytes(options) >> 20;
+    let memory_bytes = match wanted.memory_mb {
+        None => defaults.memory_bytes,
+        Some(mb) if (1..=max_mb).contains(&mb) => mb << 20,
+        Some(mb) => {
+            return Err(format!(
+                "limits.memory_mb = {mb} is outside 1..={max_mb}, what this host allows"
+            ));
+        }
+    };
+    let max_output_bytes = match wanted.max_output_kb {
+        None => defaults.max_output_bytes,
+        Some(kb) => kb
+            .checked_mul(1 << 10)
+            .ok_or_else(|| format!("limits.max_output_kb = {kb} is too large"))?,
+    };
+    Ok(Limits {
+        memory_bytes,
+        timeout: wanted.timeout.unwrap_or(defaults.timeout),
+        max_output_bytes,
+    })
+}
+
+/// Compile `bytes`, or load the artifact cached for their digest and this engine; returns
+/// the component and the digest. Hashing and compiling run on the blocking pool, one file
+/// at a time, so a large component never holds up an async worker and running sagas keep
+/// their cores.
+async fn compile(rt: &PluginRuntime, bytes: Vec<u8>) -> Result<(Component, String), String> {
     let engine = rt.engine.clone();
-    let cached = rt
-        .options
-        .cache_dir
-        .as_ref()
-        .map(|dir| dir.join(format!("{}.cwasm", cache_key(&engine, digest))));
+    let cache_dir = rt.options.cache_dir.clone();
     let _slot = rt
         .compile_slots
         .acquire()
         .await
         .map_err(|e| e.to_string())?;
-    tokio::task::spawn_blocking(move || compile_blocking(&engine, &bytes, cached))
-        .await
-        .map_err(|e| format!("compile task failed: {e}"))?
+    tokio::task::spawn_blocking(move || {
+        let digest = hex::encode(Sha256::digest(&bytes));
+        let cached =
+            cache_dir.map(|dir| dir.join(format!("{}.cwasm", cache_key(&engine, &digest))));
+        compile_blocking(&engine, &bytes, cached).map(|c| (c, digest))
+    })
+    .await
+    .map_err(|e| format!("compile task failed: {e}"))?
 }
 
 fn compile_blocking(
@@ -164,6 +190,15 @@ fn compile_blocking(
     }
     if bytes.get(..4) != Some(b"\0asm") {
         return Err("not a WebAssembly file".into());
+    }
+    // Version 1, layer 0: a core module. Said plainly, since the parser's own message
+    // (an unknown component version) does not tell the author what to do.
+    if bytes.get(4..8) == Some(&[1, 0, 0, 0]) {
+        return Err(
+            "a core WebAssembly module, not a component: build for wasm32-wasip2, or wrap it \
+             with `wasm-tools component new`"
+                .into(),
+        );
     }
     let Some(path) = cached else {
         return Component::new(engine, bytes).map_err(|e| format!("invalid component: {e:#}"));

@@ -13,6 +13,7 @@ mod http_policy;
 mod loader;
 mod manifest;
 mod state;
+mod stderr;
 mod watcher;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -244,6 +245,12 @@ impl PluginRuntime {
         }
         self.registry.store(Arc::new(registry));
         outcome
+    }
+
+    /// Load `path` exactly as [`PluginRuntime::load_file`] would (compile, link against what
+    /// RTE provides, ask for its steps) without publishing it: what `rte plugins check` shows.
+    pub async fn inspect(&self, path: &Path) -> Result<LoadedPlugin, PluginError> {
+        loader::load(self, path).await
     }
 
     /// Unload the plugin from `path` (its file was removed).

@@ -1,0 +1,48 @@
+//! The lock round trip on a saga's path: take one key and release it, with in-process
+//! locks and, when one answers (`RTE_BENCH_REDIS_URL`, default the loopback Redis), with
+//! Redis. Each saga pays this once; the extension runs off the hot path.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+
+use rte_host::LockManager;
+use rte_host::lock::{MemoryLocks, RedisLocks};
+
+async fn round_trip(locks: &dyn LockManager, key: &str) {
+    let ttl = Duration::from_secs(30);
+    let fence = locks
+        .try_acquire(key, "bench", ttl)
+        .await
+        .expect("lock service answers");
+    assert!(fence.is_some(), "the bench key is free");
+    locks.release(key, "bench").await.expect("released");
+}
+
+fn locks(c: &mut Criterion) {
+    let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
+    let mut group = c.benchmark_group("lock_round_trip");
+    let memory: Arc<dyn LockManager> = Arc::new(MemoryLocks::new());
+    group.bench_function("memory", |b| {
+        b.to_async(&rt)
+            .iter(|| round_trip(memory.as_ref(), "bench:1"))
+    });
+    let url =
+        std::env::var("RTE_BENCH_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let prefix = format!("rte-bench:{}:", uuid::Uuid::now_v7().simple());
+    match rt.block_on(RedisLocks::connect(&url, &prefix)) {
+        Ok(redis) => {
+            let redis: Arc<dyn LockManager> = Arc::new(redis);
+            group.bench_function("redis", |b| {
+                b.to_async(&rt)
+                    .iter(|| round_trip(redis.as_ref(), "bench:1"))
+            });
+        }
+        Err(e) => eprintln!("skipping the Redis lock bench: {e}"),
+    }
+    group.finish();
+}
+
+criterion_group!(benches, locks);
+criterion_main!(benches);

@@ -1,0 +1,70 @@
+//! `rte bench` in its short mode, so the benchmark cannot rot: it runs, its JSON has every
+//! figure, and the figures are sane. Never asserts on timings.
+
+#[path = "../benches/support/mod.rs"]
+mod support;
+
+use serde_json::Value;
+
+#[test]
+fn short_bench_reports_sane_figures() {
+    let steps = 3;
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rte"))
+        .args(["bench", "--json", "--sagas", "60", "--steps", "3"])
+        .args(["--concurrency", "4", "--plugins-dir"])
+        .arg(support::plugin_dir())
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("running rte bench");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "rte bench failed ({}):\n{stdout}\n{stderr}",
+        out.status
+    );
+    let last = stdout.lines().last().expect("some output");
+    let report: Value = serde_json::from_str(last).expect("the last line is JSON");
+    let number = |key: &str| {
+        report[key]
+            .as_f64()
+            .unwrap_or_else(|| panic!("`{key}` is a number in {report}"))
+    };
+    for key in [
+        "sagas_per_s",
+        "steps_per_s",
+        "p50_ms",
+        "p95_ms",
+        "p99_ms",
+        "commits_per_saga",
+        "baseline_commits_per_s",
+        "ratio",
+        "peak_rss_mb",
+    ] {
+        assert!(number(key) > 0.0, "`{key}` is positive in {report}");
+    }
+    assert!(number("p50_ms") <= number("p95_ms") && number("p95_ms") <= number("p99_ms"));
+    assert!(
+        number("commits_per_saga") <= (steps + 2) as f64,
+        "at most K+2 commits per saga: {report}"
+    );
+    assert_eq!(report["completed"], 60, "every saga completed: {report}");
+    assert_eq!(report["unexpected"], 0);
+}
+
+#[test]
+fn bench_says_clearly_when_the_test_steps_are_missing() {
+    let empty = tempfile::tempdir().expect("temp dir");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rte"))
+        .args(["bench", "--sagas", "1", "--plugins-dir"])
+        .arg(empty.path())
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("running rte bench");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("test_ok"),
+        "names the missing step: {stderr}"
+    );
+}

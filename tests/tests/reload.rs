@@ -1,0 +1,322 @@
+//! Hot reload against the live watcher of a real host: plugin files are added, replaced while
+//! a saga runs on them, corrupted, written in two halves and removed.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use rte_tests::{HostOptions, TestHost};
+use serde_json::{Value, json};
+
+/// Longest wait for the watcher to apply a change (debounce plus a compile in a debug build).
+const SETTLE: Duration = Duration::from_secs(60);
+
+fn host_options(plugins: Vec<&'static str>) -> HostOptions {
+    HostOptions {
+        plugins,
+        configure: |c| {
+            c.step_timeout = Duration::from_secs(10);
+            c.max_retries = 0;
+        },
+        ..HostOptions::default()
+    }
+}
+
+fn plugins_dir(h: &TestHost) -> PathBuf {
+    h.dir.path().join("plugins")
+}
+
+/// `bytes` with a custom section appended: the same component under a new digest.
+fn new_version(mut bytes: Vec<u8>, tag: &str) -> Vec<u8> {
+    fn leb128(mut n: usize, out: &mut Vec<u8>) {
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+    let name = b"rte-test-version";
+    let mut body = Vec::new();
+    leb128(name.len(), &mut body);
+    body.extend(name);
+    body.extend(tag.as_bytes());
+    bytes.push(0);
+    leb128(body.len(), &mut bytes);
+    bytes.extend(body);
+    bytes
+}
+
+/// Publish `bytes` as `file` the way deploy tools should: write aside, then rename.
+fn publish(h: &TestHost, file: &str, bytes: &[u8]) -> anyhow::Result<()> {
+    let tmp = plugins_dir(h).join(format!("{file}.tmp"));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, plugins_dir(h).join(file))?;
+    Ok(())
+}
+
+/// The `/api/plugins` entry of `file` (`Null` if not listed).
+async fn status_of(h: &TestHost, file: &str) -> anyhow::Result<Value> {
+    let (_, body) = h.get("/api/plugins").await?;
+    Ok(body["plugins"]
+        .as_array()
+        .and_then(|ps| ps.iter().find(|p| p["file"] == file).cloned())
+        .unwrap_or(Value::Null))
+}
+
+/// Poll `file`'s status until `done` holds; fails with the last status after [`SETTLE`].
+async fn wait_for(
+    h: &TestHost,
+    file: &str,
+    what: &str,
+    done: impl Fn(&Value) -> bool,
+) -> anyhow::Result<Value> {
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        let status = status_of(h, file).await?;
+        if done(&status) {
+            return Ok(status);
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "{file}: {what} did not happen; last status {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn digest(status: &Value) -> Option<String> {
+    status["digest"].as_str().map(String::from)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_added_file_makes_its_steps_usable() -> anyhow::Result<()> {
+    let h = TestHost::start(host_options(vec!["testkit"])).await?;
+    let (status, err) = h
+        .post(
+            "/api/transactions",
+            json!({"steps": ["open_account"], "input": {}}),
+        )
+        .await?;
+    assert_eq!(status, 422, "{err}");
+    publish(&h, "bank.wasm", &std::fs::read(rte_tests::plugin("bank"))?)?;
+    let bank = wait_for(&h, "bank.wasm", "load", |s| s["digest"].is_string()).await?;
+    assert!(bank["error"].is_null(), "{bank}");
+    assert!(
+        bank["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["name"] == "debit"),
+        "{bank}"
+    );
+    h.open_account("r1", 10.0).await?;
+    assert_eq!(h.balance("r1").await?, 10.0);
+    h.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_file_serves_new_sagas_while_running_ones_finish_on_the_old()
+-> anyhow::Result<()> {
+    let h = TestHost::start(host_options(vec!["testkit"])).await?;
+    let old = digest(&status_of(&h, "testkit.wasm").await?).expect("testkit loaded");
+    let (status, started) = h
+        .post(
+            "/api/transactions",
+            json!({"steps": ["test_sleep"], "input": {"sleep_ms": 3000}}),
+        )
+        .await?;
+    assert_eq!(status, 201, "{started}");
+    let tx_id = started["tx_id"].as_str().unwrap().to_string();
+    // The step has its plugin once `step.started` is out; replace the file under it.
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        let (_, events) = h
+            .get(&format!("/api/events?tx_id={tx_id}&type=step.started"))
+            .await?;
+        if events["events"].as_array().is_some_and(|e| !e.is_empty()) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the saga never started its step");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // A digest never seen before means a real compile while the saga runs.
+    let tag = format!("{:?}", std::time::SystemTime::now());
+    let bytes = new_version(std::fs::read(rte_tests::plugin("testkit"))?, &tag);
+    publish(&h, "testkit.wasm", &bytes)?;
+    let now = wait_for(&h, "testkit.wasm", "replace", |s| {
+        digest(s).is_some_and(|d| d != old)
+    })
+    .await?;
+    let new = digest(&now).unwrap();
+    assert!(now["error"].is_null(), "{now}");
+    // New sagas run on the new version.
+    let v = h
+        .run_saga(json!({"steps": ["test_ok"], "input": {}}))
+        .await?;
+    assert_eq!(v["status"], "COMPLETED", "{v}");
+    assert_eq!(v["steps"][0]["plugin_digest"], new.as_str());
+    // The running one finished on the version it started with, and its record says so.
+    let view = wait_done(&h, &tx_id).await?;
+    assert_eq!(view["status"], "COMPLETED", "{view}");
+    assert_eq!(view["steps"][0]["plugin_digest"], old.as_str(), "{view}");
+    h.stop().await;
+    // Its compiled artifact will never be used again.
+    for entry in std::fs::read_dir(rte_tests::artifact_cache())? {
+        let path = entry?.path();
+        if path
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with(&new[..32]))
+        {
+            std::fs::remove_file(path)?;
+        }
+    }
+    Ok(())
+}
+
+/// Poll a saga until it ends.
+async fn wait_done(h: &TestHost, tx_id: &str) -> anyhow::Result<Value> {
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        let (_, view) = h.get(&format!("/api/transactions/{tx_id}")).await?;
+        let status = view["status"].as_str().unwrap_or_default();
+        if matches!(
+            status,
+            "COMPLETED" | "COMPENSATED" | "COMPENSATION_FAILED" | "CANCELLED" | "FAILED"
+        ) {
+            return Ok(view);
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "saga {tx_id} never ended: {view}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_file_is_refused_and_the_old_version_keeps_serving() -> anyhow::Result<()> {
+    let h = TestHost::start(host_options(vec!["testkit"])).await?;
+    let old = digest(&status_of(&h, "testkit.wasm").await?).expect("testkit loaded");
+    // Written in place, not renamed: the watcher sees the garbage itself.
+    std::fs::write(
+        plugins_dir(&h).join("testkit.wasm"),
+        b"\0asm\x0d\0\x01\0not a component at all",
+    )?;
+    let now = wait_for(&h, "testkit.wasm", "rejection", |s| s["error"].is_string()).await?;
+    assert_eq!(digest(&now).as_deref(), Some(old.as_str()), "{now}");
+    assert!(
+        now["error"].as_str().unwrap().contains("invalid component"),
+        "{now}"
+    );
+    let v = h
+        .run_saga(json!({"steps": ["test_ok"], "input": {}}))
+        .await?;
+    assert_eq!(v["status"], "COMPLETED", "{v}");
+    assert_eq!(v["steps"][0]["plugin_digest"], old.as_str());
+    // A good file again clears the error.
+    publish(
+        &h,
+        "testkit.wasm",
+        &new_version(std::fs::read(rte_tests::plugin("testkit"))?, "fixed"),
+    )?;
+    let fixed = wait_for(&h, "testkit.wasm", "recovery", |s| s["error"].is_null()).await?;
+    assert_ne!(digest(&fixed), Some(old), "{fixed}");
+    h.stop().await;
+    Ok(())
+}
+
+/// Write `bytes` to `path` in place in two halves with a pause between, as a slow copy does.
+fn write_in_halves(path: PathBuf, bytes: Vec<u8>) -> std::thread::JoinHandle<std::io::Result<()>> {
+    std::thread::spawn(move || {
+        let mut file = std::fs::File::create(path)?;
+        let (first, rest) = bytes.split_at(bytes.len() / 2);
+        file.write_all(first)?;
+        file.flush()?;
+        std::thread::sleep(Duration::from_millis(100));
+        file.write_all(rest)?;
+        file.sync_all()
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_half_written_file_never_serves() -> anyhow::Result<()> {
+    let h = TestHost::start(host_options(vec!["testkit"])).await?;
+    let old = digest(&status_of(&h, "testkit.wasm").await?).expect("testkit loaded");
+    let testkit = std::fs::read(rte_tests::plugin("testkit"))?;
+    let replace = write_in_halves(
+        plugins_dir(&h).join("testkit.wasm"),
+        new_version(testkit, "halves"),
+    );
+    let add = write_in_halves(
+        plugins_dir(&h).join("bank.wasm"),
+        std::fs::read(rte_tests::plugin("bank"))?,
+    );
+    // Watch every state the API shows until both complete files serve.
+    let mut seen_testkit = std::collections::BTreeSet::new();
+    let mut seen_bank = std::collections::BTreeSet::new();
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        let t = status_of(&h, "testkit.wasm").await?;
+        let b = status_of(&h, "bank.wasm").await?;
+        seen_testkit.insert(digest(&t));
+        seen_bank.insert(digest(&b));
+        let t_new = digest(&t).is_some_and(|d| d != old) && t["error"].is_null();
+        let b_loaded = b["digest"].is_string() && b["error"].is_null();
+        if t_new && b_loaded && replace.is_finished() && add.is_finished() {
+            break;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "never settled: {t} {b}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    replace.join().unwrap()?;
+    add.join().unwrap()?;
+    // Only the old and the complete version ever served (a half file has a digest of its own).
+    let new = digest(&status_of(&h, "testkit.wasm").await?);
+    assert!(
+        seen_testkit
+            .iter()
+            .all(|d| *d == Some(old.clone()) || *d == new),
+        "{seen_testkit:?}"
+    );
+    let bank = digest(&status_of(&h, "bank.wasm").await?);
+    assert!(
+        seen_bank.iter().all(|d| d.is_none() || *d == bank),
+        "{seen_bank:?}"
+    );
+    h.open_account("r2", 5.0).await?;
+    let v = h
+        .run_saga(json!({"steps": ["test_ok"], "input": {}}))
+        .await?;
+    assert_eq!(v["steps"][0]["plugin_digest"], json!(new));
+    h.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_file_unloads_its_steps() -> anyhow::Result<()> {
+    let h = TestHost::start(host_options(vec!["bank", "testkit"])).await?;
+    h.open_account("r3", 1.0).await?;
+    std::fs::remove_file(plugins_dir(&h).join("bank.wasm"))?;
+    wait_for(&h, "bank.wasm", "unload", Value::is_null).await?;
+    let (status, err) = h
+        .post(
+            "/api/transactions",
+            json!({"tx_type": "get_balance", "input": {"account_id": "r3"}}),
+        )
+        .await?;
+    assert_eq!(status, 422, "{err}");
+    let message = err["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("unknown step"), "{message}");
+    // The other plugin is untouched.
+    let v = h
+        .run_saga(json!({"steps": ["test_ok"], "input": {}}))
+        .await?;
+    assert_eq!(v["status"], "COMPLETED", "{v}");
+    h.stop().await;
+    Ok(())
+}
