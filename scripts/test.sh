@@ -44,4 +44,7 @@ if [ -f admin-ui/package.json ]; then
     bash admin-ui/e2e/run.sh
   fi
 fi
+log "API fuzzing against the OpenAPI document"
+bash scripts/schemathesis.sh
+
 log "all tests passed"

@@ -46,7 +46,7 @@ pub mod kinds {
 }
 
 /// One event.
-#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct Event {
     /// Event type (see [`kinds`]).
     #[serde(rename = "type")]
@@ -60,6 +60,7 @@ pub struct Event {
     /// The error, if any.
     pub error: Option<String>,
     /// More detail.
+    #[schema(value_type = Object)]
     pub data: Map<String, Value>,
     /// When (RFC 3339).
     pub timestamp: String,

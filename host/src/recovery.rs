@@ -39,7 +39,7 @@ pub struct RecoveryStats {
 }
 
 /// A snapshot of [`RecoveryStats`].
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct RecoveryStatsView {
     /// Whether the worker runs.
     pub running: bool,

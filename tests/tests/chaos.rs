@@ -215,6 +215,7 @@ async fn sagas_survive_hosts_killed_at_random() -> anyhow::Result<()> {
         binary,
         work,
         database_url: database_url.clone(),
+        redis_prefix: redis_prefix.clone(),
         hosts,
     };
     let http = reqwest::Client::new();

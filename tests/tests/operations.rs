@@ -189,7 +189,9 @@ async fn plant(
     input: Value,
 ) -> anyhow::Result<String> {
     let store = h.engine().store();
-    let tx_id = format!("planted-{}-{}", now_ms(), steps.len());
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tx_id = format!("planted-{}-{seq}", now_ms());
     let old = now_ms() - 3_600_000;
     let base = TxRecord {
         tx_id: tx_id.clone(),
@@ -337,6 +339,78 @@ async fn a_stale_writer_is_fenced_out() -> anyhow::Result<()> {
     assert!(err.to_string().contains("changed underneath"), "{err}");
     let (_, after) = h.get(&format!("/api/transactions/{}", id(&v))).await?;
     assert_eq!(after["status"], "COMPLETED");
+    h.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_action_is_allowed_or_refused_by_status() -> anyhow::Result<()> {
+    let h = TestHost::start(HostOptions::default()).await?;
+    use TxStatus::*;
+    // (status, force-complete allowed, force-cancel allowed, retry allowed)
+    let table = [
+        (Created, true, true, false),
+        (Locked, true, true, false),
+        (Executing, true, true, false),
+        (Confirming, true, true, false),
+        (Completed, false, false, false),
+        (Failed, true, true, true),
+        (Compensating, false, false, false),
+        (Compensated, false, false, false),
+        (CompensationFailed, true, true, true),
+        (Timeout, true, true, true),
+        (Cancelled, false, false, false),
+    ];
+    for (status, complete, cancel, retry) in table {
+        for (action, allowed) in [
+            ("force-complete", complete),
+            ("force-cancel", cancel),
+            ("retry", retry),
+        ] {
+            // A saga whose single step failed cleanly, recorded in `status`.
+            let step = match status {
+                Completed | Confirming => StepStatus::Completed,
+                Created | Locked => StepStatus::Pending,
+                Executing => StepStatus::Executing,
+                CompensationFailed => StepStatus::CompensationFailed,
+                Compensating => StepStatus::Compensating,
+                Compensated | Cancelled => StepStatus::Compensated,
+                Failed | Timeout => StepStatus::Failed,
+            };
+            let tx_id = plant(&h, &[("test_ok", step, None)], status, 0, json!({})).await?;
+            let (code, body) = h
+                .post(
+                    &format!("/api/transactions/{tx_id}/{action}"),
+                    json!({"reason": "table test"}),
+                )
+                .await?;
+            if allowed {
+                assert_eq!(code, 200, "{action} on {status}: {body}");
+                let (_, v) = h.get(&format!("/api/transactions/{tx_id}")).await?;
+                let kinds: Vec<&str> = v["history"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|e| e["kind"].as_str().unwrap())
+                    .collect();
+                assert!(
+                    kinds.contains(&action.replace('-', "_").as_str()),
+                    "{action} on {status} is recorded: {v}"
+                );
+            } else {
+                assert_eq!(code, 409, "{action} on {status} must be refused: {body}");
+                assert!(
+                    body["error"]["message"]
+                        .as_str()
+                        .unwrap()
+                        .contains(status.as_str()),
+                    "{body}"
+                );
+            }
+            // Let any saga the action restarted settle before the next one.
+            h.engine().drain(Duration::from_secs(10)).await;
+        }
+    }
     h.stop().await;
     Ok(())
 }

@@ -9,6 +9,22 @@ use serde_json::json;
 use crate::error::Error;
 use crate::store::StoreError;
 
+/// The body of every error answer: `{"error": {"code", "message"}}`.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub error: ErrorDetail,
+}
+
+/// Inside [`ErrorBody`].
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Stable code (`invalid_request`, `not_found`, `conflict`, …).
+    pub code: String,
+    /// For people.
+    pub message: String,
+}
+
 /// An API error: status, machine-readable code, human message.
 #[derive(Debug)]
 pub struct ApiError {

@@ -1,19 +1,24 @@
-//! Stats, plugins, breakers, events, health.
+//! Stats, plugins, breakers, events, saga types, recovery, health and metrics.
 
 use std::collections::BTreeMap;
 
 use axum::Json;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use serde::Serialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
+use super::error::ErrorBody;
 use super::{ApiError, AppState};
+use crate::breaker::BreakerStatus;
 use crate::engine::TxStatus;
+use crate::events::Event;
+use crate::plugin::PluginStatus;
+use crate::recovery::RecoveryStatsView;
 
 /// Totals by status and type.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct StatsResponse {
     /// Every transaction.
     pub total_transactions: u64,
@@ -31,7 +36,9 @@ pub struct StatsResponse {
     pub by_type: BTreeMap<String, BTreeMap<String, u64>>,
 }
 
-/// `GET /api/stats`.
+/// Transaction totals by status and by type.
+#[utoipa::path(get, path = "/stats", tag = "stats",
+    responses((status = 200, body = StatsResponse), (status = 503, body = ErrorBody)))]
 pub async fn stats(State(state): State<AppState>) -> Result<Json<StatsResponse>, ApiError> {
     let counts = state
         .engine
@@ -73,23 +80,58 @@ pub async fn stats(State(state): State<AppState>) -> Result<Json<StatsResponse>,
     }))
 }
 
-/// `GET /api/plugins`.
-pub async fn plugins(State(state): State<AppState>) -> Json<Value> {
-    Json(json!({"plugins": state.engine.plugins().plugins()}))
+/// Loaded plugins.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PluginsResponse {
+    /// Every plugin file seen: the version serving and the last load error.
+    pub plugins: Vec<PluginStatus>,
 }
 
-/// `GET /api/circuit-breakers`.
-pub async fn breakers(State(state): State<AppState>) -> Json<Value> {
-    Json(json!({"circuit_breakers": state.engine.breakers().list().await}))
+/// Loaded plugins: steps, version, digest, limits, load errors.
+#[utoipa::path(get, path = "/plugins", tag = "plugins", responses((status = 200, body = PluginsResponse)))]
+pub async fn plugins(State(state): State<AppState>) -> Json<PluginsResponse> {
+    Json(PluginsResponse {
+        plugins: state.engine.plugins().plugins(),
+    })
 }
 
-/// `POST /api/circuit-breakers/{service}/reset`.
+/// Circuit breakers.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BreakersResponse {
+    /// One per service that has seen calls.
+    pub circuit_breakers: Vec<BreakerStatus>,
+}
+
+/// Circuit breakers and their states.
+#[utoipa::path(get, path = "/circuit-breakers", tag = "circuit-breakers", responses((status = 200, body = BreakersResponse)))]
+pub async fn breakers(State(state): State<AppState>) -> Json<BreakersResponse> {
+    Json(BreakersResponse {
+        circuit_breakers: state.engine.breakers().list().await,
+    })
+}
+
+/// A breaker after its reset.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ResetResponse {
+    /// The service.
+    pub service: String,
+    /// Always `closed`.
+    pub state: String,
+}
+
+/// Force a service's circuit breaker closed.
+#[utoipa::path(post, path = "/circuit-breakers/{service}/reset", tag = "circuit-breakers",
+    params(("service" = String, Path, description = "The step's declared service")),
+    responses((status = 200, body = ResetResponse), (status = 404, body = ErrorBody)))]
 pub async fn reset_breaker(
     State(state): State<AppState>,
     Path(service): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ResetResponse>, ApiError> {
     if state.engine.breakers().reset(&service).await {
-        Ok(Json(json!({"service": service, "state": "closed"})))
+        Ok(Json(ResetResponse {
+            service,
+            state: "closed".into(),
+        }))
     } else {
         Err(ApiError::not_found(format!(
             "no circuit breaker for service `{service}`"
@@ -97,52 +139,90 @@ pub async fn reset_breaker(
     }
 }
 
-/// `GET /api/events?type=…&tx_id=…&limit=…`: recent events, newest first.
-pub async fn events(State(state): State<AppState>, RawQuery(query): RawQuery) -> Json<Value> {
-    let params: BTreeMap<String, String> = query
-        .unwrap_or_default()
-        .split('&')
-        .filter_map(|p| {
-            p.split_once('=')
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-        })
-        .collect();
-    let limit = params
-        .get("limit")
-        .and_then(|l| l.parse::<usize>().ok())
-        .unwrap_or(200);
-    let events: Vec<_> = state
+/// Filters of the event log.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct EventsQuery {
+    /// Only this event type (`tx.completed`, …).
+    #[serde(rename = "type")]
+    #[param(rename = "type")]
+    pub kind: Option<String>,
+    /// Only this saga's events.
+    pub tx_id: Option<String>,
+    /// At most this many (default 200).
+    pub limit: Option<u32>,
+}
+
+/// Recent events.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventsResponse {
+    /// Newest first.
+    pub events: Vec<Event>,
+}
+
+/// Recent events, newest first.
+#[utoipa::path(get, path = "/events", tag = "events", params(EventsQuery),
+    responses((status = 200, body = EventsResponse), (status = 400, body = ErrorBody)))]
+pub async fn events(
+    State(state): State<AppState>,
+    query: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<EventsResponse>, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let limit = q.limit.unwrap_or(200) as usize;
+    let events = state
         .engine
         .events()
         .recent()
         .into_iter()
         .rev()
-        .filter(|e| params.get("type").is_none_or(|t| &e.kind == t))
-        .filter(|e| {
-            params
-                .get("tx_id")
-                .is_none_or(|t| e.tx_id.as_ref() == Some(t))
-        })
+        .filter(|e| q.kind.as_ref().is_none_or(|t| &e.kind == t))
+        .filter(|e| q.tx_id.as_ref().is_none_or(|t| e.tx_id.as_ref() == Some(t)))
         .take(limit)
+        .map(|e| (*e).clone())
         .collect();
-    Json(json!({"events": events}))
+    Ok(Json(EventsResponse { events }))
+}
+
+/// Health.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HealthResponse {
+    /// `ok`, `ready` or `unavailable`.
+    pub status: String,
+    /// Steps available (readiness only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub steps: Option<usize>,
+    /// Why not ready.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// `/healthz`: the process answers.
-pub async fn healthz() -> Json<Value> {
-    Json(json!({"status": "ok"}))
+pub async fn healthz() -> Json<HealthResponse> {
+    Json(HealthResponse {
+        status: "ok".into(),
+        steps: None,
+        error: None,
+    })
 }
 
-/// `/readyz`: the store answers and plugins are loaded.
+/// `/readyz`: the store answers.
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     match state.engine.store().ping().await {
         Ok(()) => (
             StatusCode::OK,
-            Json(json!({"status": "ready", "steps": state.engine.plugins().step_names().len()})),
+            Json(HealthResponse {
+                status: "ready".into(),
+                steps: Some(state.engine.plugins().step_names().len()),
+                error: None,
+            }),
         ),
         Err(e) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "unavailable", "error": e.to_string()})),
+            Json(HealthResponse {
+                status: "unavailable".into(),
+                steps: None,
+                error: Some(e.to_string()),
+            }),
         ),
     }
 }
@@ -152,22 +232,43 @@ pub async fn api_not_found() -> ApiError {
     ApiError::not_found("no such API endpoint")
 }
 
-/// `GET /api/stats/timeline?hours=24`: finished sagas per hour (per minute for ≤ 2 hours).
+/// The timeline's span.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct TimelineQuery {
+    /// Hours back from now (1 to 720, default 24); per-minute buckets up to 2 hours.
+    pub hours: Option<i64>,
+}
+
+/// Finished sagas over time.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TimelineResponse {
+    /// Bucket width.
+    pub bucket_seconds: i64,
+    /// Oldest first.
+    pub points: Vec<TimelinePoint>,
+}
+
+/// One bucket of the timeline.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TimelinePoint {
+    /// Bucket start (RFC 3339).
+    pub at: String,
+    /// Sagas that completed in it.
+    pub completed: u64,
+    /// Sagas that ended otherwise (failed, compensated, timed out, cancelled).
+    pub failed: u64,
+}
+
+/// Finished sagas per hour (per minute for two hours or less).
+#[utoipa::path(get, path = "/stats/timeline", tag = "stats", params(TimelineQuery),
+    responses((status = 200, body = TimelineResponse), (status = 400, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn timeline(
     State(state): State<AppState>,
-    RawQuery(query): RawQuery,
-) -> Result<Json<Value>, ApiError> {
-    let hours = query
-        .unwrap_or_default()
-        .split('&')
-        .find_map(|p| p.strip_prefix("hours="))
-        .map(|h| {
-            h.parse::<i64>()
-                .map_err(|_| ApiError::bad_request("`hours` must be a whole number"))
-        })
-        .transpose()?
-        .unwrap_or(24)
-        .clamp(1, 24 * 30);
+    query: Result<Query<TimelineQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<TimelineResponse>, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let hours = q.hours.unwrap_or(24).clamp(1, 24 * 30);
     let bucket_ms: i64 = if hours <= 2 { 60_000 } else { 3_600_000 };
     let now = crate::store::now_ms();
     let since = (now - hours * 3_600_000) / bucket_ms * bucket_ms;
@@ -190,41 +291,68 @@ pub async fn timeline(
             _ => p.1 += n,
         }
     }
-    let points: Vec<Value> = points
+    let points = points
         .into_iter()
-        .map(|(at, (completed, failed))| json!({"at": super::rfc3339(at), "completed": completed, "failed": failed}))
+        .map(|(at, (completed, failed))| TimelinePoint {
+            at: super::rfc3339(at),
+            completed,
+            failed,
+        })
         .collect();
-    Ok(Json(
-        json!({"bucket_seconds": bucket_ms / 1000, "points": points}),
-    ))
+    Ok(Json(TimelineResponse {
+        bucket_seconds: bucket_ms / 1000,
+        points,
+    }))
 }
 
-/// `GET /api/recovery/stats`.
-pub async fn recovery_stats(State(state): State<AppState>) -> Json<Value> {
-    Json(serde_json::to_value(state.recovery.stats()).unwrap_or_default())
+/// Recovery worker figures.
+#[utoipa::path(get, path = "/recovery/stats", tag = "recovery", responses((status = 200, body = RecoveryStatsView)))]
+pub async fn recovery_stats(State(state): State<AppState>) -> Json<RecoveryStatsView> {
+    Json(state.recovery.stats())
 }
 
-/// `GET /api/sagas`: the defined saga types.
-pub async fn sagas(State(state): State<AppState>) -> Json<Value> {
-    let sagas: serde_json::Map<String, Value> = state
+/// A defined saga type.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SagaTypeView {
+    /// Steps in order.
+    pub steps: Vec<String>,
+    /// Lock-key templates.
+    pub lock_keys: Vec<String>,
+    /// Timeout override.
+    pub timeout: Option<String>,
+    /// Retries override.
+    pub max_retries: Option<u32>,
+    /// One line for operators.
+    pub description: String,
+}
+
+/// Defined saga types.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SagasResponse {
+    /// By type name.
+    pub sagas: BTreeMap<String, SagaTypeView>,
+}
+
+/// The saga types defined in the sagas file.
+#[utoipa::path(get, path = "/sagas", tag = "transactions", responses((status = 200, body = SagasResponse)))]
+pub async fn sagas(State(state): State<AppState>) -> Json<SagasResponse> {
+    let sagas = state
         .engine
         .definitions()
         .sagas
         .iter()
         .map(|(name, d)| {
-            (
-                name.clone(),
-                json!({
-                    "steps": d.steps,
-                    "lock_keys": d.lock_keys,
-                    "timeout": d.timeout.map(|t| humantime::format_duration(t).to_string()),
-                    "max_retries": d.max_retries,
-                    "description": d.description,
-                }),
-            )
+            let view = SagaTypeView {
+                steps: d.steps.clone(),
+                lock_keys: d.lock_keys.clone(),
+                timeout: d.timeout.map(|t| humantime::format_duration(t).to_string()),
+                max_retries: d.max_retries,
+                description: d.description.clone(),
+            };
+            (name.clone(), view)
         })
         .collect();
-    Json(json!({"sagas": sagas}))
+    Json(SagasResponse { sagas })
 }
 
 /// `GET /metrics`: Prometheus text exposition.

@@ -13,6 +13,14 @@ use super::AppState;
 /// Every event from now on (filter with `?type=` and `?tx_id=`), as `event: <type>` with the
 /// event's JSON as data. A client that falls behind gets a `lagged` event saying how many
 /// it missed. The stream ends when the client goes away.
+#[utoipa::path(get, path = "/events/stream", tag = "events",
+    params(
+        ("type" = Option<String>, Query, description = "Only this event type"),
+        ("tx_id" = Option<String>, Query, description = "Only this saga's events"),
+        ("access_token" = Option<String>, Query, description = "The admin token, for clients that cannot send headers"),
+    ),
+    responses((status = 200, description = "Server-sent events: `event: <type>`, `data: <event JSON>`", content_type = "text/event-stream", body = String),
+        (status = 401, body = super::ErrorBody)))]
 pub async fn events_stream(
     State(state): State<AppState>,
     RawQuery(query): RawQuery,

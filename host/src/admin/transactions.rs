@@ -9,6 +9,7 @@ use axum::http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::error::ErrorBody;
 use super::views::TxView;
 use super::{ApiError, ApiJson, AppState};
 use crate::engine::TxStatus;
@@ -20,13 +21,14 @@ const MAX_WAIT: Duration = Duration::from_secs(300);
 const MAX_PAGE_SIZE: u32 = 500;
 
 /// Body of `POST /api/transactions`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateRequest {
     /// A defined saga type, or a label for a saga given with `steps`.
     pub tx_type: Option<String>,
     /// The input object every step sees.
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub input: Option<Value>,
     /// Steps in order (instead of, or overriding, the type's definition).
     pub steps: Option<Vec<String>>,
@@ -89,6 +91,18 @@ fn decode(s: &str) -> String {
 }
 
 /// `POST /api/transactions`: record a saga and start it; `?wait=30s` waits for its end.
+#[utoipa::path(post, path = "/transactions", tag = "transactions", request_body = CreateRequest,
+    params(
+        ("wait" = Option<String>, Query, description = "Wait up to this long (`30s`, at most `5m`) for a terminal status"),
+        ("Idempotency-Key" = Option<String>, Header, description = "A retried request with the same key returns the first saga"),
+        ("traceparent" = Option<String>, Header, description = "W3C trace context: the saga joins the caller's trace"),
+    ),
+    responses(
+        (status = 201, description = "Recorded and started", body = TxView),
+        (status = 200, description = "An earlier request with the same Idempotency-Key made it", body = TxView),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 413, body = ErrorBody),
+        (status = 415, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody),
+    ))]
 pub async fn create(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -159,6 +173,9 @@ pub async fn create(
 }
 
 /// `GET /api/transactions/{tx_id}`: the saga, its steps and its history.
+#[utoipa::path(get, path = "/transactions/{tx_id}", tag = "transactions",
+    params(("tx_id" = String, Path, description = "Saga id")),
+    responses((status = 200, body = TxView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn get_one(
     State(state): State<AppState>,
     Path(tx_id): Path<String>,
@@ -174,7 +191,7 @@ pub async fn get_one(
 }
 
 /// A page of transactions.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ListResponse {
     /// This page, newest first.
     pub transactions: Vec<TxView>,
@@ -187,6 +204,17 @@ pub struct ListResponse {
 }
 
 /// `GET /api/transactions?status=FAILED&status=TIMEOUT&tx_type=…&page=1&page_size=20&from=…&to=…&q=…`
+#[utoipa::path(get, path = "/transactions", tag = "transactions",
+    params(
+        ("status" = Option<Vec<TxStatus>>, Query, explode = true, description = "Any of these statuses (repeat the parameter, or separate with commas)"),
+        ("tx_type" = Option<String>, Query, description = "Only this saga type"),
+        ("from" = Option<String>, Query, description = "Created at or after (RFC 3339)"),
+        ("to" = Option<String>, Query, description = "Created before (RFC 3339)"),
+        ("q" = Option<String>, Query, description = "Saga id prefix"),
+        ("page" = Option<u64>, Query, description = "1-based page (default 1)"),
+        ("page_size" = Option<u32>, Query, description = "Rows per page (default 20, at most 500)"),
+    ),
+    responses((status = 200, body = ListResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn list(
     State(state): State<AppState>,
     RawQuery(query): RawQuery,
@@ -222,7 +250,8 @@ pub async fn list(
                 .map_err(|_| ApiError::bad_request(format!("`{k}` must be a positive number")))
         })
     };
-    let page = number("page", 1)?.max(1);
+    // Bounded so the offset stays a sane database value.
+    let page = number("page", 1)?.clamp(1, 1_000_000);
     let page_size = number("page_size", 20)?.clamp(1, MAX_PAGE_SIZE as u64) as u32;
     let time = |k: &str| -> Result<Option<i64>, ApiError> {
         one(k)
@@ -277,7 +306,7 @@ mod tests {
 }
 
 /// Body of force-complete and force-cancel.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReasonRequest {
     /// Why, for the saga's history.
@@ -285,7 +314,7 @@ pub struct ReasonRequest {
 }
 
 /// Body of retry.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RetryRequest {
     /// Why, for the saga's history.
@@ -320,6 +349,11 @@ async fn detail(state: &AppState, tx_id: &str) -> Result<Json<TxView>, ApiError>
 }
 
 /// `POST /api/transactions/{tx_id}/force-complete` `{"reason"}`.
+#[utoipa::path(post, path = "/transactions/{tx_id}/force-complete", tag = "transactions", request_body = ReasonRequest,
+    params(("tx_id" = String, Path, description = "Saga id")),
+    responses((status = 200, body = TxView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "The saga's status forbids it", body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
+        (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn force_complete(
     State(state): State<AppState>,
     Path(tx_id): Path<String>,
@@ -333,6 +367,11 @@ pub async fn force_complete(
 }
 
 /// `POST /api/transactions/{tx_id}/force-cancel` `{"reason"}`: compensates what completed.
+#[utoipa::path(post, path = "/transactions/{tx_id}/force-cancel", tag = "transactions", request_body = ReasonRequest,
+    params(("tx_id" = String, Path, description = "Saga id")),
+    responses((status = 200, body = TxView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "The saga's status forbids it", body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
+        (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn force_cancel(
     State(state): State<AppState>,
     Path(tx_id): Path<String>,
@@ -346,6 +385,11 @@ pub async fn force_cancel(
 }
 
 /// `POST /api/transactions/{tx_id}/retry` `{"reason"?, "from_step"?}` (the body may be empty).
+#[utoipa::path(post, path = "/transactions/{tx_id}/retry", tag = "transactions", request_body(content = Option<RetryRequest>),
+    params(("tx_id" = String, Path, description = "Saga id")),
+    responses((status = 200, body = TxView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "The saga's status forbids it", body = ErrorBody), (status = 413, body = ErrorBody),
+        (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn retry(
     State(state): State<AppState>,
     Path(tx_id): Path<String>,

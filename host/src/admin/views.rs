@@ -13,7 +13,7 @@ pub fn rfc3339(ms: i64) -> String {
 }
 
 /// A transaction as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct TxView {
     /// Id.
     pub tx_id: String,
@@ -22,8 +22,10 @@ pub struct TxView {
     /// Status.
     pub status: TxStatus,
     /// Input.
+    #[schema(value_type = Object)]
     pub input: Value,
     /// Outputs of completed steps.
+    #[schema(value_type = Object)]
     pub output: Map<String, Value>,
     /// Lock keys.
     pub lock_keys: Vec<String>,
@@ -58,7 +60,7 @@ pub struct TxView {
 }
 
 /// A step as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct StepView {
     /// Position.
     pub step_index: u32,
@@ -71,6 +73,7 @@ pub struct StepView {
     /// Compensate attempts.
     pub compensation_attempts: u32,
     /// Output.
+    #[schema(value_type = Option<Object>)]
     pub output: Option<Map<String, Value>>,
     /// Latest error.
     pub error: Option<String>,
@@ -85,7 +88,7 @@ pub struct StepView {
 }
 
 /// A history line.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct HistoryView {
     /// When.
     pub at: String,

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::events::{Event, EventBus, kinds};
 
 /// A breaker's state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum BreakerState {
     /// Calls pass.
@@ -123,7 +123,7 @@ impl Breaker {
 }
 
 /// A breaker's state, for the admin API.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct BreakerStatus {
     /// The service.
     pub service: String,

@@ -50,12 +50,13 @@ pub enum PluginError {
 }
 
 /// Limits of one plugin's calls.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Limits {
     /// Linear memory cap per instance, in bytes.
     pub memory_bytes: u64,
     /// Deadline of one call.
     #[serde(with = "humantime_serde")]
+    #[schema(value_type = String)]
     pub timeout: Duration,
     /// Largest output, in bytes.
     pub max_output_bytes: u64,
@@ -73,7 +74,7 @@ pub struct RuntimeOptions {
 }
 
 /// What a plugin says about one of its steps.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct StepDescriptor {
     /// Step name.
     pub name: String,
@@ -117,7 +118,7 @@ impl LoadedPlugin {
 }
 
 /// A plugin file's state, for `/api/plugins`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PluginStatus {
     /// File name.
     pub file: String,
