@@ -93,6 +93,9 @@ impl Cluster {
                 "retry_max_interval=500ms",
             ])
             .args(["--set", "step_timeout=2s", "--set", "max_retries=3"])
+            // Injected faults would open the shared `accounts` breaker and fail most sagas
+            // fast; this test is about crashes, so the breaker stays out of the way.
+            .args(["--set", "circuit_threshold=100"])
             .env("RUST_LOG", "warn,rte_host=info")
             .stdout(Stdio::from(log.try_clone()?))
             .stderr(Stdio::from(log))
