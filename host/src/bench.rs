@@ -11,6 +11,7 @@
 //!   at once; reports resident memory.
 //! - Remote (`--url`): the throughput run against a running host over its REST API.
 
+mod counting;
 mod remote;
 
 use std::path::{Path, PathBuf};
@@ -19,7 +20,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use async_trait::async_trait;
 use serde::Serialize;
 use serde_json::{Map, json};
 use sqlx::{AnyPool, Executor};
@@ -27,10 +27,9 @@ use sqlx::{AnyPool, Executor};
 use crate::config::Config;
 use crate::engine::{Engine, EngineConfig, TxStatus};
 use crate::plugin::{Limits, PluginRuntime, RuntimeOptions};
-use crate::store::{
-    Commit, CreateOutcome, Dialect, HistoryEntry, Page, SqlStore, StatusCount, StepRecord,
-    StoreResult, TxFilter, TxRecord, TxStore,
-};
+use crate::store::{Dialect, SqlStore, TxStore};
+
+use counting::CountingStore;
 
 /// Sagas recorded but not yet started that in-flight mode lets build up before it waits.
 const ADMISSION_BACKLOG: u64 = 256;
@@ -363,20 +362,18 @@ async fn one_saga(engine: &Engine, args: &BenchArgs, i: usize) -> Finished {
     let started = Instant::now();
     let mut input = Map::new();
     input.insert("n".into(), json!(i));
-    let result = engine
-        .transaction_from_request(
-            Some("bench".into()),
-            Some(saga_steps(args, i)),
-            input,
-            vec![format!("bench:{i}")],
-            None,
-            None,
-            None,
-            None,
-        )
-        .map(|tx| engine.execute(tx));
-    let result = match result {
-        Ok(run) => run.await,
+    let tx = engine.transaction_from_request(
+        Some("bench".into()),
+        Some(saga_steps(args, i)),
+        input,
+        vec![format!("bench:{i}")],
+        None,
+        None,
+        None,
+        None,
+    );
+    let result = match tx {
+        Ok(tx) => engine.execute(tx).await,
         Err(e) => Err(e),
     };
     let (status, error) = match result {
@@ -395,19 +392,18 @@ async fn one_saga(engine: &Engine, args: &BenchArgs, i: usize) -> Finished {
 fn summarise(args: &BenchArgs, finished: &[Finished], elapsed: Duration) -> ThroughputReport {
     let mut latencies: Vec<f64> = finished.iter().map(|f| f.latency_ms).collect();
     latencies.sort_by(f64::total_cmp);
+    let as_planned = |f: &&Finished| match f.planned_failure {
+        false => f.status == Some(TxStatus::Completed),
+        true => f.status == Some(TxStatus::Compensated),
+    };
     let completed = finished
         .iter()
-        .filter(|f| !f.planned_failure && f.status == Some(TxStatus::Completed))
+        .filter(as_planned)
+        .filter(|f| !f.planned_failure)
         .count();
-    let compensated = finished
-        .iter()
-        .filter(|f| f.planned_failure && f.status == Some(TxStatus::Compensated))
-        .count();
+    let compensated = finished.iter().filter(as_planned).count() - completed;
     let unexpected = finished.len() - completed - compensated;
-    if let Some(f) = finished
-        .iter()
-        .find(|f| f.status != Some(TxStatus::Completed) && f.status != Some(TxStatus::Compensated))
-    {
+    if let Some(f) = finished.iter().find(|f| !as_planned(f)) {
         eprintln!(
             "warning: {unexpected} sagas ended otherwise than planned; one ended {} ({})",
             f.status.map_or("with an error", |s| s.as_str()),
@@ -703,134 +699,6 @@ impl Drop for TempDb {
             path.push(suffix);
             let _ = std::fs::remove_file(Path::new(&path));
         }
-    }
-}
-
-/// What went through a [`CountingStore`].
-#[derive(Default)]
-struct Counts {
-    /// Database transactions that wrote saga state (creates and commits).
-    commits: AtomicU64,
-    /// Reads of saga state.
-    reads: AtomicU64,
-    /// Sagas recorded.
-    created: AtomicU64,
-    /// Sagas whose first state change was committed.
-    started: AtomicU64,
-}
-
-impl Counts {
-    fn reset(&self) {
-        for c in [&self.commits, &self.reads, &self.created, &self.started] {
-            c.store(0, Ordering::Relaxed);
-        }
-    }
-
-    /// Sagas recorded whose driver has not yet committed their start.
-    fn backlog(&self) -> u64 {
-        let created = self.created.load(Ordering::Relaxed);
-        created.saturating_sub(self.started.load(Ordering::Relaxed))
-    }
-}
-
-/// A [`TxStore`] that counts the commits and reads passing through to the real one.
-struct CountingStore {
-    inner: Arc<dyn TxStore>,
-    counts: Counts,
-}
-
-impl CountingStore {
-    fn new(inner: Arc<dyn TxStore>) -> Self {
-        Self {
-            inner,
-            counts: Counts::default(),
-        }
-    }
-
-    fn read(&self) {
-        self.counts.reads.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-#[async_trait]
-impl TxStore for CountingStore {
-    fn summary(&self) -> String {
-        self.inner.summary()
-    }
-
-    async fn create(&self, tx: &TxRecord, steps: &[StepRecord]) -> StoreResult<CreateOutcome> {
-        let out = self.inner.create(tx, steps).await?;
-        if out == CreateOutcome::Created {
-            self.counts.commits.fetch_add(1, Ordering::Relaxed);
-            self.counts.created.fetch_add(1, Ordering::Relaxed);
-        }
-        Ok(out)
-    }
-
-    async fn get(&self, tx_id: &str) -> StoreResult<Option<(TxRecord, Vec<StepRecord>)>> {
-        self.read();
-        self.inner.get(tx_id).await
-    }
-
-    async fn commit(&self, commit: &Commit<'_>) -> StoreResult<i64> {
-        let version = self.inner.commit(commit).await?;
-        self.counts.commits.fetch_add(1, Ordering::Relaxed);
-        if commit.tx.version == 0 {
-            self.counts.started.fetch_add(1, Ordering::Relaxed);
-        }
-        Ok(version)
-    }
-
-    async fn list(&self, filter: &TxFilter) -> StoreResult<Page> {
-        self.inner.list(filter).await
-    }
-
-    async fn stats(&self) -> StoreResult<Vec<StatusCount>> {
-        self.inner.stats().await
-    }
-
-    async fn timeline(
-        &self,
-        since_ms: i64,
-        bucket_ms: i64,
-    ) -> StoreResult<Vec<(i64, TxStatus, u64)>> {
-        self.inner.timeline(since_ms, bucket_ms).await
-    }
-
-    async fn find_stuck(&self, updated_before: i64, limit: u32) -> StoreResult<Vec<String>> {
-        self.inner.find_stuck(updated_before, limit).await
-    }
-
-    async fn history(&self, tx_id: &str) -> StoreResult<Vec<HistoryEntry>> {
-        self.read();
-        self.inner.history(tx_id).await
-    }
-
-    async fn append_history(&self, entry: &HistoryEntry) -> StoreResult<()> {
-        self.counts.commits.fetch_add(1, Ordering::Relaxed);
-        self.inner.append_history(entry).await
-    }
-
-    async fn kv_get(&self, namespace: &str, key: &str) -> StoreResult<Option<String>> {
-        self.read();
-        self.inner.kv_get(namespace, key).await
-    }
-
-    async fn idempotency_get(&self, key: &str, now_ms: i64) -> StoreResult<Option<String>> {
-        self.read();
-        self.inner.idempotency_get(key, now_ms).await
-    }
-
-    async fn purge_idempotency(&self, now_ms: i64, batch: u32) -> StoreResult<u64> {
-        self.inner.purge_idempotency(now_ms, batch).await
-    }
-
-    async fn purge_finished(&self, before_ms: i64, batch: u32) -> StoreResult<u64> {
-        self.inner.purge_finished(before_ms, batch).await
-    }
-
-    async fn ping(&self) -> StoreResult<()> {
-        self.inner.ping().await
     }
 }
 

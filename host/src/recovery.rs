@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::engine::{Engine, TxStatus};
 use crate::events::{Event, kinds};
-use crate::store::{Commit, HistoryEntry, StoreError, now_ms};
+use crate::store::{Commit, HistoryEntry, StoreError, TxFilter, now_ms};
 
 /// How many stuck sagas one scan takes at most.
 const SCAN_BATCH: u32 = 200;
@@ -142,6 +142,7 @@ impl RecoveryWorker {
                 }
             }
         }
+        resumed += self.retry_failed(before).await?;
         self.stats
             .last_run_ms
             .store(now_ms() as u64, Ordering::Relaxed);
@@ -149,6 +150,61 @@ impl RecoveryWorker {
             .last_run_duration_ms
             .store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
         Ok(resumed)
+    }
+
+    /// Retry by policy: a `FAILED` saga whose failure another attempt may fix (not a
+    /// permanent error) runs again, at most `max_retries` times, once per stuck threshold.
+    async fn retry_failed(&self, before: i64) -> Result<u64, StoreError> {
+        let filter = TxFilter {
+            statuses: vec![TxStatus::Failed],
+            limit: SCAN_BATCH,
+            ..TxFilter::default()
+        };
+        let failed = self.engine.store().list(&filter).await?.items;
+        let mut retried = 0;
+        for tx in failed {
+            if tx.updated_at >= before
+                || tx.retry_count >= tx.max_retries
+                || self.engine.is_driving(&tx.tx_id)
+            {
+                continue;
+            }
+            let Some((_, steps)) = self.engine.store().get(&tx.tx_id).await? else {
+                continue;
+            };
+            let fixable = steps.iter().any(|s| {
+                s.status == crate::engine::StepStatus::Failed
+                    && s.error
+                        .as_deref()
+                        .is_some_and(|e| !e.starts_with("permanent:"))
+            });
+            if !fixable {
+                continue;
+            }
+            let reason = format!(
+                "retried by recovery on {} ({} of {})",
+                self.engine.host_id(),
+                tx.retry_count + 1,
+                tx.max_retries
+            );
+            match self.engine.retry(&tx.tx_id, None, &reason).await {
+                Ok(_) => {
+                    retried += 1;
+                    self.stats.processed.fetch_add(1, Ordering::Relaxed);
+                    crate::telemetry::metrics().recovery_processed.inc();
+                }
+                // Another host retried it first, or its state moved on.
+                Err(
+                    crate::Error::Store(StoreError::VersionConflict { .. })
+                    | crate::Error::Conflict(_),
+                ) => {}
+                Err(e) => {
+                    self.stats.failed.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(tx_id = %tx.tx_id, error = %e, "could not retry failed saga");
+                }
+            }
+        }
+        Ok(retried)
     }
 
     /// Take a stuck saga over with a fenced write; `false` when another host got it first

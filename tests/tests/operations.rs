@@ -249,7 +249,15 @@ async fn plant(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recovery_resumes_a_saga_whose_host_died_mid_step() -> anyhow::Result<()> {
+    for backend in rte_tests::backends() {
+        recovery_resumes_mid_step_on(backend).await?;
+    }
+    Ok(())
+}
+
+async fn recovery_resumes_mid_step_on(backend: rte_tests::Backend) -> anyhow::Result<()> {
     let h = TestHost::start(HostOptions {
+        backend,
         configure: |c| c.stuck_threshold = Duration::from_secs(60),
         ..HostOptions::default()
     })
@@ -287,9 +295,21 @@ async fn recovery_resumes_a_saga_whose_host_died_mid_step() -> anyhow::Result<()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recovery_compensates_with_an_unknown_outcome_for_a_step_cut_mid_execute()
 -> anyhow::Result<()> {
-    let h = TestHost::start(HostOptions::default()).await?;
+    for backend in rte_tests::backends() {
+        let h = TestHost::start(HostOptions {
+            backend,
+            ..HostOptions::default()
+        })
+        .await?;
+        compensates_unknown_outcome(&h).await?;
+        h.stop().await;
+    }
+    Ok(())
+}
+
+async fn compensates_unknown_outcome(h: &TestHost) -> anyhow::Result<()> {
     let tx_id = plant(
-        &h,
+        h,
         &[
             ("test_ok", StepStatus::Completed, Some(json!({"a": 1}))),
             ("test_ok", StepStatus::Executing, None),
@@ -301,7 +321,7 @@ async fn recovery_compensates_with_an_unknown_outcome_for_a_step_cut_mid_execute
     )
     .await?;
     h.host.recovery.scan_once().await?;
-    let done = wait_status(&h, &tx_id, "COMPENSATED").await?;
+    let done = wait_status(h, &tx_id, "COMPENSATED").await?;
     let steps: Vec<&str> = done["steps"]
         .as_array()
         .unwrap()
@@ -321,7 +341,57 @@ async fn recovery_compensates_with_an_unknown_outcome_for_a_step_cut_mid_execute
         .map(|e| e["data"]["execute_outcome"].as_str().unwrap())
         .collect();
     assert_eq!(outcomes, ["unknown", "completed"], "{ev}");
-    h.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recovery_retries_a_fixable_failure_by_policy_but_not_a_permanent_one() -> anyhow::Result<()>
+{
+    for backend in rte_tests::backends() {
+        let h = TestHost::start(HostOptions {
+            backend,
+            ..HostOptions::default()
+        })
+        .await?;
+        let plant_failed = |error: &'static str| {
+            let h = &h;
+            async move {
+                let tx_id = plant(
+                    h,
+                    &[("test_ok", StepStatus::Failed, None)],
+                    TxStatus::Failed,
+                    0,
+                    json!({"x": 1}),
+                )
+                .await?;
+                // Give the failed step its error, as the engine records it.
+                let store = h.engine().store();
+                let (tx, mut steps) = store.get(&tx_id).await?.unwrap();
+                steps[0].error = Some(error.to_string());
+                store.commit(&Commit::new(&tx, &[&steps[0]])).await?;
+                anyhow::Ok(tx_id)
+            }
+        };
+        let fixable = plant_failed("retryable: downstream unavailable").await?;
+        let permanent = plant_failed("permanent: insufficient funds").await?;
+        assert!(h.host.recovery.scan_once().await? >= 1);
+        let done = wait_status(&h, &fixable, "COMPLETED").await?;
+        assert_eq!(done["retry_count"], 1, "{done}");
+        assert!(
+            done["history"][0]["message"]
+                .as_str()
+                .unwrap()
+                .contains("retried by recovery"),
+            "{done}"
+        );
+        let (_, still) = h.get(&format!("/api/transactions/{permanent}")).await?;
+        assert_eq!(
+            still["status"], "FAILED",
+            "a permanent failure is not retried: {still}"
+        );
+        assert_eq!(still["retry_count"], 0);
+        h.stop().await;
+    }
     Ok(())
 }
 

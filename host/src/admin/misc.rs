@@ -40,12 +40,7 @@ pub struct StatsResponse {
 #[utoipa::path(get, path = "/stats", tag = "stats",
     responses((status = 200, body = StatsResponse), (status = 503, body = ErrorBody)))]
 pub async fn stats(State(state): State<AppState>) -> Result<Json<StatsResponse>, ApiError> {
-    let counts = state
-        .engine
-        .store()
-        .stats()
-        .await
-        .map_err(crate::Error::from)?;
+    let counts = state.engine.admin().stats().await?;
     let mut by_status: BTreeMap<String, u64> = TxStatus::ALL
         .iter()
         .map(|s| (s.as_str().to_string(), 0))

@@ -158,18 +158,12 @@ pub async fn create(
     if let Some(wait) = wait {
         engine.wait(&submitted.tx_id, wait).await?;
     }
-    let (tx, steps) = engine.get(&submitted.tx_id).await?;
-    let history = engine
-        .store()
-        .history(&tx.tx_id)
-        .await
-        .map_err(crate::Error::from)?;
     let status = if submitted.existing {
         StatusCode::OK
     } else {
         StatusCode::CREATED
     };
-    Ok((status, Json(TxView::detail(&tx, &steps, &history))))
+    Ok((status, detail(&state, &submitted.tx_id).await?))
 }
 
 /// `GET /api/transactions/{tx_id}`: the saga, its steps and its history.
@@ -180,14 +174,7 @@ pub async fn get_one(
     State(state): State<AppState>,
     Path(tx_id): Path<String>,
 ) -> Result<Json<TxView>, ApiError> {
-    let (tx, steps) = state.engine.get(&tx_id).await?;
-    let history = state
-        .engine
-        .store()
-        .history(&tx_id)
-        .await
-        .map_err(crate::Error::from)?;
-    Ok(Json(TxView::detail(&tx, &steps, &history)))
+    detail(&state, &tx_id).await
 }
 
 /// A page of transactions.
@@ -275,12 +262,7 @@ pub async fn list(
         offset: (page - 1) * page_size as u64,
         limit: page_size,
     };
-    let result = state
-        .engine
-        .store()
-        .list(&filter)
-        .await
-        .map_err(crate::Error::from)?;
+    let result = state.engine.admin().list(&filter).await?;
     Ok(Json(ListResponse {
         transactions: result.items.iter().map(TxView::summary).collect(),
         total: result.total,
@@ -338,14 +320,8 @@ fn reason(text: &str) -> Result<&str, ApiError> {
 }
 
 async fn detail(state: &AppState, tx_id: &str) -> Result<Json<TxView>, ApiError> {
-    let (tx, steps) = state.engine.get(tx_id).await?;
-    let history = state
-        .engine
-        .store()
-        .history(tx_id)
-        .await
-        .map_err(crate::Error::from)?;
-    Ok(Json(TxView::detail(&tx, &steps, &history)))
+    let d = state.engine.admin().get(tx_id).await?;
+    Ok(Json(TxView::detail(&d.transaction, &d.steps, &d.history)))
 }
 
 /// `POST /api/transactions/{tx_id}/force-complete` `{"reason"}`.
@@ -361,6 +337,7 @@ pub async fn force_complete(
 ) -> Result<Json<TxView>, ApiError> {
     state
         .engine
+        .admin()
         .force_complete(&tx_id, reason(&body.reason)?)
         .await?;
     detail(&state, &tx_id).await
@@ -379,6 +356,7 @@ pub async fn force_cancel(
 ) -> Result<Json<TxView>, ApiError> {
     state
         .engine
+        .admin()
         .force_cancel(&tx_id, reason(&body.reason)?)
         .await?;
     detail(&state, &tx_id).await
@@ -405,6 +383,10 @@ pub async fn retry(
         Some(r) => reason(r)?.to_string(),
         None => "manual retry".to_string(),
     };
-    state.engine.retry(&tx_id, body.from_step, &why).await?;
+    state
+        .engine
+        .admin()
+        .retry_transaction(&tx_id, body.from_step, &why)
+        .await?;
     detail(&state, &tx_id).await
 }

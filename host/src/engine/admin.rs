@@ -234,3 +234,72 @@ fn refused(action: &str, tx: &TxRecord) -> Error {
         tx.tx_id, tx.status
     ))
 }
+
+/// The seed's `Admin`: what an operator does, in the library — the REST API calls the same.
+#[derive(Clone)]
+pub struct Admin {
+    engine: Engine,
+}
+
+/// A saga with its steps and history.
+#[derive(Debug, Clone)]
+pub struct TxDetail {
+    /// The saga.
+    pub transaction: TxRecord,
+    /// Its steps in order.
+    pub steps: Vec<StepRecord>,
+    /// Operator actions and recoveries.
+    pub history: Vec<HistoryEntry>,
+}
+
+impl Admin {
+    /// Sagas matching `filter`, newest first, with the total.
+    pub async fn list(&self, filter: &crate::store::TxFilter) -> Result<crate::store::Page> {
+        Ok(self.engine.inner.store.list(filter).await?)
+    }
+
+    /// One saga with its steps and history.
+    pub async fn get(&self, tx_id: &str) -> Result<TxDetail> {
+        let (transaction, steps) = self.engine.get(tx_id).await?;
+        let history = self.engine.inner.store.history(tx_id).await?;
+        Ok(TxDetail {
+            transaction,
+            steps,
+            history,
+        })
+    }
+
+    /// Counts by status and type.
+    pub async fn stats(&self) -> Result<Vec<crate::store::StatusCount>> {
+        Ok(self.engine.inner.store.stats().await?)
+    }
+
+    /// See [`Engine::force_complete`].
+    pub async fn force_complete(&self, tx_id: &str, reason: &str) -> Result<TxRecord> {
+        self.engine.force_complete(tx_id, reason).await
+    }
+
+    /// See [`Engine::force_cancel`].
+    pub async fn force_cancel(&self, tx_id: &str, reason: &str) -> Result<TxRecord> {
+        self.engine.force_cancel(tx_id, reason).await
+    }
+
+    /// See [`Engine::retry`].
+    pub async fn retry_transaction(
+        &self,
+        tx_id: &str,
+        from_step: Option<u32>,
+        reason: &str,
+    ) -> Result<TxRecord> {
+        self.engine.retry(tx_id, from_step, reason).await
+    }
+}
+
+impl Engine {
+    /// The operator's view of this engine.
+    pub fn admin(&self) -> Admin {
+        Admin {
+            engine: self.clone(),
+        }
+    }
+}

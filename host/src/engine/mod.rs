@@ -17,6 +17,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+pub use admin::{Admin, TxDetail};
 pub use definitions::{Definitions, SagaDefinition, render_lock_keys};
 pub use retry::backoff;
 pub use state::{StepStatus, TxStatus};

@@ -58,3 +58,17 @@ pub fn step_span(
 pub fn current_traceparent() -> Option<String> {
     self::tracing::traceparent_of(&::tracing::Span::current())
 }
+
+/// The seed's `StartTransaction`, for callers who run their own spans around a saga: a
+/// span named `saga` with the transaction's id and type (enter it, or instrument a future).
+pub fn start_transaction(tx_id: &str, tx_type: &str) -> ::tracing::Span {
+    let span = saga_span(tx_id, None);
+    span.record("tx_type", tx_type);
+    span
+}
+
+/// The seed's `StartStep`: a span named `step`, a child of the current span, for step `name`
+/// at `step_index` of saga `tx_id`.
+pub fn start_step(tx_id: &str, name: &str, step_index: u32) -> ::tracing::Span {
+    ::tracing::info_span!("step", tx_id = %tx_id, step = %name, step_index, outcome = ::tracing::field::Empty)
+}

@@ -1,0 +1,141 @@
+//! A [`TxStore`] decorator that counts the commits and reads passing through, so the
+//! bench reports the durable writes a saga really makes.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use async_trait::async_trait;
+
+use crate::engine::TxStatus;
+use crate::store::{
+    Commit, CreateOutcome, HistoryEntry, Page, StatusCount, StepRecord, StoreResult, TxFilter,
+    TxRecord, TxStore,
+};
+
+/// What went through a [`CountingStore`].
+#[derive(Default)]
+pub(super) struct Counts {
+    /// Database transactions that wrote saga state (creates and commits).
+    pub(super) commits: AtomicU64,
+    /// Reads of saga state.
+    pub(super) reads: AtomicU64,
+    /// Sagas recorded.
+    created: AtomicU64,
+    /// Sagas whose first state change was committed.
+    started: AtomicU64,
+}
+
+impl Counts {
+    pub(super) fn reset(&self) {
+        for c in [&self.commits, &self.reads, &self.created, &self.started] {
+            c.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// Sagas recorded whose driver has not yet committed their start.
+    pub(super) fn backlog(&self) -> u64 {
+        let created = self.created.load(Ordering::Relaxed);
+        created.saturating_sub(self.started.load(Ordering::Relaxed))
+    }
+}
+
+/// A [`TxStore`] that counts the commits and reads passing through to the real one.
+pub(super) struct CountingStore {
+    inner: Arc<dyn TxStore>,
+    pub(super) counts: Counts,
+}
+
+impl CountingStore {
+    pub(super) fn new(inner: Arc<dyn TxStore>) -> Self {
+        Self {
+            inner,
+            counts: Counts::default(),
+        }
+    }
+
+    fn read(&self) {
+        self.counts.reads.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+#[async_trait]
+impl TxStore for CountingStore {
+    fn summary(&self) -> String {
+        self.inner.summary()
+    }
+
+    async fn create(&self, tx: &TxRecord, steps: &[StepRecord]) -> StoreResult<CreateOutcome> {
+        let out = self.inner.create(tx, steps).await?;
+        if out == CreateOutcome::Created {
+            self.counts.commits.fetch_add(1, Ordering::Relaxed);
+            self.counts.created.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(out)
+    }
+
+    async fn get(&self, tx_id: &str) -> StoreResult<Option<(TxRecord, Vec<StepRecord>)>> {
+        self.read();
+        self.inner.get(tx_id).await
+    }
+
+    async fn commit(&self, commit: &Commit<'_>) -> StoreResult<i64> {
+        let version = self.inner.commit(commit).await?;
+        self.counts.commits.fetch_add(1, Ordering::Relaxed);
+        if commit.tx.version == 0 {
+            self.counts.started.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(version)
+    }
+
+    async fn list(&self, filter: &TxFilter) -> StoreResult<Page> {
+        self.inner.list(filter).await
+    }
+
+    async fn stats(&self) -> StoreResult<Vec<StatusCount>> {
+        self.inner.stats().await
+    }
+
+    async fn timeline(
+        &self,
+        since_ms: i64,
+        bucket_ms: i64,
+    ) -> StoreResult<Vec<(i64, TxStatus, u64)>> {
+        self.inner.timeline(since_ms, bucket_ms).await
+    }
+
+    async fn find_stuck(&self, updated_before: i64, limit: u32) -> StoreResult<Vec<String>> {
+        self.inner.find_stuck(updated_before, limit).await
+    }
+
+    async fn history(&self, tx_id: &str) -> StoreResult<Vec<HistoryEntry>> {
+        self.read();
+        self.inner.history(tx_id).await
+    }
+
+    async fn append_history(&self, entry: &HistoryEntry) -> StoreResult<()> {
+        self.counts.commits.fetch_add(1, Ordering::Relaxed);
+        self.inner.append_history(entry).await
+    }
+
+    async fn kv_get(&self, namespace: &str, key: &str) -> StoreResult<Option<String>> {
+        self.read();
+        self.inner.kv_get(namespace, key).await
+    }
+
+    async fn idempotency_get(&self, key: &str, now_ms: i64) -> StoreResult<Option<String>> {
+        self.read();
+        self.inner.idempotency_get(key, now_ms).await
+    }
+
+    async fn purge_idempotency(&self, now_ms: i64, batch: u32) -> StoreResult<u64> {
+        self.inner.purge_idempotency(now_ms, batch).await
+    }
+
+    async fn purge_finished(&self, before_ms: i64, batch: u32) -> StoreResult<u64> {
+        self.inner.purge_finished(before_ms, batch).await
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        self.inner.ping().await
+    }
+}
