@@ -58,6 +58,23 @@ fn build_plugins() -> Result<PathBuf> {
     Ok(target_dir.join("wasm32-wasip2").join("release"))
 }
 
+/// The `rte` binary next to the running test's executable, built first if out of date
+/// (tests that run hosts as separate processes use it).
+pub fn rte_binary() -> Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .context("test binary has no target dir")?;
+    let status =
+        std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .current_dir(repo_root())
+            .args(["build", "--locked", "-p", "rte-host", "--bin", "rte"])
+            .status()?;
+    anyhow::ensure!(status.success(), "building rte failed");
+    Ok(dir.join("rte"))
+}
+
 /// The path of a built plugin, e.g. `plugin("bank")`.
 pub fn plugin(name: &str) -> PathBuf {
     plugin_dir().join(format!("{name}.wasm"))

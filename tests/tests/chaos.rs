@@ -6,14 +6,14 @@
 //! and no lock is left held.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use rand::Rng;
 use rte_tests::rte_host::engine::TxStatus;
-use rte_tests::rte_host::store::{self, TxFilter, TxStore};
+use rte_tests::rte_host::store::{self, TxFilter};
 use rte_tests::{Backend, backends, fresh_database, plugin, repo_root, services_required};
 use serde_json::{Value, json};
 
@@ -21,21 +21,6 @@ const HOSTS: usize = 3;
 const ACCOUNTS: usize = 20;
 const SAGAS: usize = 500;
 const OPENING_CENTS: i64 = 100_000;
-
-/// The `rte` binary next to this test's own executable (`cargo build` it if missing).
-fn rte_binary() -> anyhow::Result<PathBuf> {
-    let exe = std::env::current_exe()?;
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .context("test binary has no target dir")?;
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .current_dir(repo_root())
-        .args(["build", "--locked", "-p", "rte-host", "--bin", "rte"])
-        .status()?;
-    anyhow::ensure!(status.success(), "building rte failed");
-    Ok(dir.join("rte"))
-}
 
 struct Host {
     port: u16,
@@ -199,7 +184,7 @@ async fn sagas_survive_hosts_killed_at_random() -> anyhow::Result<()> {
         eprintln!("skipping chaos: PostgreSQL or Redis is not running");
         return Ok(());
     }
-    let binary = rte_binary()?;
+    let binary = rte_tests::rte_binary()?;
     // Redis keys of this run live under their own prefix, apart from any other run's.
     let run = format!("{:x}", rand::rng().random::<u32>());
     let redis_prefix = format!("rte-chaos-{run}:");
@@ -389,7 +374,7 @@ async fn sagas_survive_hosts_killed_at_random() -> anyhow::Result<()> {
         )?;
         let cents = stored["balance_cents"].as_i64().context("balance_cents")?;
         total += cents;
-        if by_status.get(&TxStatus::CompensationFailed).is_none() {
+        if !by_status.contains_key(&TxStatus::CompensationFailed) {
             assert_eq!(cents, expected[a.as_str()], "balance of {a}");
         }
     }

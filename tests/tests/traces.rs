@@ -28,21 +28,6 @@ const CALLER_SPAN: &str = "b7ad6b7169203331";
 /// The message the `test_log` step logs.
 const MESSAGE: &str = "hello from inside a saga";
 
-/// The `rte` binary next to this test's own executable (`cargo build` it if missing).
-fn rte_binary() -> anyhow::Result<PathBuf> {
-    let exe = std::env::current_exe()?;
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .context("test binary has no target dir")?;
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .current_dir(repo_root())
-        .args(["build", "--locked", "-p", "rte-host", "--bin", "rte"])
-        .status()?;
-    ensure!(status.success(), "building rte failed");
-    Ok(dir.join("rte"))
-}
-
 /// One exported span with its resource's attributes.
 #[derive(Debug, Clone)]
 struct Exported {
@@ -179,7 +164,7 @@ fn int_attr(attrs: &[KeyValue], key: &str) -> Option<i64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_compensated_saga_exports_its_span_tree() -> anyhow::Result<()> {
-    let binary = rte_binary()?;
+    let binary = rte_tests::rte_binary()?;
     let plugins = plugin_dir();
     let http_wasm = plugins.join("http.wasm");
     let with_http = http_wasm.exists();
