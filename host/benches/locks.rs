@@ -41,6 +41,33 @@ fn locks(c: &mut Criterion) {
         }
         Err(e) => eprintln!("skipping the Redis lock bench: {e}"),
     }
+    // The floor in the same run: a bare `SET NX PX` and `DEL` round trip, no scripts.
+    if let Ok(client) = redis::Client::open(url.as_str())
+        && let Ok(conn) = rt.block_on(client.get_multiplexed_async_connection())
+    {
+        let key = format!("{prefix}raw");
+        group.bench_function("redis_raw_set_nx_del", |b| {
+            b.to_async(&rt).iter(|| {
+                let (mut conn, key) = (conn.clone(), key.clone());
+                async move {
+                    let _: Option<String> = redis::cmd("SET")
+                        .arg(&key)
+                        .arg("bench")
+                        .arg("NX")
+                        .arg("PX")
+                        .arg(30_000)
+                        .query_async(&mut conn)
+                        .await
+                        .expect("SET NX");
+                    let _: i64 = redis::cmd("DEL")
+                        .arg(&key)
+                        .query_async(&mut conn)
+                        .await
+                        .expect("DEL");
+                }
+            })
+        });
+    }
     group.finish();
 }
 

@@ -183,6 +183,79 @@ fn plugin_call(c: &mut Criterion) {
             .iter(|| async { bare.call(&engine).await.expect("test_ok succeeds") })
     });
     group.finish();
+
+    // Percentiles and throughput, which criterion's estimates do not give: per-call latency
+    // p50/p99 and calls per second at concurrency 1, 2 and 4, host path against bare cycle.
+    let runtime = Arc::new(runtime);
+    let (plugin, call, bare) = (Arc::new(plugin), Arc::new(call), Arc::new(bare));
+    for concurrency in [1usize, 2, 4] {
+        let host = rt.block_on(measure(concurrency, {
+            let (runtime, plugin, call, store) =
+                (runtime.clone(), plugin.clone(), call.clone(), store.clone());
+            move || {
+                let (runtime, plugin, call, store) =
+                    (runtime.clone(), plugin.clone(), call.clone(), store.clone());
+                async move {
+                    runtime
+                        .execute(&plugin, &call, store)
+                        .await
+                        .expect("test_ok succeeds");
+                }
+            }
+        }));
+        let floor = rt.block_on(measure(concurrency, {
+            let (bare, engine) = (bare.clone(), engine.clone());
+            move || {
+                let (bare, engine) = (bare.clone(), engine.clone());
+                async move {
+                    bare.call(&engine).await.expect("test_ok succeeds");
+                }
+            }
+        }));
+        println!(
+            "plugin_call c={concurrency}: host p50 {:.1} µs p99 {:.1} µs {:.0} calls/s | bare p50 {:.1} µs p99 {:.1} µs {:.0} calls/s | host/bare p50 {:.2}x",
+            host.0,
+            host.1,
+            host.2,
+            floor.0,
+            floor.1,
+            floor.2,
+            host.0 / floor.0
+        );
+    }
+}
+
+/// Run `call` from `concurrency` tasks for about two seconds; returns p50 and p99 in µs and
+/// calls per second.
+async fn measure<F, Fut>(concurrency: usize, call: F) -> (f64, f64, f64)
+where
+    F: Fn() -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let window = std::time::Duration::from_secs(2);
+    let started = std::time::Instant::now();
+    let tasks: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let call = call.clone();
+            tokio::spawn(async move {
+                let mut samples = Vec::new();
+                while started.elapsed() < window {
+                    let t = std::time::Instant::now();
+                    call().await;
+                    samples.push(t.elapsed().as_secs_f64() * 1e6);
+                }
+                samples
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.expect("bench task"));
+    }
+    let secs = started.elapsed().as_secs_f64();
+    all.sort_by(|a, b| a.total_cmp(b));
+    let pick = |q: f64| all[((all.len() as f64 - 1.0) * q) as usize];
+    (pick(0.5), pick(0.99), all.len() as f64 / secs)
 }
 
 criterion_group!(benches, plugin_call);
