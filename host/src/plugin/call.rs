@@ -125,6 +125,18 @@ pub(super) enum CallKind {
     IdempotencyKey,
 }
 
+impl CallKind {
+    /// The metric label of the call.
+    fn label(self) -> &'static str {
+        match self {
+            CallKind::Steps => "steps",
+            CallKind::Execute => "execute",
+            CallKind::Compensate => "compensate",
+            CallKind::IdempotencyKey => "idempotency_key",
+        }
+    }
+}
+
 pub(super) enum CallValue {
     Steps(Vec<StepDescriptor>),
     Outputs(Map<String, Value>),
@@ -288,7 +300,17 @@ impl PluginRuntime {
             };
             wasmtime::Result::Ok(value)
         };
+        let started = std::time::Instant::now();
         let outcome = tokio::time::timeout(limits.timeout + ABANDON_GRACE, run).await;
+        let m = crate::telemetry::metrics();
+        m.plugin_call_duration
+            .with_label_values(&[plugin.file.as_str(), kind.label()])
+            .observe(started.elapsed().as_secs_f64());
+        if matches!(outcome, Err(_) | Ok(Err(_))) {
+            m.plugin_traps
+                .with_label_values(&[plugin.file.as_str()])
+                .inc();
+        }
         let guest_stderr = || stderr.text();
         let value = match outcome {
             Err(_) => {

@@ -236,12 +236,20 @@ impl PluginRuntime {
                         steps = ?plugin.steps.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
                         "plugin loaded"
                     );
+                    crate::telemetry::metrics()
+                        .plugin_reloads
+                        .with_label_values(&[file.as_str()])
+                        .inc();
                     Ok(plugin)
                 }
             },
             Err(e) => Err(e),
         };
         if let Err(PluginError::Load { message, .. }) = &outcome {
+            crate::telemetry::metrics()
+                .plugin_load_errors
+                .with_label_values(&[file.as_str()])
+                .inc();
             registry.errors.insert(file, message.clone());
         }
         self.registry.store(Arc::new(registry));
