@@ -46,6 +46,7 @@
 pub mod admin;
 pub mod bench;
 pub mod breaker;
+pub mod cluster;
 pub mod config;
 pub mod engine;
 pub mod error;

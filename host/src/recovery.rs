@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::engine::{Engine, TxStatus};
 use crate::events::{Event, kinds};
@@ -39,7 +39,7 @@ pub struct RecoveryStats {
 }
 
 /// A snapshot of [`RecoveryStats`].
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RecoveryStatsView {
     /// Whether the worker runs.
     pub running: bool,

@@ -85,12 +85,17 @@ impl Host {
             None => Breakers::new(engine_config.breaker, events.clone()),
         };
         tracing::info!(breakers = %breakers.summary(), "circuit breakers ready");
-        if let Some(url) = &config.redis_url {
-            // Every host shows every host's events.
-            events
+        // Every host shows every host's events: through Redis when there is one, else
+        // through the database the hosts share.
+        match &config.redis_url {
+            Some(url) => events
                 .relay_through_redis(url, &config.redis_prefix)
                 .await
-                .map_err(Error::Config)?;
+                .map_err(Error::Config)?,
+            None => events
+                .relay_through_store(store.clone())
+                .await
+                .map_err(Error::Config)?,
         }
         let engine = Engine::builder(store, runtime)
             .locks(locks)
@@ -112,6 +117,12 @@ impl Host {
             },
         );
         tokio::spawn(recovery.clone().run(until_stopped(stopped.clone())));
+        tokio::spawn(crate::cluster::run_reports(
+            engine.clone(),
+            recovery.clone(),
+            config.redis_url.is_some(),
+            until_stopped(stopped.clone()),
+        ));
         let housekeeping = RetentionWorker::new(
             engine.store().clone(),
             config.retention,

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use rte_tests::rte_host::store::now_ms;
-use rte_tests::{HostOptions, TestHost, services_required};
+use rte_tests::{HostOptions, TestHost, backends, fresh_database, services_required};
 use serde_json::{Value, json};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -320,5 +320,129 @@ async fn every_host_shows_every_hosts_events() -> anyhow::Result<()> {
     );
     a.stop().await;
     b.stop().await;
+    Ok(())
+}
+
+/// Without Redis, hosts on one database share their events through it: each host's
+/// event log and live stream show the sagas another host ran.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hosts_on_one_database_share_events_without_redis() -> anyhow::Result<()> {
+    use futures::StreamExt;
+    for backend in backends() {
+        let dir = tempfile::tempdir()?;
+        let url = fresh_database(backend, dir.path()).await?;
+        let a = TestHost::start(HostOptions {
+            backend,
+            database_url: Some(url.clone()),
+            ..HostOptions::default()
+        })
+        .await?;
+        let b = TestHost::start(HostOptions {
+            backend,
+            database_url: Some(url.clone()),
+            ..HostOptions::default()
+        })
+        .await?;
+        let resp = b
+            .http
+            .get(format!("{}/api/events/stream?type=tx.completed", b.url))
+            .send()
+            .await?;
+        let mut stream = resp.bytes_stream();
+        let v = a
+            .run_saga(json!({"steps": ["test_ok"], "input": {}}))
+            .await?;
+        let tx_id = v["tx_id"].as_str().unwrap().to_string();
+
+        // The live stream on B carries A's completion.
+        let mut seen = String::new();
+        let streamed = tokio::time::timeout(Duration::from_secs(10), async {
+            while let Some(chunk) = stream.next().await {
+                seen.push_str(&String::from_utf8_lossy(&chunk?));
+                if seen.contains(&tx_id) {
+                    return anyhow::Ok(());
+                }
+            }
+            anyhow::bail!("stream ended")
+        })
+        .await;
+        assert!(
+            matches!(streamed, Ok(Ok(()))),
+            "{backend:?}: B's stream shows A's saga: {seen}"
+        );
+
+        // B's event log holds A's events for that saga, each once (newest first).
+        let (_, ev) = b.get(&format!("/api/events?tx_id={tx_id}")).await?;
+        let kinds: Vec<&str> = ev["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["type"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                "tx.completed",
+                "step.completed",
+                "step.started",
+                "tx.created"
+            ],
+            "{backend:?}: {ev}"
+        );
+        // And A shows its own events once, not echoed back from the database.
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        let (_, own) = a.get(&format!("/api/events?tx_id={tx_id}")).await?;
+        assert_eq!(own["events"].as_array().unwrap().len(), 4, "{own}");
+
+        // Every host answers for all: the hosts, their recovery workers, their plugins.
+        let (status, hosts) = b.get("/api/hosts").await?;
+        assert_eq!(status, 200, "{hosts}");
+        let hosts = hosts["hosts"].as_array().unwrap().clone();
+        assert_eq!(hosts.len(), 2, "{backend:?}: {hosts:?}");
+        assert_eq!(hosts[0]["this_host"], true, "this host first: {hosts:?}");
+        assert_eq!(hosts[1]["this_host"], false);
+        for h in &hosts {
+            assert!(h["plugins"]["testkit.wasm"].is_string(), "{h}");
+            assert!(h["recovery"]["scanned"].is_u64(), "{h}");
+        }
+        assert_eq!(hosts[0]["recovery"]["running"], true, "{hosts:?}");
+        let (_, rec_a) = a.get("/api/recovery/stats").await?;
+        let (_, rec_b) = b.get("/api/recovery/stats").await?;
+        assert_eq!(rec_a["hosts"].as_array().unwrap().len(), 2, "{rec_a}");
+        assert_eq!(rec_a["running"], true);
+        for key in ["scanned", "processed", "failed"] {
+            assert_eq!(rec_a[key], rec_b[key], "{key}: {rec_a} against {rec_b}");
+        }
+        let (_, plugins) = a.get("/api/plugins").await?;
+        assert_eq!(plugins["same_on_every_host"], true, "{plugins}");
+        assert_eq!(plugins["hosts"].as_array().unwrap().len(), 2);
+
+        // A host started later sees the recent history of the others, and a host serving
+        // other plugins shows up as a difference.
+        let c = TestHost::start(HostOptions {
+            backend,
+            database_url: Some(url),
+            plugins: vec!["testkit"],
+            ..HostOptions::default()
+        })
+        .await?;
+        let (_, late) = c
+            .get(&format!("/api/events?tx_id={tx_id}&type=tx.completed"))
+            .await?;
+        assert_eq!(late["events"].as_array().unwrap().len(), 1, "{late}");
+        let mut differs = Value::Null;
+        for _ in 0..50 {
+            let (_, p) = a.get("/api/plugins").await?;
+            if p["hosts"].as_array().unwrap().len() == 3 {
+                differs = p;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(differs["same_on_every_host"], false, "{differs}");
+        a.stop().await;
+        b.stop().await;
+        c.stop().await;
+    }
     Ok(())
 }

@@ -78,15 +78,42 @@ pub async fn stats(State(state): State<AppState>) -> Result<Json<StatsResponse>,
 /// Loaded plugins.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct PluginsResponse {
-    /// Every plugin file seen: the version serving and the last load error.
+    /// Every plugin file this host has seen: the version serving and the last load error.
     pub plugins: Vec<PluginStatus>,
+    /// Whether every live host on the database serves the same plugin versions.
+    pub same_on_every_host: bool,
+    /// The plugin versions each live host serves, this host first.
+    pub hosts: Vec<HostPlugins>,
 }
 
-/// Loaded plugins: steps, version, digest, limits, load errors.
+/// The plugin versions one host serves.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HostPlugins {
+    /// The host.
+    pub host_id: String,
+    /// Whether it is the host answering.
+    pub this_host: bool,
+    /// Digest of the version serving, by plugin file.
+    pub plugins: BTreeMap<String, String>,
+}
+
+/// Loaded plugins: steps, version, digest, limits, load errors; and whether every host
+/// on the database serves the same versions.
 #[utoipa::path(get, path = "/plugins", tag = "plugins", responses((status = 200, body = PluginsResponse)))]
 pub async fn plugins(State(state): State<AppState>) -> Json<PluginsResponse> {
+    let hosts: Vec<HostPlugins> = crate::cluster::hosts_with(&state.engine, &state.recovery)
+        .await
+        .into_iter()
+        .map(|h| HostPlugins {
+            host_id: h.host_id,
+            this_host: h.this_host,
+            plugins: h.report.plugins,
+        })
+        .collect();
     Json(PluginsResponse {
         plugins: state.engine.plugins().plugins(),
+        same_on_every_host: hosts.windows(2).all(|w| w[0].plugins == w[1].plugins),
+        hosts,
     })
 }
 
@@ -300,10 +327,75 @@ pub async fn timeline(
     }))
 }
 
-/// Recovery worker figures.
-#[utoipa::path(get, path = "/recovery/stats", tag = "recovery", responses((status = 200, body = RecoveryStatsView)))]
-pub async fn recovery_stats(State(state): State<AppState>) -> Json<RecoveryStatsView> {
-    Json(state.recovery.stats())
+/// The recovery workers' figures: totals over every live host on the database, then
+/// each host's own.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RecoveryOverview {
+    /// Totals: counts summed, the latest scan, `running` if any worker runs.
+    #[serde(flatten)]
+    pub totals: RecoveryStatsView,
+    /// Each live host's worker, this host first.
+    pub hosts: Vec<HostRecovery>,
+}
+
+/// One host's recovery worker.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HostRecovery {
+    /// The host.
+    pub host_id: String,
+    /// Whether it is the host answering.
+    pub this_host: bool,
+    /// Its figures.
+    #[serde(flatten)]
+    pub stats: RecoveryStatsView,
+}
+
+/// Recovery worker figures, for every host on the database.
+#[utoipa::path(get, path = "/recovery/stats", tag = "recovery", responses((status = 200, body = RecoveryOverview)))]
+pub async fn recovery_stats(State(state): State<AppState>) -> Json<RecoveryOverview> {
+    let hosts = crate::cluster::hosts_with(&state.engine, &state.recovery).await;
+    let mut totals = state.recovery.stats();
+    totals.running = hosts.iter().any(|h| h.report.recovery.running);
+    totals.scanned = hosts.iter().map(|h| h.report.recovery.scanned).sum();
+    totals.processed = hosts.iter().map(|h| h.report.recovery.processed).sum();
+    totals.failed = hosts.iter().map(|h| h.report.recovery.failed).sum();
+    // RFC 3339 times of one format and zone compare as text.
+    if let Some(latest) = hosts
+        .iter()
+        .map(|h| &h.report.recovery)
+        .filter(|r| r.last_run_at.is_some())
+        .max_by(|a, b| a.last_run_at.cmp(&b.last_run_at))
+    {
+        totals.last_run_at = latest.last_run_at.clone();
+        totals.last_run_duration_ms = latest.last_run_duration_ms;
+    }
+    Json(RecoveryOverview {
+        totals,
+        hosts: hosts
+            .into_iter()
+            .map(|h| HostRecovery {
+                host_id: h.host_id,
+                this_host: h.this_host,
+                stats: h.report.recovery,
+            })
+            .collect(),
+    })
+}
+
+/// The hosts on this database.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HostsResponse {
+    /// Every host heard from lately, this host first.
+    pub hosts: Vec<crate::cluster::HostView>,
+}
+
+/// The hosts sharing this database, with what each reports: recovery figures and the
+/// plugins it serves.
+#[utoipa::path(get, path = "/hosts", tag = "hosts", responses((status = 200, body = HostsResponse)))]
+pub async fn hosts(State(state): State<AppState>) -> Json<HostsResponse> {
+    Json(HostsResponse {
+        hosts: crate::cluster::hosts_with(&state.engine, &state.recovery).await,
+    })
 }
 
 /// A defined saga type.

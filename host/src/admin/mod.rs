@@ -55,6 +55,7 @@ pub struct AppState {
         (name = "circuit-breakers", description = "Per-service circuit breakers"),
         (name = "recovery", description = "The recovery worker"),
         (name = "plugins", description = "Loaded plugins"),
+        (name = "hosts", description = "The hosts sharing the database"),
     )
 )]
 struct ApiDoc;
@@ -116,6 +117,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(misc::stats))
         .routes(routes!(misc::timeline))
         .routes(routes!(misc::recovery_stats))
+        .routes(routes!(misc::hosts))
         .routes(routes!(misc::breakers))
         .routes(routes!(misc::reset_breaker))
         .routes(routes!(misc::events))

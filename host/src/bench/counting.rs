@@ -8,8 +8,8 @@ use async_trait::async_trait;
 
 use crate::engine::TxStatus;
 use crate::store::{
-    Commit, CreateOutcome, HistoryEntry, Page, StatusCount, StepRecord, StoreResult, TxFilter,
-    TxRecord, TxStore,
+    Commit, CreateOutcome, HistoryEntry, HostRecord, Page, SharedEvent, StatusCount, StepRecord,
+    StoreResult, TxFilter, TxRecord, TxStore,
 };
 
 /// What went through a [`CountingStore`].
@@ -133,6 +133,31 @@ impl TxStore for CountingStore {
 
     async fn purge_finished(&self, before_ms: i64, batch: u32) -> StoreResult<u64> {
         self.inner.purge_finished(before_ms, batch).await
+    }
+
+    async fn events_append(&self, origin: &str, events: &[(i64, String)]) -> StoreResult<()> {
+        self.counts.commits.fetch_add(1, Ordering::Relaxed);
+        self.inner.events_append(origin, events).await
+    }
+
+    async fn events_after(&self, after: i64, limit: u32) -> StoreResult<Vec<SharedEvent>> {
+        self.inner.events_after(after, limit).await
+    }
+
+    async fn events_latest(&self, limit: u32) -> StoreResult<Vec<SharedEvent>> {
+        self.inner.events_latest(limit).await
+    }
+
+    async fn purge_events(&self, before_ms: i64, batch: u32) -> StoreResult<u64> {
+        self.inner.purge_events(before_ms, batch).await
+    }
+
+    async fn host_beat(&self, host: &HostRecord, forget_before: i64) -> StoreResult<()> {
+        self.inner.host_beat(host, forget_before).await
+    }
+
+    async fn hosts(&self, seen_after: i64) -> StoreResult<Vec<HostRecord>> {
+        self.inner.hosts(seen_after).await
     }
 
     async fn ping(&self) -> StoreResult<()> {

@@ -414,9 +414,9 @@ impl Engine {
     /// Record a saga and start it in the background; returns once it is durable.
     pub async fn submit(&self, tx: Transaction) -> Result<Submitted> {
         let traceparent = tx.traceparent.clone();
-        let submitted = self.record(tx).await?;
-        if !submitted.existing {
-            self.spawn(submitted.tx_id.clone(), traceparent);
+        let (submitted, recorded) = self.record(tx).await?;
+        if let Some(state) = recorded {
+            self.spawn_from(submitted.tx_id.clone(), traceparent, Some(state));
         }
         Ok(submitted)
     }
@@ -424,9 +424,15 @@ impl Engine {
     /// Record a saga and run it to its end (the seed's `Execute`).
     pub async fn execute(&self, tx: Transaction) -> Result<TxResult> {
         let traceparent = tx.traceparent.clone();
-        let submitted = self.record(tx).await?;
-        if !submitted.existing {
-            self.drive(&submitted.tx_id, traceparent).await;
+        let (submitted, recorded) = self.record(tx).await?;
+        if let Some(state) = recorded {
+            // Driven from the record just written: no read back before or after.
+            let last = self
+                .drive_from(&submitted.tx_id, traceparent, Some(state))
+                .await;
+            if let Some(tx) = last.filter(|tx| tx.status.is_terminal()) {
+                return Ok(TxResult::from(&tx));
+            }
         }
         let (tx, _) = self.get(&submitted.tx_id).await?;
         if !tx.status.is_terminal() {
@@ -437,7 +443,12 @@ impl Engine {
         Ok(TxResult::from(&tx))
     }
 
-    async fn record(&self, tx: Transaction) -> Result<Submitted> {
+    /// Write a new saga; returns what was written, unless the request key matched an
+    /// existing saga.
+    async fn record(
+        &self,
+        tx: Transaction,
+    ) -> Result<(Submitted, Option<(TxRecord, Vec<StepRecord>)>)> {
         let now = now_ms();
         let tx_id = uuid::Uuid::now_v7().to_string();
         let timeout = tx.timeout.unwrap_or(self.inner.config.tx_timeout);
@@ -468,10 +479,13 @@ impl Engine {
             .map(|(i, name)| StepRecord::pending(&tx_id, i as u32, name))
             .collect();
         match self.inner.store.create(&record, &steps).await? {
-            CreateOutcome::Existing(id) => Ok(Submitted {
-                tx_id: id,
-                existing: true,
-            }),
+            CreateOutcome::Existing(id) => Ok((
+                Submitted {
+                    tx_id: id,
+                    existing: true,
+                },
+                None,
+            )),
             CreateOutcome::Created => {
                 let label = crate::telemetry::type_label(&self.inner.definitions, &tx.tx_type);
                 crate::telemetry::metrics()
@@ -483,21 +497,34 @@ impl Engine {
                         .tx(&tx_id, &tx.tx_type)
                         .with("steps", tx.steps.len()),
                 );
-                Ok(Submitted {
-                    tx_id,
-                    existing: false,
-                })
+                Ok((
+                    Submitted {
+                        tx_id,
+                        existing: false,
+                    },
+                    Some((record, steps)),
+                ))
             }
         }
     }
 
     /// Drive `tx_id` in the background on this host (no-op if already running here).
     pub fn spawn(&self, tx_id: String, traceparent: Option<String>) {
+        self.spawn_from(tx_id, traceparent, None);
+    }
+
+    /// [`Engine::spawn`], starting from a state known to be the stored one.
+    fn spawn_from(
+        &self,
+        tx_id: String,
+        traceparent: Option<String>,
+        known: Option<(TxRecord, Vec<StepRecord>)>,
+    ) {
         let engine = self.clone();
         let guard = self.inner.tasks.enter();
         tokio::spawn(async move {
             let _guard = guard;
-            engine.drive(&tx_id, traceparent).await;
+            engine.drive_from(&tx_id, traceparent, known).await;
         });
     }
 

@@ -34,15 +34,22 @@ pub(crate) fn needs_undo(step: &StepRecord) -> bool {
 }
 
 impl Engine {
-    /// Drive `tx_id` until it ends or this host must stop advancing it.
-    pub(crate) async fn drive(&self, tx_id: &str, traceparent: Option<String>) {
+    /// Drive `tx_id` until it ends or this host must stop advancing it, starting from
+    /// `known` (the stored state, when the caller just wrote it) instead of reading it.
+    /// Returns the saga's state when this driver stopped, if it ran it.
+    pub(crate) async fn drive_from(
+        &self,
+        tx_id: &str,
+        traceparent: Option<String>,
+        mut known: Option<(TxRecord, Vec<StepRecord>)>,
+    ) -> Option<TxRecord> {
         {
             let mut active = self.inner.active.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(kicked) = active.get_mut(tx_id) {
                 // Already driven here: have that driver look again when it stops (an
                 // operator action fenced it out and wants the saga moving).
                 *kicked = true;
-                return;
+                return None;
             }
             active.insert(tx_id.to_string(), false);
         }
@@ -50,16 +57,21 @@ impl Engine {
         m.tx_in_flight.inc();
         loop {
             let span = telemetry::saga_span(tx_id, traceparent.as_deref());
-            let result = self.run(tx_id, traceparent.clone()).instrument(span).await;
-            match result {
-                Ok(()) => {}
+            let result = self
+                .run(tx_id, traceparent.clone(), known.take())
+                .instrument(span)
+                .await;
+            let last = match result {
+                Ok(tx) => tx,
                 Err(Error::Store(StoreError::VersionConflict { .. })) => {
                     tracing::info!(%tx_id, "saga changed elsewhere; this driver stops");
+                    None
                 }
                 Err(e) => {
-                    tracing::warn!(%tx_id, error = %e, "saga paused; recovery will resume it")
+                    tracing::warn!(%tx_id, error = %e, "saga paused; recovery will resume it");
+                    None
                 }
-            }
+            };
             let mut active = self.inner.active.lock().unwrap_or_else(|p| p.into_inner());
             if active.get(tx_id) == Some(&true) {
                 active.insert(tx_id.to_string(), false);
@@ -67,14 +79,23 @@ impl Engine {
             }
             active.remove(tx_id);
             m.tx_in_flight.dec();
-            return;
+            return last;
         }
     }
 
-    async fn run(&self, tx_id: &str, traceparent: Option<String>) -> Result<()> {
-        let (tx, steps) = self.get(tx_id).await?;
+    /// One pass over the saga; returns its state when the pass ended.
+    async fn run(
+        &self,
+        tx_id: &str,
+        traceparent: Option<String>,
+        known: Option<(TxRecord, Vec<StepRecord>)>,
+    ) -> Result<Option<TxRecord>> {
+        let (tx, steps) = match known {
+            Some(state) => state,
+            None => self.get(tx_id).await?,
+        };
         if tx.status.is_terminal() {
-            return Ok(());
+            return Ok(Some(tx));
         }
         let token = format!("{}/{}", self.inner.host_id, tx.tx_id);
         let mut run = SagaRun {
@@ -88,7 +109,7 @@ impl Engine {
         tracing::Span::current().record("tx_type", run.tx.tx_type.as_str());
         let keys = match run.take_locks(&token).await? {
             Some(keys) => keys,
-            None => return Ok(()),
+            None => return Ok(Some(run.tx)),
         };
         let extender = (!keys.is_empty()).then(|| run.extend_locks(keys.clone(), token.clone()));
         let result = run.advance().await;
@@ -97,7 +118,7 @@ impl Engine {
             handle.abort();
         }
         lock::release_all(&self.inner.locks, &keys, &token).await;
-        result
+        result.map(|()| Some(run.tx))
     }
 }
 

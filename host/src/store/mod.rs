@@ -16,8 +16,8 @@ use crate::engine::TxStatus;
 
 pub use dialect::Dialect;
 pub use records::{
-    Commit, CreateOutcome, HistoryEntry, IdempotencyRecord, KvWrite, Page, StatusCount, StepRecord,
-    TxFilter, TxRecord,
+    Commit, CreateOutcome, HistoryEntry, HostRecord, IdempotencyRecord, KvWrite, Page, SharedEvent,
+    StatusCount, StepRecord, TxFilter, TxRecord,
 };
 pub use sql::SqlStore;
 
@@ -136,6 +136,24 @@ pub trait TxStore: Send + Sync + 'static {
     /// Delete up to `batch` terminal transactions finished before `before_ms`, with their
     /// steps and history; returns how many went.
     async fn purge_finished(&self, before_ms: i64, batch: u32) -> StoreResult<u64>;
+
+    /// Append events (time in ms, JSON payload) from host `origin` to the log hosts share.
+    async fn events_append(&self, origin: &str, events: &[(i64, String)]) -> StoreResult<()>;
+
+    /// Shared events after position `after`, oldest first, at most `limit`.
+    async fn events_after(&self, after: i64, limit: u32) -> StoreResult<Vec<SharedEvent>>;
+
+    /// The newest `limit` shared events, oldest first.
+    async fn events_latest(&self, limit: u32) -> StoreResult<Vec<SharedEvent>>;
+
+    /// Delete up to `batch` shared events written before `before_ms`; returns how many went.
+    async fn purge_events(&self, before_ms: i64, batch: u32) -> StoreResult<u64>;
+
+    /// Write this host's report, and forget hosts not seen since `forget_before` (ms).
+    async fn host_beat(&self, host: &HostRecord, forget_before: i64) -> StoreResult<()>;
+
+    /// Hosts seen since `seen_after` (ms), by id.
+    async fn hosts(&self, seen_after: i64) -> StoreResult<Vec<HostRecord>>;
 
     /// Check the database answers.
     async fn ping(&self) -> StoreResult<()>;

@@ -143,6 +143,32 @@ pub struct HistoryEntry {
     pub message: String,
 }
 
+/// A host on the database, as it last reported itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostRecord {
+    /// The host's id.
+    pub host_id: String,
+    /// When it started (ms since epoch).
+    pub started_at: i64,
+    /// When it last reported (ms since epoch).
+    pub seen_at: i64,
+    /// What it reported, as JSON.
+    pub info: String,
+}
+
+/// An event as shared between hosts through the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedEvent {
+    /// Position in the shared log (increasing, with possible gaps).
+    pub id: i64,
+    /// The host that published it.
+    pub origin: String,
+    /// When it was written (ms since epoch).
+    pub at: i64,
+    /// The event as JSON.
+    pub payload: String,
+}
+
 /// Everything one state change writes, committed together.
 #[derive(Debug, Clone, Copy)]
 pub struct Commit<'a> {

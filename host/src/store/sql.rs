@@ -1,6 +1,7 @@
 //! The one body of store logic, over sqlx's `Any` driver; dialect quirks come from
 //! [`Dialect`].
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -26,8 +27,16 @@ const TERMINAL: &str =
 
 /// Statements translated once for the dialect at hand.
 struct Statements {
+    dialect: Dialect,
     insert_tx: String,
-    insert_step: String,
+    /// Step inserts of 1 to [`PREPARED_ROWS`] rows.
+    insert_steps: Vec<String>,
+    /// Step upserts of 1 to [`PREPARED_ROWS`] rows.
+    upsert_steps: Vec<String>,
+    /// PostgreSQL: a saga and 1 to [`PREPARED_ROWS`] steps inserted in one statement.
+    pg_create: Vec<String>,
+    /// PostgreSQL: a saga update and 1 to [`PREPARED_ROWS`] step writes in one statement.
+    pg_commit: Vec<String>,
     select_tx: String,
     select_tx_by_request: String,
     select_steps: String,
@@ -40,6 +49,7 @@ struct Statements {
     idem_put: String,
     history_insert: String,
     history_select: String,
+    host_put: String,
     find_stuck: String,
 }
 
@@ -52,10 +62,9 @@ impl Statements {
                 "INSERT INTO rte_transactions ({TX_COLS}) VALUES ({})",
                 marks(18)
             )),
-            insert_step: s(&format!(
-                "INSERT INTO rte_steps ({STEP_COLS}) VALUES ({})",
-                marks(12)
-            )),
+            dialect: d,
+            insert_steps: (1..=PREPARED_ROWS).map(|n| steps_insert(d, n)).collect(),
+            upsert_steps: (1..=PREPARED_ROWS).map(|n| steps_upsert(d, n)).collect(),
             select_tx: s(&format!(
                 "SELECT {TX_COLS} FROM rte_transactions WHERE tx_id = ?"
             )),
@@ -63,11 +72,9 @@ impl Statements {
             select_steps: s(&format!(
                 "SELECT {STEP_COLS} FROM rte_steps WHERE tx_id = ? ORDER BY step_index"
             )),
-            update_tx: s(
-                "UPDATE rte_transactions SET status = ?, outputs = ?, current_step = ?, \
-                retry_count = ?, max_retries = ?, deadline_at = ?, last_error = ?, lock_keys = ?, \
-                version = ?, updated_at = ?, completed_at = ? WHERE tx_id = ? AND version = ?",
-            ),
+            update_tx: s(UPDATE_TX),
+            pg_create: (1..=PREPARED_ROWS).map(pg_create).collect(),
+            pg_commit: (1..=PREPARED_ROWS).map(pg_commit).collect(),
             update_step: s(
                 "UPDATE rte_steps SET status = ?, attempts = ?, compensation_attempts = ?, \
                 output = ?, error = ?, idempotency_key = ?, plugin_digest = ?, started_at = ?, \
@@ -101,12 +108,238 @@ impl Statements {
             history_select: s(
                 "SELECT tx_id, at, kind, message FROM rte_history WHERE tx_id = ? ORDER BY id",
             ),
+            host_put: s(&d.upsert(
+                "rte_hosts",
+                &["host_id", "started_at", "seen_at", "info"],
+                &["host_id"],
+                &["started_at", "seen_at", "info"],
+            )),
             find_stuck: s(&format!(
                 "SELECT tx_id FROM rte_transactions WHERE status NOT IN {TERMINAL} \
                  AND updated_at < ? ORDER BY updated_at LIMIT ?"
             )),
         }
     }
+
+    /// The statement inserting `n` step rows.
+    fn insert_steps(&self, n: usize) -> Cow<'_, str> {
+        match self.insert_steps.get(n.wrapping_sub(1)) {
+            Some(q) => q.as_str().into(),
+            None => steps_insert(self.dialect, n).into(),
+        }
+    }
+
+    /// One statement creating a saga with `n` steps, where the dialect has one.
+    fn create_statement(&self, n: usize) -> Option<Cow<'_, str>> {
+        match (self.dialect, n) {
+            (_, 0) => Some(self.insert_tx.as_str().into()),
+            (Dialect::Postgres, n) => Some(match self.pg_create.get(n - 1) {
+                Some(q) => q.as_str().into(),
+                None => pg_create(n).into(),
+            }),
+            _ => None,
+        }
+    }
+
+    /// One statement writing a saga's new state and `n` steps, where the dialect has one.
+    /// It changes no row when the version fence fails.
+    fn commit_statement(&self, n: usize) -> Option<Cow<'_, str>> {
+        match (self.dialect, n) {
+            (_, 0) => Some(self.update_tx.as_str().into()),
+            (Dialect::Postgres, n) => Some(match self.pg_commit.get(n - 1) {
+                Some(q) => q.as_str().into(),
+                None => pg_commit(n).into(),
+            }),
+            _ => None,
+        }
+    }
+
+    /// The statement writing `n` existing step rows at once.
+    fn upsert_steps(&self, n: usize) -> Cow<'_, str> {
+        match self.upsert_steps.get(n.wrapping_sub(1)) {
+            Some(q) => q.as_str().into(),
+            None => steps_upsert(self.dialect, n).into(),
+        }
+    }
+}
+
+/// The saga update, fenced by its version.
+const UPDATE_TX: &str = "UPDATE rte_transactions SET status = ?, outputs = ?, current_step = ?, \
+    retry_count = ?, max_retries = ?, deadline_at = ?, last_error = ?, lock_keys = ?, \
+    version = ?, updated_at = ?, completed_at = ? WHERE tx_id = ? AND version = ?";
+
+/// Typed placeholders of one step row, for PostgreSQL statements that select from
+/// `VALUES` (where a bare placeholder has no column to take its type from).
+const PG_STEP_ROW: &str = "(?::text, ?::bigint, ?::text, ?::text, ?::bigint, ?::bigint, \
+    ?::text, ?::text, ?::text, ?::text, ?::bigint, ?::bigint)";
+
+fn pg_create(n: usize) -> String {
+    Dialect::Postgres
+        .sql(&format!(
+            "WITH t AS (INSERT INTO rte_transactions ({TX_COLS}) VALUES ({})) \
+             INSERT INTO rte_steps ({STEP_COLS}) VALUES {}",
+            vec!["?"; 18].join(", "),
+            step_rows(n)
+        ))
+        .into_owned()
+}
+
+/// The saga update and the step upserts as one statement; the steps are written only
+/// when the update passed its version fence, so no row changes on a conflict.
+fn pg_commit(n: usize) -> String {
+    let set: Vec<String> = STEP_MUTABLE
+        .iter()
+        .map(|c| format!("{c} = excluded.{c}"))
+        .collect();
+    Dialect::Postgres
+        .sql(&format!(
+            "WITH t AS ({UPDATE_TX} RETURNING 1) \
+             INSERT INTO rte_steps ({STEP_COLS}) \
+             SELECT * FROM (VALUES {}) AS v ({STEP_COLS}) WHERE EXISTS (SELECT 1 FROM t) \
+             ON CONFLICT (tx_id, step_index) DO UPDATE SET {}",
+            vec![PG_STEP_ROW; n].join(", "),
+            set.join(", ")
+        ))
+        .into_owned()
+}
+
+/// Step statements are prepared up to this many rows (a commit rarely touches more).
+const PREPARED_ROWS: usize = 4;
+
+/// Step columns a commit may change.
+const STEP_MUTABLE: [&str; 9] = [
+    "status",
+    "attempts",
+    "compensation_attempts",
+    "output",
+    "error",
+    "idempotency_key",
+    "plugin_digest",
+    "started_at",
+    "finished_at",
+];
+
+fn step_rows(n: usize) -> String {
+    let row = format!("({})", ["?"; 12].join(", "));
+    vec![row; n].join(", ")
+}
+
+fn steps_insert(d: Dialect, n: usize) -> String {
+    d.sql(&format!(
+        "INSERT INTO rte_steps ({STEP_COLS}) VALUES {}",
+        step_rows(n)
+    ))
+    .into_owned()
+}
+
+/// One statement that rewrites `n` step rows: an insert whose key clash updates the row,
+/// which every dialect here accepts with many rows (unlike a multi-row `UPDATE`).
+fn steps_upsert(d: Dialect, n: usize) -> String {
+    let head = format!(
+        "INSERT INTO rte_steps ({STEP_COLS}) VALUES {}",
+        step_rows(n)
+    );
+    let sql = match d {
+        Dialect::MySql => {
+            let set: Vec<String> = STEP_MUTABLE
+                .iter()
+                .map(|c| format!("{c} = VALUES({c})"))
+                .collect();
+            format!("{head} ON DUPLICATE KEY UPDATE {}", set.join(", "))
+        }
+        _ => {
+            let set: Vec<String> = STEP_MUTABLE
+                .iter()
+                .map(|c| format!("{c} = excluded.{c}"))
+                .collect();
+            format!(
+                "{head} ON CONFLICT (tx_id, step_index) DO UPDATE SET {}",
+                set.join(", ")
+            )
+        }
+    };
+    d.sql(&sql).into_owned()
+}
+
+/// Bind a saga's eighteen columns, in [`TX_COLS`] order.
+fn bind_tx_insert<'q>(
+    query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    tx: &'q TxRecord,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    query
+        .bind(tx.tx_id.as_str())
+        .bind(tx.tx_type.as_str())
+        .bind(tx.status.as_str())
+        .bind(to_json(&tx.input))
+        .bind(to_json(&tx.outputs))
+        .bind(to_json(&tx.lock_keys))
+        .bind(tx.current_step as i64)
+        .bind(tx.total_steps as i64)
+        .bind(tx.retry_count as i64)
+        .bind(tx.max_retries as i64)
+        .bind(tx.timeout_ms as i64)
+        .bind(tx.deadline_at)
+        .bind(tx.last_error.as_deref())
+        .bind(tx.version)
+        .bind(tx.request_key.as_deref())
+        .bind(tx.created_at)
+        .bind(tx.updated_at)
+        .bind(tx.completed_at)
+}
+
+/// Bind the arguments of the saga update (`UPDATE_TX`): its changing columns, then the
+/// version fence.
+fn bind_tx_update<'q>(
+    query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    tx: &'q TxRecord,
+    next_version: i64,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    query
+        .bind(tx.status.as_str())
+        .bind(to_json(&tx.outputs))
+        .bind(tx.current_step as i64)
+        .bind(tx.retry_count as i64)
+        .bind(tx.max_retries as i64)
+        .bind(tx.deadline_at)
+        .bind(tx.last_error.as_deref())
+        .bind(to_json(&tx.lock_keys))
+        .bind(next_version)
+        .bind(tx.updated_at)
+        .bind(tx.completed_at)
+        .bind(tx.tx_id.as_str())
+        .bind(tx.version)
+}
+
+/// Bind one step's twelve columns, in [`STEP_COLS`] order.
+fn bind_step<'q>(
+    query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    step: &'q StepRecord,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    query
+        .bind(step.tx_id.as_str())
+        .bind(step.step_index as i64)
+        .bind(step.step_name.as_str())
+        .bind(step.status.as_str())
+        .bind(step.attempts as i64)
+        .bind(step.compensation_attempts as i64)
+        .bind(step.output.as_ref().map(to_json))
+        .bind(step.error.as_deref())
+        .bind(step.idempotency_key.as_deref())
+        .bind(step.plugin_digest.as_deref())
+        .bind(step.started_at)
+        .bind(step.finished_at)
+}
+
+/// Shared events written per statement (well under every dialect's bind limit).
+const EVENT_ROWS: usize = 200;
+
+fn shared_event_from_row(row: &AnyRow) -> StoreResult<SharedEvent> {
+    Ok(SharedEvent {
+        id: row.try_get("id")?,
+        origin: text(row, "origin")?,
+        at: row.try_get("at")?,
+        payload: text(row, "payload")?,
+    })
 }
 
 /// A store over SQLite, PostgreSQL or MySQL/MariaDB.
@@ -130,6 +363,19 @@ impl SqlStore {
         let url = normalise_url(dialect, url);
         let mut options = AnyPoolOptions::new()
             .acquire_timeout(Duration::from_secs(5))
+            // A ping before every use would add a round trip to every commit: only a
+            // connection idle for a while is checked. A connection that died meanwhile fails
+            // its statement instead, which the coordinator retries, and the pool drops it.
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= Duration::from_secs(10) {
+                        use sqlx::Connection;
+                        conn.ping().await?;
+                    }
+                    Ok(true)
+                })
+            })
             .max_connections(match dialect {
                 Dialect::Sqlite => 8,
                 _ => 32,
@@ -168,6 +414,27 @@ impl SqlStore {
             .run(&self.pool)
             .await
             .map_err(|e| StoreError::Permanent(format!("migration failed: {e}")))
+    }
+
+    /// [`TxStore::create`] as a database transaction of two statements.
+    async fn create_in_transaction(
+        &self,
+        tx: &TxRecord,
+        steps: &[StepRecord],
+    ) -> Result<(), sqlx::Error> {
+        let mut db = self.pool.begin().await?;
+        bind_tx_insert(sqlx::query(&self.q.insert_tx), tx)
+            .execute(&mut *db)
+            .await?;
+        if !steps.is_empty() {
+            let sql = self.q.insert_steps(steps.len());
+            let mut query = sqlx::query(&sql);
+            for step in steps {
+                query = bind_step(query, step);
+            }
+            query.execute(&mut *db).await?;
+        }
+        db.commit().await
     }
 
     /// The dialect in use.
@@ -367,61 +634,30 @@ impl TxStore for SqlStore {
                 return Ok(CreateOutcome::Existing(id));
             }
         }
-        let mut db = self.pool.begin().await?;
-        let inserted = sqlx::query(&self.q.insert_tx)
-            .bind(tx.tx_id.as_str())
-            .bind(tx.tx_type.as_str())
-            .bind(tx.status.as_str())
-            .bind(to_json(&tx.input))
-            .bind(to_json(&tx.outputs))
-            .bind(to_json(&tx.lock_keys))
-            .bind(tx.current_step as i64)
-            .bind(tx.total_steps as i64)
-            .bind(tx.retry_count as i64)
-            .bind(tx.max_retries as i64)
-            .bind(tx.timeout_ms as i64)
-            .bind(tx.deadline_at)
-            .bind(tx.last_error.as_deref())
-            .bind(tx.version)
-            .bind(tx.request_key.as_deref())
-            .bind(tx.created_at)
-            .bind(tx.updated_at)
-            .bind(tx.completed_at)
-            .execute(&mut *db)
-            .await;
-        if let Err(e) = inserted {
+        let inserted = match self.q.create_statement(steps.len()) {
+            Some(sql) => {
+                let mut query = bind_tx_insert(sqlx::query(&sql), tx);
+                for step in steps {
+                    query = bind_step(query, step);
+                }
+                query.execute(&self.pool).await.map(|_| ())
+            }
+            None => self.create_in_transaction(tx, steps).await,
+        };
+        match inserted {
+            Ok(()) => Ok(CreateOutcome::Created),
             // Two requests with one key raced: the loser reports the winner's saga.
-            if let (Some(key), sqlx::Error::Database(d)) = (&tx.request_key, &e)
-                && d.is_unique_violation()
+            Err(sqlx::Error::Database(d))
+                if tx.request_key.is_some() && d.is_unique_violation() =>
             {
-                drop(db);
                 let id: String = sqlx::query_scalar(&self.q.select_tx_by_request)
-                    .bind(key.as_str())
+                    .bind(tx.request_key.as_deref())
                     .fetch_one(&self.pool)
                     .await?;
-                return Ok(CreateOutcome::Existing(id));
+                Ok(CreateOutcome::Existing(id))
             }
-            return Err(e.into());
+            Err(e) => Err(e.into()),
         }
-        for step in steps {
-            sqlx::query(&self.q.insert_step)
-                .bind(step.tx_id.as_str())
-                .bind(step.step_index as i64)
-                .bind(step.step_name.as_str())
-                .bind(step.status.as_str())
-                .bind(step.attempts as i64)
-                .bind(step.compensation_attempts as i64)
-                .bind(step.output.as_ref().map(to_json))
-                .bind(step.error.as_deref())
-                .bind(step.idempotency_key.as_deref())
-                .bind(step.plugin_digest.as_deref())
-                .bind(step.started_at)
-                .bind(step.finished_at)
-                .execute(&mut *db)
-                .await?;
-        }
-        db.commit().await?;
-        Ok(CreateOutcome::Created)
     }
 
     async fn get(&self, tx_id: &str) -> StoreResult<Option<(TxRecord, Vec<StepRecord>)>> {
@@ -447,44 +683,56 @@ impl TxStore for SqlStore {
     async fn commit(&self, c: &Commit<'_>) -> StoreResult<i64> {
         let tx = c.tx;
         let next_version = tx.version + 1;
+        let conflict = || StoreError::VersionConflict {
+            tx_id: tx.tx_id.clone(),
+            expected: tx.version,
+        };
+        let only_state = c.kv.is_empty() && c.idempotency.is_none() && c.history.is_empty();
+        if only_state && let Some(sql) = self.q.commit_statement(c.steps.len()) {
+            // The whole change in one statement: one round trip, atomic on its own.
+            let mut query = bind_tx_update(sqlx::query(&sql), tx, next_version);
+            for step in c.steps {
+                query = bind_step(query, step);
+            }
+            let written = query.execute(&self.pool).await?.rows_affected();
+            if written == 0 {
+                return Err(conflict());
+            }
+            return Ok(next_version);
+        }
         let mut db = self.pool.begin().await?;
-        let updated = sqlx::query(&self.q.update_tx)
-            .bind(tx.status.as_str())
-            .bind(to_json(&tx.outputs))
-            .bind(tx.current_step as i64)
-            .bind(tx.retry_count as i64)
-            .bind(tx.max_retries as i64)
-            .bind(tx.deadline_at)
-            .bind(tx.last_error.as_deref())
-            .bind(to_json(&tx.lock_keys))
-            .bind(next_version)
-            .bind(tx.updated_at)
-            .bind(tx.completed_at)
-            .bind(tx.tx_id.as_str())
-            .bind(tx.version)
+        let updated = bind_tx_update(sqlx::query(&self.q.update_tx), tx, next_version)
             .execute(&mut *db)
             .await?;
         if updated.rows_affected() != 1 {
-            return Err(StoreError::VersionConflict {
-                tx_id: tx.tx_id.clone(),
-                expected: tx.version,
-            });
+            return Err(conflict());
         }
-        for step in c.steps {
-            sqlx::query(&self.q.update_step)
-                .bind(step.status.as_str())
-                .bind(step.attempts as i64)
-                .bind(step.compensation_attempts as i64)
-                .bind(step.output.as_ref().map(to_json))
-                .bind(step.error.as_deref())
-                .bind(step.idempotency_key.as_deref())
-                .bind(step.plugin_digest.as_deref())
-                .bind(step.started_at)
-                .bind(step.finished_at)
-                .bind(step.tx_id.as_str())
-                .bind(step.step_index as i64)
-                .execute(&mut *db)
-                .await?;
+        match c.steps {
+            [] => {}
+            [step] => {
+                sqlx::query(&self.q.update_step)
+                    .bind(step.status.as_str())
+                    .bind(step.attempts as i64)
+                    .bind(step.compensation_attempts as i64)
+                    .bind(step.output.as_ref().map(to_json))
+                    .bind(step.error.as_deref())
+                    .bind(step.idempotency_key.as_deref())
+                    .bind(step.plugin_digest.as_deref())
+                    .bind(step.started_at)
+                    .bind(step.finished_at)
+                    .bind(step.tx_id.as_str())
+                    .bind(step.step_index as i64)
+                    .execute(&mut *db)
+                    .await?;
+            }
+            steps => {
+                let sql = self.q.upsert_steps(steps.len());
+                let mut query = sqlx::query(&sql);
+                for step in steps {
+                    query = bind_step(query, step);
+                }
+                query.execute(&mut *db).await?;
+            }
         }
         for w in c.kv {
             match &w.value {
@@ -703,6 +951,97 @@ impl TxStore for SqlStore {
         }
         db.commit().await?;
         Ok(ids.len() as u64)
+    }
+
+    async fn events_append(&self, origin: &str, events: &[(i64, String)]) -> StoreResult<()> {
+        for chunk in events.chunks(EVENT_ROWS) {
+            let rows = vec!["(?, ?, ?)"; chunk.len()].join(", ");
+            let sql = self
+                .dialect
+                .sql(&format!(
+                    "INSERT INTO rte_events (origin, at, payload) VALUES {rows}"
+                ))
+                .into_owned();
+            let mut q = sqlx::query(&sql);
+            for (at, payload) in chunk {
+                q = q.bind(origin).bind(*at).bind(payload.as_str());
+            }
+            q.execute(&self.pool).await?;
+        }
+        Ok(())
+    }
+
+    async fn events_after(&self, after: i64, limit: u32) -> StoreResult<Vec<SharedEvent>> {
+        let sql = self
+            .dialect
+            .sql(&format!(
+                "SELECT id, origin, at, payload FROM rte_events WHERE id > ? ORDER BY id LIMIT {}",
+                limit.max(1)
+            ))
+            .into_owned();
+        let rows = sqlx::query(&sql).bind(after).fetch_all(&self.pool).await?;
+        rows.iter().map(shared_event_from_row).collect()
+    }
+
+    async fn events_latest(&self, limit: u32) -> StoreResult<Vec<SharedEvent>> {
+        let sql = format!(
+            "SELECT id, origin, at, payload FROM rte_events ORDER BY id DESC LIMIT {}",
+            limit.max(1)
+        );
+        let rows = sqlx::query(&sql).fetch_all(&self.pool).await?;
+        let mut events = rows
+            .iter()
+            .map(shared_event_from_row)
+            .collect::<StoreResult<Vec<_>>>()?;
+        events.reverse();
+        Ok(events)
+    }
+
+    async fn purge_events(&self, before_ms: i64, batch: u32) -> StoreResult<u64> {
+        let sql = self
+            .dialect
+            .delete_batch("rte_events", "id", "at < ?", batch.max(1));
+        let done = sqlx::query(&self.dialect.sql(&sql))
+            .bind(before_ms)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn host_beat(&self, host: &HostRecord, forget_before: i64) -> StoreResult<()> {
+        sqlx::query(&self.q.host_put)
+            .bind(host.host_id.as_str())
+            .bind(host.started_at)
+            .bind(host.seen_at)
+            .bind(host.info.as_str())
+            .execute(&self.pool)
+            .await?;
+        sqlx::query(&self.dialect.sql("DELETE FROM rte_hosts WHERE seen_at < ?"))
+            .bind(forget_before)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn hosts(&self, seen_after: i64) -> StoreResult<Vec<HostRecord>> {
+        let sql = self.dialect.sql(
+            "SELECT host_id, started_at, seen_at, info FROM rte_hosts WHERE seen_at >= ? \
+             ORDER BY host_id",
+        );
+        let rows = sqlx::query(&sql)
+            .bind(seen_after)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(HostRecord {
+                    host_id: text(row, "host_id")?,
+                    started_at: row.try_get("started_at")?,
+                    seen_at: row.try_get("seen_at")?,
+                    info: text(row, "info")?,
+                })
+            })
+            .collect()
     }
 
     async fn ping(&self) -> StoreResult<()> {

@@ -2,6 +2,9 @@
 //! each event to subscribers without ever blocking a saga, and keeps the most recent
 //! ones for the event log.
 
+mod redis_relay;
+mod store_relay;
+
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
@@ -109,21 +112,47 @@ impl Event {
 /// Publishes events to subscribers and keeps the recent ones.
 #[derive(Clone)]
 pub struct EventBus {
-    sender: broadcast::Sender<Arc<Event>>,
-    recent: Arc<Mutex<VecDeque<Arc<Event>>>>,
-    capacity: usize,
+    log: Arc<Log>,
     /// Where this host's events go to reach other hosts, once relaying is on.
     relay: Arc<std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<Arc<Event>>>>,
+}
+
+/// The local side of the bus: live subscribers and the most recent events. Relays hold
+/// this, not the bus, so a relay's tasks end when the last handle to the bus goes.
+struct Log {
+    sender: broadcast::Sender<Arc<Event>>,
+    recent: Mutex<VecDeque<Arc<Event>>>,
+    capacity: usize,
+}
+
+impl Log {
+    /// Keep `event` in the event log without announcing it (history from elsewhere).
+    fn remember(&self, event: Arc<Event>) {
+        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        if recent.len() == self.capacity {
+            recent.pop_front();
+        }
+        recent.push_back(event);
+    }
+
+    /// Hand an event to local subscribers and the event log.
+    fn deliver(&self, event: Arc<Event>) {
+        self.remember(event.clone());
+        let _ = self.sender.send(event);
+    }
 }
 
 impl EventBus {
     /// A bus that keeps the latest `capacity` events.
     pub fn new(capacity: usize) -> Self {
         let (sender, _) = broadcast::channel(4096);
+        let capacity = capacity.max(1);
         Self {
-            sender,
-            recent: Arc::new(Mutex::new(VecDeque::with_capacity(capacity))),
-            capacity: capacity.max(1),
+            log: Arc::new(Log {
+                sender,
+                recent: Mutex::new(VecDeque::with_capacity(capacity)),
+                capacity,
+            }),
             relay: Arc::default(),
         }
     }
@@ -135,91 +164,25 @@ impl EventBus {
         if let Some(relay) = self.relay.get() {
             let _ = relay.send(event.clone());
         }
-        self.deliver(event);
+        self.log.deliver(event);
     }
 
-    /// Hand an event to local subscribers and the event log.
-    fn deliver(&self, event: Arc<Event>) {
-        {
-            let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
-            if recent.len() == self.capacity {
-                recent.pop_front();
-            }
-            recent.push_back(event.clone());
-        }
-        let _ = self.sender.send(event);
-    }
-
-    /// Share events with every host relaying through the same Redis channel: this host's
-    /// events are published there, and other hosts' events are delivered here as if they
-    /// were local (to the event log, the stream and subscribers). Reconnects on its own.
-    pub async fn relay_through_redis(&self, url: &str, prefix: &str) -> Result<(), String> {
-        use futures::StreamExt;
-        use redis::AsyncCommands;
-
-        let channel = format!("{prefix}events");
-        let origin = uuid::Uuid::now_v7().to_string();
-        let (mut conn, location) = crate::lock::redis::connect(url).await?;
-        let client = redis::Client::open(url).map_err(|e| e.to_string())?;
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Arc<Event>>();
-        if self.relay.set(tx).is_err() {
-            return Err("events are already relayed".into());
-        }
-        let (out_channel, out_origin) = (channel.clone(), origin.clone());
-        tokio::spawn(async move {
-            while let Some(event) = rx.recv().await {
-                let payload =
-                    serde_json::json!({"origin": out_origin, "event": &*event}).to_string();
-                if let Err(e) = conn.publish::<_, _, ()>(&out_channel, payload).await {
-                    tracing::debug!(error = %e, "could not relay an event");
-                }
-            }
-        });
-        let bus = self.clone();
-        tokio::spawn(async move {
-            loop {
-                match client.get_async_pubsub().await {
-                    Ok(mut pubsub) => {
-                        if pubsub.subscribe(&channel).await.is_ok() {
-                            let mut messages = pubsub.on_message();
-                            while let Some(msg) = messages.next().await {
-                                let Ok(payload) = msg.get_payload::<String>() else {
-                                    continue;
-                                };
-                                let Ok(envelope) =
-                                    serde_json::from_str::<serde_json::Value>(&payload)
-                                else {
-                                    continue;
-                                };
-                                if envelope["origin"].as_str() == Some(origin.as_str()) {
-                                    continue;
-                                }
-                                if let Ok(event) =
-                                    serde_json::from_value::<Event>(envelope["event"].clone())
-                                {
-                                    bus.deliver(Arc::new(event));
-                                }
-                            }
-                        }
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, redis = %location, "event relay disconnected; retrying")
-                    }
-                }
-                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-            }
-        });
-        Ok(())
+    /// Route this host's events to a relay as well (once): returns the receiving end,
+    /// which closes when the last handle to this bus is dropped.
+    fn start_relay(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<Arc<Event>>> {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        self.relay.set(tx).ok().map(|()| rx)
     }
 
     /// A live stream of every event from now on.
     pub fn stream(&self) -> broadcast::Receiver<Arc<Event>> {
-        self.sender.subscribe()
+        self.log.sender.subscribe()
     }
 
     /// The most recent events, oldest first.
     pub fn recent(&self) -> Vec<Arc<Event>> {
-        self.recent
+        self.log
+            .recent
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .iter()
