@@ -57,6 +57,33 @@ describe("pages", { timeout: 120000 }, () => {
     });
   }
 
+  it("the recovery page lists the hosts, this one marked", async (t) => {
+    if (missing.includes("/api/recovery/stats")) return t.skip("host has no recovery figures");
+    const { body } = await api("/api/hosts");
+    assert.equal(body?.hosts?.[0]?.this_host, true, "this host comes first in /api/hosts");
+    const { context, page, errors } = await visit("/recovery", "recovery");
+    await settle(page);
+    const hosts = page.locator("section", { has: page.getByRole("heading", { name: "Hosts", exact: true }) });
+    const rows = hosts.locator("tbody tr");
+    assert.equal(await rows.count(), body.hosts.length);
+    const marked = hosts.locator("tbody tr", { has: page.locator(".tag-this-host") });
+    assert.equal(await marked.count(), 1);
+    assert.equal((await marked.locator("th").textContent()).replace(/\s+/g, " ").trim(), `${body.hosts[0].host_id} this host`);
+    assert.match(await marked.locator(".badge").textContent(), /^(Running|Stopped)$/);
+    await context.close();
+    assert.deepEqual(errors, []);
+  });
+
+  it("the plugins page shows no version warning when every host agrees", async () => {
+    const { body } = await api("/api/plugins");
+    const { context, page, errors } = await visit("/plugins", "plugins");
+    await settle(page);
+    await page.locator(".plugin").first().waitFor();
+    assert.equal(await page.locator(".plugin-mismatch").count(), body.same_on_every_host === false ? 1 : 0);
+    await context.close();
+    assert.deepEqual(errors, []);
+  });
+
   it("a deep link to a transaction loads directly", async () => {
     const { context, page, errors } = await visit(`/transactions/${data.ok.tx_id}`, "detail");
     await settle(page);

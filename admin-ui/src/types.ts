@@ -97,7 +97,8 @@ export interface StatsTimeline {
   points: TimelinePoint[];
 }
 
-export interface RecoveryStats {
+/** One recovery worker's figures (or their totals over all hosts). */
+export interface RecoveryFigures {
   running: boolean;
   interval_ms: number;
   stuck_threshold_ms: number;
@@ -106,6 +107,47 @@ export interface RecoveryStats {
   failed: number;
   last_run_at: string | null;
   last_run_duration_ms: number | null;
+}
+
+/** One host's recovery worker. */
+export interface HostRecovery extends RecoveryFigures {
+  host_id: string;
+  /** The host that answered the request. */
+  this_host: boolean;
+}
+
+/**
+ * `/api/recovery/stats`: totals over every live host sharing the database (counts summed,
+ * the latest run, running if any worker runs), then each host's own, this host first.
+ * `hosts` is missing on hosts older than the cluster views.
+ */
+export interface RecoveryStats extends RecoveryFigures {
+  hosts?: HostRecovery[];
+}
+
+/** Digest (SHA-256, hex) of the version serving, by plugin file. */
+export type PluginDigests = Record<string, string>;
+
+/** The plugin versions one host serves. */
+export interface HostPlugins {
+  host_id: string;
+  this_host: boolean;
+  plugins: PluginDigests;
+}
+
+/** One live host sharing the database (`/api/hosts`), this host first. */
+export interface HostView {
+  host_id: string;
+  this_host: boolean;
+  started_at: string;
+  /** When it last reported. */
+  seen_at: string;
+  recovery: RecoveryFigures;
+  plugins: PluginDigests;
+}
+
+export interface HostsResponse {
+  hosts: HostView[];
 }
 
 export type BreakerState = "closed" | "open" | "half_open";
@@ -144,6 +186,16 @@ export interface PluginStatus {
   limits: { memory_bytes: number; timeout: string; max_output_bytes: number } | null;
   loaded_at: string | null;
   error: string | null;
+}
+
+/**
+ * `/api/plugins`: this host's plugins, and the versions every live host serves.
+ * `same_on_every_host` and `hosts` are missing on hosts older than the cluster views.
+ */
+export interface PluginList {
+  plugins: PluginStatus[];
+  same_on_every_host?: boolean;
+  hosts?: HostPlugins[];
 }
 
 export interface SagaDef {

@@ -1,12 +1,13 @@
-// Loaded plugins: steps, digests, limits, load errors.
+// Loaded plugins: steps, digests, limits, load errors; whether every host serves the same versions.
 
+import { PluginHostsNotice } from "../components/cluster";
 import { CopyButton, Empty, ErrorState, Loading, PageHeader } from "../components/ui";
 import { useApi } from "../hooks";
 import { formatBytes, formatTime } from "../lib/format";
-import type { PluginStatus } from "../types";
+import type { PluginList } from "../types";
 
 export function Plugins() {
-  const list = useApi<{ plugins: PluginStatus[] }>("/api/plugins", 10000);
+  const list = useApi<PluginList>("/api/plugins", 10000);
   const plugins = list.data?.plugins ?? [];
   const failed = plugins.filter((p) => p.error).length;
   return (
@@ -17,17 +18,19 @@ export function Plugins() {
         </button>
       </PageHeader>
       <p class="lead muted">
-        WebAssembly components in the plugins directory. A changed file is reloaded without a restart; if the new version does
-        not load, the previous one keeps serving and its error is shown here.
+        WebAssembly components in this host's plugins directory. A changed file is reloaded without a restart; if the new
+        version does not load, the previous one keeps serving and its error is shown here.
       </p>
       {list.error ? (
         <ErrorState error={list.error} what="plugins" onRetry={list.reload} />
       ) : !list.data ? (
         <Loading />
-      ) : plugins.length === 0 ? (
-        <Empty title="No plugins loaded">Drop .wasm files into the host's plugins directory.</Empty>
       ) : (
         <>
+          <PluginHostsNotice same={list.data.same_on_every_host} hosts={list.data.hosts} />
+          {plugins.length === 0 ? (
+            <Empty title="No plugins loaded">Drop .wasm files into the host's plugins directory.</Empty>
+          ) : null}
           {failed ? (
             <div class="banner banner-bad" role="status">
               {failed} plugin file{failed === 1 ? "" : "s"} failed to load.
