@@ -206,6 +206,7 @@ fn step_calls(k: usize, compensated: bool) -> usize {
 struct Bench {
     engine: Engine,
     store: Arc<CountingStore>,
+    sql: Arc<SqlStore>,
     pool: AnyPool,
     dialect: Dialect,
     locks: String,
@@ -229,7 +230,8 @@ impl Bench {
         let sql = SqlStore::connect(&url).await?;
         sql.migrate().await?;
         let (pool, dialect) = (sql.pool().clone(), sql.dialect());
-        let store = Arc::new(CountingStore::new(Arc::new(sql)));
+        let sql = Arc::new(sql);
+        let store = Arc::new(CountingStore::new(sql.clone()));
         let prefix = format!("rte-bench:{}:", uuid::Uuid::now_v7().simple());
         let locks = crate::lock::from_url(args.redis_url.as_deref(), &prefix).await?;
         let mut config = EngineConfig::default();
@@ -241,6 +243,7 @@ impl Bench {
         Ok(Bench {
             engine,
             store,
+            sql,
             pool,
             dialect,
             locks: locks.summary(),
@@ -250,6 +253,8 @@ impl Bench {
 
     async fn stop(self) {
         drop(self.engine);
+        self.sql.release_idle();
+        drop((self.store, self.sql));
         self.pool.close().await;
         drop(self.temp);
     }
@@ -319,6 +324,7 @@ async fn throughput(args: &BenchArgs) -> anyhow::Result<ThroughputReport> {
     let commits = bench.store.counts.commits.load(Ordering::Relaxed) as f64;
     let reads = bench.store.counts.reads.load(Ordering::Relaxed) as f64;
     let window = elapsed.clamp(Duration::from_secs(1), Duration::from_secs(10));
+    bench.sql.release_idle();
     let baseline = baseline(&bench.pool, bench.dialect, args.concurrency, window).await?;
     let mut report = summarise(args, &finished, elapsed);
     report.engine = "in-process".into();
@@ -481,8 +487,9 @@ async fn baseline(
             let (pool, insert, payload, count) =
                 (pool.clone(), insert.clone(), payload.clone(), count.clone());
             tokio::spawn(async move {
+                let mut conn = pool.acquire().await?;
                 while Instant::now() < deadline {
-                    let mut tx = pool.begin().await?;
+                    let mut tx = sqlx::Connection::begin(&mut *conn).await?;
                     sqlx::query(&insert)
                         .bind(uuid::Uuid::now_v7().to_string())
                         .bind(payload.as_str())

@@ -184,6 +184,55 @@ async fn conformance(s: &dyn TxStore) -> anyhow::Result<()> {
         Some("100"),
         "a fenced commit writes nothing"
     );
+    // State-only commits, which go as one statement where the dialect allows: two steps,
+    // then one; a fenced one changes neither the saga nor its steps.
+    let (cur, cur_steps) = s.get("tx-a").await?.unwrap();
+    let mut n1 = cur.clone();
+    n1.current_step = 1;
+    n1.outputs.insert("y".into(), json!(2));
+    let mut st0 = cur_steps[0].clone();
+    st0.status = StepStatus::Completed;
+    st0.output = Some(serde_json::Map::from_iter([("y".to_string(), json!(2))]));
+    let mut st1 = cur_steps[1].clone();
+    st1.status = StepStatus::Executing;
+    st1.started_at = Some(t0 + 9);
+    let v = s.commit(&Commit::new(&n1, &[&st0, &st1])).await?;
+    assert_eq!(v, cur.version + 1);
+    let (got, got_steps) = s.get("tx-a").await?.unwrap();
+    assert_eq!(
+        got,
+        TxRecord {
+            version: v,
+            ..n1.clone()
+        }
+    );
+    assert_eq!(got_steps, vec![st0.clone(), st1.clone()]);
+    let mut stale = n1.clone();
+    stale.last_error = Some("stale".into());
+    let mut st1_stale = st1.clone();
+    st1_stale.status = StepStatus::Failed;
+    for changed in [vec![&st1_stale], vec![&st0, &st1_stale]] {
+        let err = s.commit(&Commit::new(&stale, &changed)).await.unwrap_err();
+        assert!(
+            matches!(err, store::StoreError::VersionConflict { .. }),
+            "{err}"
+        );
+    }
+    assert_eq!(
+        s.get("tx-a").await?.unwrap(),
+        (got.clone(), got_steps.clone()),
+        "a fenced state-only commit writes nothing"
+    );
+    let mut n2 = got.clone();
+    n2.updated_at += 1;
+    let mut st1_again = st1.clone();
+    st1_again.attempts = 2;
+    assert_eq!(
+        s.commit(&Commit::new(&n2, &[&st1_again])).await?,
+        got.version + 1
+    );
+    assert_eq!(s.get("tx-a").await?.unwrap().1[1], st1_again);
+
     // Upsert and delete of kv.
     let kv3 = [
         KvWrite {

@@ -4,6 +4,7 @@
 //! One body of SQL logic ([`sql::SqlStore`]) serves SQLite, PostgreSQL and MySQL/MariaDB;
 //! what differs by dialect lives in [`dialect`].
 
+mod conns;
 mod dialect;
 mod records;
 mod sql;

@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
+use super::conns::Conns;
 use super::records::*;
 use super::{Dialect, StoreError, StoreResult, TxStore};
 use crate::engine::{StepStatus, TxStatus};
@@ -22,6 +23,8 @@ const TX_COLS: &str = "tx_id, tx_type, status, input, outputs, lock_keys, curren
     request_key, created_at, updated_at, completed_at";
 const STEP_COLS: &str = "tx_id, step_index, step_name, status, attempts, compensation_attempts, \
     output, error, idempotency_key, plugin_digest, started_at, finished_at";
+/// Statuses of sagas under way, listed (not negated) so the status index finds them.
+const ACTIVE: &str = "('CREATED', 'LOCKED', 'EXECUTING', 'CONFIRMING', 'COMPENSATING')";
 const TERMINAL: &str =
     "('COMPLETED', 'COMPENSATED', 'COMPENSATION_FAILED', 'CANCELLED', 'FAILED', 'TIMEOUT')";
 
@@ -115,7 +118,7 @@ impl Statements {
                 &["started_at", "seen_at", "info"],
             )),
             find_stuck: s(&format!(
-                "SELECT tx_id FROM rte_transactions WHERE status NOT IN {TERMINAL} \
+                "SELECT tx_id FROM rte_transactions WHERE status IN {ACTIVE} \
                  AND updated_at < ? ORDER BY updated_at LIMIT ?"
             )),
         }
@@ -261,6 +264,29 @@ fn steps_upsert(d: Dialect, n: usize) -> String {
     d.sql(&sql).into_owned()
 }
 
+/// [`TxStore::create`] as a database transaction of two statements.
+async fn create_in_transaction(
+    q: &Statements,
+    conn: &mut sqlx::AnyConnection,
+    tx: &TxRecord,
+    steps: &[StepRecord],
+) -> Result<(), sqlx::Error> {
+    use sqlx::Connection;
+    let mut db = conn.begin().await?;
+    bind_tx_insert(sqlx::query(&q.insert_tx), tx)
+        .execute(&mut *db)
+        .await?;
+    if !steps.is_empty() {
+        let sql = q.insert_steps(steps.len());
+        let mut query = sqlx::query(&sql);
+        for step in steps {
+            query = bind_step(query, step);
+        }
+        query.execute(&mut *db).await?;
+    }
+    db.commit().await
+}
+
 /// Bind a saga's eighteen columns, in [`TX_COLS`] order.
 fn bind_tx_insert<'q>(
     query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
@@ -294,6 +320,17 @@ fn bind_tx_update<'q>(
     tx: &'q TxRecord,
     next_version: i64,
 ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    bind_tx_changes(query, tx, next_version)
+        .bind(tx.tx_id.as_str())
+        .bind(tx.version)
+}
+
+/// Bind a saga's eleven changing columns, in `UPDATE_TX` order.
+fn bind_tx_changes<'q>(
+    query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    tx: &'q TxRecord,
+    next_version: i64,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
     query
         .bind(tx.status.as_str())
         .bind(to_json(&tx.outputs))
@@ -306,8 +343,23 @@ fn bind_tx_update<'q>(
         .bind(next_version)
         .bind(tx.updated_at)
         .bind(tx.completed_at)
-        .bind(tx.tx_id.as_str())
-        .bind(tx.version)
+}
+
+/// Bind a step's changing columns, in [`STEP_MUTABLE`] order.
+fn bind_step_changes<'q>(
+    query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    step: &'q StepRecord,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    query
+        .bind(step.status.as_str())
+        .bind(step.attempts as i64)
+        .bind(step.compensation_attempts as i64)
+        .bind(step.output.as_ref().map(to_json))
+        .bind(step.error.as_deref())
+        .bind(step.idempotency_key.as_deref())
+        .bind(step.plugin_digest.as_deref())
+        .bind(step.started_at)
+        .bind(step.finished_at)
 }
 
 /// Bind one step's twelve columns, in [`STEP_COLS`] order.
@@ -345,6 +397,8 @@ fn shared_event_from_row(row: &AnyRow) -> StoreResult<SharedEvent> {
 /// A store over SQLite, PostgreSQL or MySQL/MariaDB.
 pub struct SqlStore {
     pool: AnyPool,
+    /// Connections kept between uses on the hot path (saga create, commit and read).
+    conns: Conns,
     dialect: Dialect,
     location: String,
     q: Statements,
@@ -361,8 +415,13 @@ impl SqlStore {
             ))
         })?;
         let url = normalise_url(dialect, url);
+        let max_connections = match dialect {
+            Dialect::Sqlite => 8,
+            _ => 32,
+        };
         let mut options = AnyPoolOptions::new()
             .acquire_timeout(Duration::from_secs(5))
+            .max_connections(max_connections)
             // A ping before every use would add a round trip to every commit: only a
             // connection idle for a while is checked. A connection that died meanwhile fails
             // its statement instead, which the coordinator retries, and the pool drops it.
@@ -375,10 +434,6 @@ impl SqlStore {
                     }
                     Ok(true)
                 })
-            })
-            .max_connections(match dialect {
-                Dialect::Sqlite => 8,
-                _ => 32,
             });
         if dialect == Dialect::Sqlite {
             options = options.after_connect(|conn, _| {
@@ -396,6 +451,8 @@ impl SqlStore {
             StoreError::Unavailable(format!("cannot connect to {}: {e}", redact(&url)))
         })?;
         Ok(Self {
+            // Keep a quarter of the pool for everything else.
+            conns: Conns::new(pool.clone(), max_connections as usize * 3 / 4),
             pool,
             dialect,
             location: redact(&url),
@@ -416,30 +473,15 @@ impl SqlStore {
             .map_err(|e| StoreError::Permanent(format!("migration failed: {e}")))
     }
 
-    /// [`TxStore::create`] as a database transaction of two statements.
-    async fn create_in_transaction(
-        &self,
-        tx: &TxRecord,
-        steps: &[StepRecord],
-    ) -> Result<(), sqlx::Error> {
-        let mut db = self.pool.begin().await?;
-        bind_tx_insert(sqlx::query(&self.q.insert_tx), tx)
-            .execute(&mut *db)
-            .await?;
-        if !steps.is_empty() {
-            let sql = self.q.insert_steps(steps.len());
-            let mut query = sqlx::query(&sql);
-            for step in steps {
-                query = bind_step(query, step);
-            }
-            query.execute(&mut *db).await?;
-        }
-        db.commit().await
-    }
-
     /// The dialect in use.
     pub fn dialect(&self) -> Dialect {
         self.dialect
+    }
+
+    /// Hand the connections kept between uses back to the pool (before using the pool
+    /// directly for long, or closing it).
+    pub fn release_idle(&self) {
+        self.conns.release();
     }
 
     /// The connection pool, for benchmarks that measure the raw database.
@@ -625,10 +667,11 @@ impl TxStore for SqlStore {
     }
 
     async fn create(&self, tx: &TxRecord, steps: &[StepRecord]) -> StoreResult<CreateOutcome> {
+        let mut conn = self.conns.get().await?;
         if let Some(key) = &tx.request_key {
             let existing: Option<String> = sqlx::query_scalar(&self.q.select_tx_by_request)
                 .bind(key.as_str())
-                .fetch_optional(&self.pool)
+                .fetch_optional(&mut *conn)
                 .await?;
             if let Some(id) = existing {
                 return Ok(CreateOutcome::Existing(id));
@@ -640,19 +683,22 @@ impl TxStore for SqlStore {
                 for step in steps {
                     query = bind_step(query, step);
                 }
-                query.execute(&self.pool).await.map(|_| ())
+                query.execute(&mut *conn).await.map(|_| ())
             }
-            None => self.create_in_transaction(tx, steps).await,
+            None => create_in_transaction(&self.q, &mut conn, tx, steps).await,
         };
         match inserted {
-            Ok(()) => Ok(CreateOutcome::Created),
+            Ok(()) => {
+                conn.done();
+                Ok(CreateOutcome::Created)
+            }
             // Two requests with one key raced: the loser reports the winner's saga.
             Err(sqlx::Error::Database(d))
                 if tx.request_key.is_some() && d.is_unique_violation() =>
             {
                 let id: String = sqlx::query_scalar(&self.q.select_tx_by_request)
                     .bind(tx.request_key.as_deref())
-                    .fetch_one(&self.pool)
+                    .fetch_one(&mut *conn)
                     .await?;
                 Ok(CreateOutcome::Existing(id))
             }
@@ -661,18 +707,21 @@ impl TxStore for SqlStore {
     }
 
     async fn get(&self, tx_id: &str) -> StoreResult<Option<(TxRecord, Vec<StepRecord>)>> {
+        let mut conn = self.conns.get().await?;
         let Some(row) = sqlx::query(&self.q.select_tx)
             .bind(tx_id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *conn)
             .await?
         else {
+            conn.done();
             return Ok(None);
         };
         let tx = tx_from_row(&row)?;
         let rows = sqlx::query(&self.q.select_steps)
             .bind(tx_id)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *conn)
             .await?;
+        conn.done();
         let steps = rows
             .iter()
             .map(step_from_row)
@@ -694,13 +743,16 @@ impl TxStore for SqlStore {
             for step in c.steps {
                 query = bind_step(query, step);
             }
-            let written = query.execute(&self.pool).await?.rows_affected();
+            let mut conn = self.conns.get().await?;
+            let written = query.execute(&mut *conn).await?.rows_affected();
+            conn.done();
             if written == 0 {
                 return Err(conflict());
             }
             return Ok(next_version);
         }
-        let mut db = self.pool.begin().await?;
+        let mut conn = self.conns.get().await?;
+        let mut db = sqlx::Connection::begin(&mut *conn).await?;
         let updated = bind_tx_update(sqlx::query(&self.q.update_tx), tx, next_version)
             .execute(&mut *db)
             .await?;
@@ -710,16 +762,7 @@ impl TxStore for SqlStore {
         match c.steps {
             [] => {}
             [step] => {
-                sqlx::query(&self.q.update_step)
-                    .bind(step.status.as_str())
-                    .bind(step.attempts as i64)
-                    .bind(step.compensation_attempts as i64)
-                    .bind(step.output.as_ref().map(to_json))
-                    .bind(step.error.as_deref())
-                    .bind(step.idempotency_key.as_deref())
-                    .bind(step.plugin_digest.as_deref())
-                    .bind(step.started_at)
-                    .bind(step.finished_at)
+                bind_step_changes(sqlx::query(&self.q.update_step), step)
                     .bind(step.tx_id.as_str())
                     .bind(step.step_index as i64)
                     .execute(&mut *db)
@@ -775,17 +818,19 @@ impl TxStore for SqlStore {
                 .await?;
         }
         db.commit().await?;
+        conn.done();
         Ok(next_version)
     }
 
     async fn list(&self, filter: &TxFilter) -> StoreResult<Page> {
+        let mut conn = self.conns.get().await?;
         let (where_sql, args) = filter_clauses(filter);
         let count_sql = self
             .dialect
             .sql(&format!("SELECT COUNT(*) FROM rte_transactions{where_sql}"))
             .into_owned();
         let total: i64 = bind_filter(sqlx::query(&count_sql), &args)
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *conn)
             .await?
             .try_get(0)?;
         let page_sql = self
@@ -798,8 +843,9 @@ impl TxStore for SqlStore {
             ))
             .into_owned();
         let rows = bind_filter(sqlx::query(&page_sql), &args)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *conn)
             .await?;
+        conn.done();
         let items = rows
             .iter()
             .map(tx_from_row)
@@ -811,11 +857,13 @@ impl TxStore for SqlStore {
     }
 
     async fn stats(&self) -> StoreResult<Vec<StatusCount>> {
+        let mut conn = self.conns.get().await?;
         let rows = sqlx::query(
             "SELECT status, tx_type, COUNT(*) AS n FROM rte_transactions GROUP BY status, tx_type",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *conn)
         .await?;
+        conn.done();
         rows.iter()
             .map(|r| {
                 Ok(StatusCount {
@@ -832,6 +880,7 @@ impl TxStore for SqlStore {
         since_ms: i64,
         bucket_ms: i64,
     ) -> StoreResult<Vec<(i64, TxStatus, u64)>> {
+        let mut conn = self.conns.get().await?;
         let bucket_ms = bucket_ms.max(1);
         let sql = format!(
             "SELECT {} AS bucket, status, COUNT(*) AS n FROM rte_transactions \
@@ -841,8 +890,9 @@ impl TxStore for SqlStore {
         );
         let rows = sqlx::query(&self.dialect.sql(&sql))
             .bind(since_ms)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *conn)
             .await?;
+        conn.done();
         rows.iter()
             .map(|r| {
                 Ok((
@@ -855,18 +905,23 @@ impl TxStore for SqlStore {
     }
 
     async fn find_stuck(&self, updated_before: i64, limit: u32) -> StoreResult<Vec<String>> {
-        Ok(sqlx::query_scalar(&self.q.find_stuck)
+        let mut conn = self.conns.get().await?;
+        let ids = sqlx::query_scalar(&self.q.find_stuck)
             .bind(updated_before)
             .bind(limit as i64)
-            .fetch_all(&self.pool)
-            .await?)
+            .fetch_all(&mut *conn)
+            .await?;
+        conn.done();
+        Ok(ids)
     }
 
     async fn history(&self, tx_id: &str) -> StoreResult<Vec<HistoryEntry>> {
+        let mut conn = self.conns.get().await?;
         let rows = sqlx::query(&self.q.history_select)
             .bind(tx_id)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *conn)
             .await?;
+        conn.done();
         rows.iter()
             .map(|r| {
                 Ok(HistoryEntry {
@@ -880,35 +935,42 @@ impl TxStore for SqlStore {
     }
 
     async fn append_history(&self, h: &HistoryEntry) -> StoreResult<()> {
+        let mut conn = self.conns.get().await?;
         sqlx::query(&self.q.history_insert)
             .bind(h.tx_id.as_str())
             .bind(h.at)
             .bind(h.kind.as_str())
             .bind(h.message.as_str())
-            .execute(&self.pool)
+            .execute(&mut *conn)
             .await?;
+        conn.done();
         Ok(())
     }
 
     async fn kv_get(&self, namespace: &str, key: &str) -> StoreResult<Option<String>> {
+        let mut conn = self.conns.get().await?;
         let row = sqlx::query(&self.q.kv_get)
             .bind(namespace)
             .bind(key)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *conn)
             .await?;
+        conn.done();
         row.map(|r| text(&r, "kv_value")).transpose()
     }
 
     async fn idempotency_get(&self, key: &str, now_ms: i64) -> StoreResult<Option<String>> {
+        let mut conn = self.conns.get().await?;
         let row = sqlx::query(&self.q.idem_get)
             .bind(key)
             .bind(now_ms)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *conn)
             .await?;
+        conn.done();
         row.map(|r| text(&r, "output")).transpose()
     }
 
     async fn purge_idempotency(&self, now_ms: i64, batch: u32) -> StoreResult<u64> {
+        let mut conn = self.conns.get().await?;
         let sql = self.dialect.delete_batch(
             "rte_idempotency",
             "idem_key",
@@ -917,12 +979,14 @@ impl TxStore for SqlStore {
         );
         let done = sqlx::query(&self.dialect.sql(&sql))
             .bind(now_ms)
-            .execute(&self.pool)
+            .execute(&mut *conn)
             .await?;
+        conn.done();
         Ok(done.rows_affected())
     }
 
     async fn purge_finished(&self, before_ms: i64, batch: u32) -> StoreResult<u64> {
+        let mut conn = self.conns.get().await?;
         let select = format!(
             "SELECT tx_id FROM rte_transactions WHERE status IN {TERMINAL} \
              AND completed_at < ? ORDER BY completed_at LIMIT {}",
@@ -931,13 +995,13 @@ impl TxStore for SqlStore {
         let select = self.dialect.sql(&select);
         let ids: Vec<String> = sqlx::query_scalar(&select)
             .bind(before_ms)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *conn)
             .await?;
         if ids.is_empty() {
             return Ok(0);
         }
         let marks = vec!["?"; ids.len()].join(", ");
-        let mut db = self.pool.begin().await?;
+        let mut db = sqlx::Connection::begin(&mut *conn).await?;
         for table in ["rte_steps", "rte_history", "rte_transactions"] {
             let sql = self
                 .dialect
@@ -950,10 +1014,12 @@ impl TxStore for SqlStore {
             q.execute(&mut *db).await?;
         }
         db.commit().await?;
+        conn.done();
         Ok(ids.len() as u64)
     }
 
     async fn events_append(&self, origin: &str, events: &[(i64, String)]) -> StoreResult<()> {
+        let mut conn = self.conns.get().await?;
         for chunk in events.chunks(EVENT_ROWS) {
             let rows = vec!["(?, ?, ?)"; chunk.len()].join(", ");
             let sql = self
@@ -966,12 +1032,14 @@ impl TxStore for SqlStore {
             for (at, payload) in chunk {
                 q = q.bind(origin).bind(*at).bind(payload.as_str());
             }
-            q.execute(&self.pool).await?;
+            q.execute(&mut *conn).await?;
         }
+        conn.done();
         Ok(())
     }
 
     async fn events_after(&self, after: i64, limit: u32) -> StoreResult<Vec<SharedEvent>> {
+        let mut conn = self.conns.get().await?;
         let sql = self
             .dialect
             .sql(&format!(
@@ -979,16 +1047,19 @@ impl TxStore for SqlStore {
                 limit.max(1)
             ))
             .into_owned();
-        let rows = sqlx::query(&sql).bind(after).fetch_all(&self.pool).await?;
+        let rows = sqlx::query(&sql).bind(after).fetch_all(&mut *conn).await?;
+        conn.done();
         rows.iter().map(shared_event_from_row).collect()
     }
 
     async fn events_latest(&self, limit: u32) -> StoreResult<Vec<SharedEvent>> {
+        let mut conn = self.conns.get().await?;
         let sql = format!(
             "SELECT id, origin, at, payload FROM rte_events ORDER BY id DESC LIMIT {}",
             limit.max(1)
         );
-        let rows = sqlx::query(&sql).fetch_all(&self.pool).await?;
+        let rows = sqlx::query(&sql).fetch_all(&mut *conn).await?;
+        conn.done();
         let mut events = rows
             .iter()
             .map(shared_event_from_row)
@@ -998,40 +1069,46 @@ impl TxStore for SqlStore {
     }
 
     async fn purge_events(&self, before_ms: i64, batch: u32) -> StoreResult<u64> {
+        let mut conn = self.conns.get().await?;
         let sql = self
             .dialect
             .delete_batch("rte_events", "id", "at < ?", batch.max(1));
         let done = sqlx::query(&self.dialect.sql(&sql))
             .bind(before_ms)
-            .execute(&self.pool)
+            .execute(&mut *conn)
             .await?;
+        conn.done();
         Ok(done.rows_affected())
     }
 
     async fn host_beat(&self, host: &HostRecord, forget_before: i64) -> StoreResult<()> {
+        let mut conn = self.conns.get().await?;
         sqlx::query(&self.q.host_put)
             .bind(host.host_id.as_str())
             .bind(host.started_at)
             .bind(host.seen_at)
             .bind(host.info.as_str())
-            .execute(&self.pool)
+            .execute(&mut *conn)
             .await?;
         sqlx::query(&self.dialect.sql("DELETE FROM rte_hosts WHERE seen_at < ?"))
             .bind(forget_before)
-            .execute(&self.pool)
+            .execute(&mut *conn)
             .await?;
+        conn.done();
         Ok(())
     }
 
     async fn hosts(&self, seen_after: i64) -> StoreResult<Vec<HostRecord>> {
+        let mut conn = self.conns.get().await?;
         let sql = self.dialect.sql(
             "SELECT host_id, started_at, seen_at, info FROM rte_hosts WHERE seen_at >= ? \
              ORDER BY host_id",
         );
         let rows = sqlx::query(&sql)
             .bind(seen_after)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *conn)
             .await?;
+        conn.done();
         rows.iter()
             .map(|row| {
                 Ok(HostRecord {
@@ -1045,7 +1122,9 @@ impl TxStore for SqlStore {
     }
 
     async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        let mut conn = self.conns.get().await?;
+        sqlx::query("SELECT 1").execute(&mut *conn).await?;
+        conn.done();
         Ok(())
     }
 }
@@ -1053,6 +1132,27 @@ impl TxStore for SqlStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn active_and_terminal_statuses_split_every_status() {
+        use std::str::FromStr;
+        let names = |list: &str| -> Vec<String> {
+            list.trim_matches(|c| c == '(' || c == ')')
+                .split(", ")
+                .map(|s| s.trim_matches('\'').to_string())
+                .collect()
+        };
+        let (active, terminal) = (names(ACTIVE), names(TERMINAL));
+        for name in active.iter().chain(&terminal) {
+            let status = TxStatus::from_str(name).unwrap();
+            assert_eq!(status.is_terminal(), terminal.contains(name), "{name}");
+        }
+        assert_eq!(
+            active.len() + terminal.len(),
+            11,
+            "every status is in one list"
+        );
+    }
 
     #[test]
     fn passwords_never_reach_logs() {

@@ -1,0 +1,109 @@
+//! Connections kept between uses on the hot path. sqlx's pool tests every connection
+//! handed back to it with a round trip to the database, which would double the round
+//! trips of a one-statement commit; a connection used cleanly comes back here instead.
+//! One whose use failed goes back to the pool, which tests it and drops it if broken.
+
+use std::ops::{Deref, DerefMut};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AnyConnection, AnyPool};
+
+/// A connection idle longer than this goes back to the pool to be tested.
+const MAX_IDLE: Duration = Duration::from_secs(10);
+
+/// Connections checked out of the pool and idle, newest last.
+pub(super) struct Conns {
+    pool: AnyPool,
+    idle: Mutex<Vec<(PoolConnection<Any>, Instant)>>,
+    /// At most this many are kept, so the pool always has some for other work.
+    keep: usize,
+}
+
+impl Conns {
+    pub(super) fn new(pool: AnyPool, keep: usize) -> Self {
+        Self {
+            pool,
+            idle: Mutex::new(Vec::with_capacity(keep)),
+            keep,
+        }
+    }
+
+    /// A connection: the most recently used idle one, else one from the pool.
+    pub(super) async fn get(&self) -> Result<Conn<'_>, sqlx::Error> {
+        loop {
+            let cached = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+            match cached {
+                Some((conn, at)) if at.elapsed() < MAX_IDLE => return Ok(self.wrap(conn)),
+                // Stale: the pool tests it on return; the older ones are staler still.
+                Some((conn, _)) => {
+                    drop(conn);
+                    self.release();
+                }
+                None => break,
+            }
+        }
+        Ok(self.wrap(self.pool.acquire().await?))
+    }
+
+    /// Hand every idle connection back to the pool.
+    pub(super) fn release(&self) {
+        let idle = std::mem::take(&mut *self.idle.lock().unwrap_or_else(|p| p.into_inner()));
+        drop(idle);
+    }
+
+    fn wrap(&self, conn: PoolConnection<Any>) -> Conn<'_> {
+        Conn {
+            conn: Some(conn),
+            home: self,
+            clean: false,
+        }
+    }
+}
+
+/// A connection in use. Call [`Conn::done`] after a clean use to keep it for the next;
+/// dropped otherwise (an error on the way), it goes back to the pool to be tested.
+pub(super) struct Conn<'a> {
+    conn: Option<PoolConnection<Any>>,
+    home: &'a Conns,
+    clean: bool,
+}
+
+impl Conn<'_> {
+    /// The use went cleanly: keep the connection for the next one.
+    pub(super) fn done(mut self) {
+        self.clean = true;
+    }
+}
+
+impl Drop for Conn<'_> {
+    fn drop(&mut self) {
+        let Some(conn) = self.conn.take() else {
+            return;
+        };
+        if self.clean {
+            let mut idle = self.home.idle.lock().unwrap_or_else(|p| p.into_inner());
+            if idle.len() < self.home.keep {
+                idle.push((conn, Instant::now()));
+                return;
+            }
+        }
+        // Back to the pool (after the lock is released).
+        drop(conn);
+    }
+}
+
+impl Deref for Conn<'_> {
+    type Target = AnyConnection;
+
+    fn deref(&self) -> &AnyConnection {
+        self.conn.as_ref().expect("a connection until dropped")
+    }
+}
+
+impl DerefMut for Conn<'_> {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        self.conn.as_mut().expect("a connection until dropped")
+    }
+}
