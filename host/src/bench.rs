@@ -487,7 +487,15 @@ async fn baseline(
             let (pool, insert, payload, count) =
                 (pool.clone(), insert.clone(), payload.clone(), count.clone());
             tokio::spawn(async move {
-                let mut conn = pool.acquire().await?;
+                // Each writer holds one connection, as the engine's store does. Writers
+                // beyond the pool's size wait their turn like the engine's would.
+                let mut conn = loop {
+                    match tokio::time::timeout_at(deadline.into(), pool.acquire()).await {
+                        Err(_) => return Ok(()),
+                        Ok(Err(sqlx::Error::PoolTimedOut)) => continue,
+                        Ok(conn) => break conn?,
+                    }
+                };
                 while Instant::now() < deadline {
                     let mut tx = sqlx::Connection::begin(&mut *conn).await?;
                     sqlx::query(&insert)

@@ -407,6 +407,47 @@ async fn conformance(s: &dyn TxStore) -> anyhow::Result<()> {
         s.get("tx-a").await?.is_some(),
         "running sagas are never purged"
     );
+    // Requests with one key racing: one saga, every caller told its id, and no
+    // connection left inside the loser's transaction (the store keeps committing).
+    let racers = (0..8).map(|i| {
+        let mut t = tx(&format!("tx-race-{i}"), "transfer", TxStatus::Created, t0);
+        t.request_key = Some("req-race".into());
+        t
+    });
+    let racers: Vec<TxRecord> = racers.collect();
+    let racer_steps: Vec<Vec<StepRecord>> = racers.iter().map(|t| steps(&t.tx_id)).collect();
+    let outcomes = futures::future::join_all(
+        racers
+            .iter()
+            .zip(&racer_steps)
+            .map(|(t, st)| s.create(t, st)),
+    )
+    .await;
+    let created: Vec<&str> = outcomes
+        .iter()
+        .zip(&racers)
+        .filter(|(o, _)| matches!(o, Ok(CreateOutcome::Created)))
+        .map(|(_, t)| t.tx_id.as_str())
+        .collect();
+    assert_eq!(created.len(), 1, "{outcomes:?}");
+    for o in &outcomes {
+        match o {
+            Ok(CreateOutcome::Existing(id)) => assert_eq!(id, created[0]),
+            Ok(CreateOutcome::Created) => {}
+            Err(e) => panic!("a racing create failed: {e}"),
+        }
+    }
+    let (winner, winner_steps) = s.get(created[0]).await?.unwrap();
+    let mut moved = winner.clone();
+    moved.status = TxStatus::Executing;
+    let mut first = winner_steps[0].clone();
+    first.status = StepStatus::Executing;
+    for _ in 0..4 {
+        // Every kept connection is used at least once.
+        let v = s.commit(&Commit::new(&moved, &[&first])).await?;
+        moved.version = v;
+    }
+
     Ok(())
 }
 

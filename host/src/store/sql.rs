@@ -140,6 +140,11 @@ impl Statements {
                 Some(q) => q.as_str().into(),
                 None => pg_create(n).into(),
             }),
+            (Dialect::Sqlite, n) => Some(sqlite_script(&format!(
+                "{}; {}",
+                self.insert_tx,
+                self.insert_steps(n)
+            ))),
             _ => None,
         }
     }
@@ -153,6 +158,7 @@ impl Statements {
                 Some(q) => q.as_str().into(),
                 None => pg_commit(n).into(),
             }),
+            (Dialect::Sqlite, n) => Some(sqlite_commit(n).into()),
             _ => None,
         }
     }
@@ -204,6 +210,32 @@ fn pg_commit(n: usize) -> String {
             set.join(", ")
         ))
         .into_owned()
+}
+
+/// SQLite runs several statements sent as one (binding the arguments in order), so a
+/// transaction goes to its connection's thread in one message instead of one per
+/// statement. A failed script leaves the transaction open: see [`SqlStore::settle`].
+fn sqlite_script(body: &str) -> Cow<'static, str> {
+    format!("BEGIN IMMEDIATE; {body}; COMMIT").into()
+}
+
+/// The saga update and the step upserts as one SQLite script; the steps are written only
+/// when the update passed its version fence (`changes()` counts the update's rows). The
+/// script's one result row says how many saga rows it updated: the counts sqlx reports
+/// for a script also carry stale counts over from `BEGIN` and `COMMIT`.
+fn sqlite_commit(n: usize) -> String {
+    let set: Vec<String> = STEP_MUTABLE
+        .iter()
+        .map(|c| format!("{c} = excluded.{c}"))
+        .collect();
+    sqlite_script(&format!(
+        "{UPDATE_TX}; SELECT changes() AS written; \
+         INSERT INTO rte_steps ({STEP_COLS}) SELECT * FROM (VALUES {}) \
+         WHERE changes() = 1 ON CONFLICT (tx_id, step_index) DO UPDATE SET {}",
+        step_rows(n),
+        set.join(", ")
+    ))
+    .into_owned()
 }
 
 /// Step statements are prepared up to this many rows (a commit rarely touches more).
@@ -382,6 +414,10 @@ fn bind_step<'q>(
         .bind(step.finished_at)
 }
 
+/// SQLite writers let in at once: one writes while the next prepares, and the wait for
+/// the write lock stays short.
+const SQLITE_WRITERS: usize = 2;
+
 /// Shared events written per statement (well under every dialect's bind limit).
 const EVENT_ROWS: usize = 200;
 
@@ -397,6 +433,9 @@ fn shared_event_from_row(row: &AnyRow) -> StoreResult<SharedEvent> {
 /// A store over SQLite, PostgreSQL or MySQL/MariaDB.
 pub struct SqlStore {
     pool: AnyPool,
+    /// SQLite: writers in this process queue here, fairly, rather than in SQLite's busy
+    /// handler, which sleeps in steps of up to 100 ms and can starve a writer for seconds.
+    write_gate: Option<tokio::sync::Semaphore>,
     /// Connections kept between uses on the hot path (saga create, commit and read).
     conns: Conns,
     dialect: Dialect,
@@ -453,6 +492,8 @@ impl SqlStore {
         Ok(Self {
             // Keep a quarter of the pool for everything else.
             conns: Conns::new(pool.clone(), max_connections as usize * 3 / 4),
+            write_gate: (dialect == Dialect::Sqlite)
+                .then(|| tokio::sync::Semaphore::new(SQLITE_WRITERS)),
             pool,
             dialect,
             location: redact(&url),
@@ -476,6 +517,24 @@ impl SqlStore {
     /// The dialect in use.
     pub fn dialect(&self) -> Dialect {
         self.dialect
+    }
+
+    /// Wait for this process's turn to write, where the backend takes few writers at once.
+    async fn write_turn(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        match &self.write_gate {
+            Some(gate) => gate.acquire().await.ok(),
+            None => None,
+        }
+    }
+
+    /// After a script (see [`sqlite_script`]) failed part way, roll back what it began, so
+    /// the connection is not handed on inside an open transaction.
+    async fn settle<T>(&self, conn: &mut sqlx::AnyConnection, outcome: &Result<T, sqlx::Error>) {
+        if self.dialect == Dialect::Sqlite && outcome.is_err() {
+            use sqlx::Executor;
+            // Fails harmlessly when the script ended its transaction itself.
+            let _ = conn.execute("ROLLBACK").await;
+        }
     }
 
     /// Hand the connections kept between uses back to the pool (before using the pool
@@ -667,6 +726,7 @@ impl TxStore for SqlStore {
     }
 
     async fn create(&self, tx: &TxRecord, steps: &[StepRecord]) -> StoreResult<CreateOutcome> {
+        let _turn = self.write_turn().await;
         let mut conn = self.conns.get().await?;
         if let Some(key) = &tx.request_key {
             let existing: Option<String> = sqlx::query_scalar(&self.q.select_tx_by_request)
@@ -683,7 +743,9 @@ impl TxStore for SqlStore {
                 for step in steps {
                     query = bind_step(query, step);
                 }
-                query.execute(&mut *conn).await.map(|_| ())
+                let done = query.execute(&mut *conn).await.map(|_| ());
+                self.settle(&mut conn, &done).await;
+                done
             }
             None => create_in_transaction(&self.q, &mut conn, tx, steps).await,
         };
@@ -730,6 +792,7 @@ impl TxStore for SqlStore {
     }
 
     async fn commit(&self, c: &Commit<'_>) -> StoreResult<i64> {
+        let _turn = self.write_turn().await;
         let tx = c.tx;
         let next_version = tx.version + 1;
         let conflict = || StoreError::VersionConflict {
@@ -744,7 +807,17 @@ impl TxStore for SqlStore {
                 query = bind_step(query, step);
             }
             let mut conn = self.conns.get().await?;
-            let written = query.execute(&mut *conn).await?.rows_affected();
+            let written = if self.dialect == Dialect::Sqlite && !c.steps.is_empty() {
+                let done = query.fetch_all(&mut *conn).await;
+                self.settle(&mut conn, &done).await;
+                let rows = done?;
+                let row = rows.first().ok_or_else(|| {
+                    StoreError::Permanent("the commit script returned no count".into())
+                })?;
+                row.try_get::<i64, _>("written")? as u64
+            } else {
+                query.execute(&mut *conn).await?.rows_affected()
+            };
             conn.done();
             if written == 0 {
                 return Err(conflict());
@@ -935,6 +1008,7 @@ impl TxStore for SqlStore {
     }
 
     async fn append_history(&self, h: &HistoryEntry) -> StoreResult<()> {
+        let _turn = self.write_turn().await;
         let mut conn = self.conns.get().await?;
         sqlx::query(&self.q.history_insert)
             .bind(h.tx_id.as_str())
@@ -970,6 +1044,7 @@ impl TxStore for SqlStore {
     }
 
     async fn purge_idempotency(&self, now_ms: i64, batch: u32) -> StoreResult<u64> {
+        let _turn = self.write_turn().await;
         let mut conn = self.conns.get().await?;
         let sql = self.dialect.delete_batch(
             "rte_idempotency",
@@ -986,6 +1061,7 @@ impl TxStore for SqlStore {
     }
 
     async fn purge_finished(&self, before_ms: i64, batch: u32) -> StoreResult<u64> {
+        let _turn = self.write_turn().await;
         let mut conn = self.conns.get().await?;
         let select = format!(
             "SELECT tx_id FROM rte_transactions WHERE status IN {TERMINAL} \
@@ -1019,6 +1095,7 @@ impl TxStore for SqlStore {
     }
 
     async fn events_append(&self, origin: &str, events: &[(i64, String)]) -> StoreResult<()> {
+        let _turn = self.write_turn().await;
         let mut conn = self.conns.get().await?;
         for chunk in events.chunks(EVENT_ROWS) {
             let rows = vec!["(?, ?, ?)"; chunk.len()].join(", ");
@@ -1069,6 +1146,7 @@ impl TxStore for SqlStore {
     }
 
     async fn purge_events(&self, before_ms: i64, batch: u32) -> StoreResult<u64> {
+        let _turn = self.write_turn().await;
         let mut conn = self.conns.get().await?;
         let sql = self
             .dialect
@@ -1082,6 +1160,7 @@ impl TxStore for SqlStore {
     }
 
     async fn host_beat(&self, host: &HostRecord, forget_before: i64) -> StoreResult<()> {
+        let _turn = self.write_turn().await;
         let mut conn = self.conns.get().await?;
         sqlx::query(&self.q.host_put)
             .bind(host.host_id.as_str())
