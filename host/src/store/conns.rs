@@ -62,6 +62,19 @@ impl Conns {
     }
 }
 
+impl Drop for Conns {
+    fn drop(&mut self) {
+        let idle = std::mem::take(self.idle.get_mut().unwrap_or_else(|p| p.into_inner()));
+        if tokio::runtime::Handle::try_current().is_err() {
+            // A pool connection returns itself through a task, which needs a runtime:
+            // without one (a store dropped after its runtime ended), close them here.
+            for (conn, _) in idle {
+                drop(conn.detach());
+            }
+        }
+    }
+}
+
 /// A connection in use. Call [`Conn::done`] after a clean use to keep it for the next;
 /// dropped otherwise (an error on the way), it goes back to the pool to be tested.
 pub(super) struct Conn<'a> {

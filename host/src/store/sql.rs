@@ -1213,6 +1213,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_store_outlives_its_runtime_without_panicking() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let store = rt.block_on(async {
+            let store = SqlStore::connect(&url).await.unwrap();
+            store.migrate().await.unwrap();
+            // Leaves connections kept between uses.
+            assert!(store.get("none").await.unwrap().is_none());
+            store
+        });
+        drop(rt);
+        drop(store);
+    }
+
+    #[test]
     fn active_and_terminal_statuses_split_every_status() {
         use std::str::FromStr;
         let names = |list: &str| -> Vec<String> {
