@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::breaker::BreakerStatus;
 use crate::engine::Engine;
 use crate::recovery::{RecoveryStatsView, RecoveryWorker};
 use crate::store::{HostRecord, StoreResult, now_ms};
@@ -26,6 +27,9 @@ pub struct HostReport {
     pub recovery: RecoveryStatsView,
     /// Digest of the version serving, by plugin file.
     pub plugins: BTreeMap<String, String>,
+    /// Its circuit breakers (the same on every host when they live in Redis).
+    #[serde(default)]
+    pub circuit_breakers: Vec<BreakerStatus>,
 }
 
 /// One live host, as the database knows it.
@@ -45,7 +49,7 @@ pub struct HostView {
 }
 
 /// This host's report, as of now.
-pub fn report(engine: &Engine, recovery: &RecoveryWorker) -> HostReport {
+pub async fn report(engine: &Engine, recovery: &RecoveryWorker) -> HostReport {
     HostReport {
         recovery: recovery.stats(),
         plugins: engine
@@ -54,6 +58,7 @@ pub fn report(engine: &Engine, recovery: &RecoveryWorker) -> HostReport {
             .into_iter()
             .filter_map(|p| p.digest.map(|d| (p.file, d)))
             .collect(),
+        circuit_breakers: engine.breakers().list().await,
     }
 }
 
@@ -68,7 +73,8 @@ pub async fn report_now(
         host_id: engine.host_id().to_string(),
         started_at,
         seen_at: now,
-        info: serde_json::to_string(&report(engine, recovery)).unwrap_or_else(|_| "{}".into()),
+        info: serde_json::to_string(&report(engine, recovery).await)
+            .unwrap_or_else(|_| "{}".into()),
     };
     engine
         .store()
@@ -137,7 +143,7 @@ pub async fn live_hosts(engine: &Engine) -> StoreResult<Vec<HostView>> {
 /// database has not heard from it yet, or cannot be read).
 pub async fn hosts_with(engine: &Engine, recovery: &RecoveryWorker) -> Vec<HostView> {
     let mut hosts = live_hosts(engine).await.unwrap_or_default();
-    let fresh = report(engine, recovery);
+    let fresh = report(engine, recovery).await;
     match hosts.iter_mut().find(|h| h.this_host) {
         Some(own) => {
             own.report = fresh;

@@ -413,6 +413,22 @@ async fn hosts_on_one_database_share_events_without_redis() -> anyhow::Result<()
         for key in ["scanned", "processed", "failed"] {
             assert_eq!(rec_a[key], rec_b[key], "{key}: {rec_a} against {rec_b}");
         }
+        // Without Redis each host keeps its own breakers; every host lists them all.
+        let (_, br) = a.get("/api/circuit-breakers").await?;
+        assert_eq!(br["shared"], false, "{br}");
+        let br_hosts = br["hosts"].as_array().unwrap();
+        assert_eq!(br_hosts.len(), 2, "{br}");
+        assert_eq!(br_hosts[0]["this_host"], true);
+        assert!(
+            br_hosts[0]["circuit_breakers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|b| b["service"] == "testkit" && b["total_successes"] == 1),
+            "A's own breaker saw its step: {br}"
+        );
+        let (_, br_b) = b.get("/api/circuit-breakers").await?;
+        assert_eq!(br_b["hosts"].as_array().unwrap().len(), 2, "{br_b}");
         let (_, plugins) = a.get("/api/plugins").await?;
         assert_eq!(plugins["same_on_every_host"], true, "{plugins}");
         assert_eq!(plugins["hosts"].as_array().unwrap().len(), 2);

@@ -104,6 +104,11 @@ async fn two_hosts_share_circuit_breakers_through_redis() -> anyhow::Result<()> 
         .post("/api/circuit-breakers/nothing/reset", json!({}))
         .await?;
     assert_eq!(status, 404);
+    let (_, listed) = b.get("/api/circuit-breakers").await?;
+    assert_eq!(
+        listed["shared"], true,
+        "breakers in Redis are every host's: {listed}"
+    );
     // The transitions were announced as events.
     let (_, opened) = a.get("/api/events?type=circuit.opened").await?;
     assert!(!opened["events"].as_array().unwrap().is_empty());

@@ -120,15 +120,41 @@ pub async fn plugins(State(state): State<AppState>) -> Json<PluginsResponse> {
 /// Circuit breakers.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct BreakersResponse {
-    /// One per service that has seen calls.
+    /// One per service that has seen calls, on the host answering.
+    pub circuit_breakers: Vec<BreakerStatus>,
+    /// Whether every host shares these breakers (they live in Redis); otherwise each host
+    /// keeps its own, listed under `hosts`.
+    pub shared: bool,
+    /// Each live host's breakers, this host first.
+    pub hosts: Vec<HostBreakers>,
+}
+
+/// One host's circuit breakers.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HostBreakers {
+    /// The host.
+    pub host_id: String,
+    /// Whether it is the host answering.
+    pub this_host: bool,
+    /// Its breakers.
     pub circuit_breakers: Vec<BreakerStatus>,
 }
 
-/// Circuit breakers and their states.
+/// Circuit breakers and their states, with every host's where each keeps its own.
 #[utoipa::path(get, path = "/circuit-breakers", tag = "circuit-breakers", responses((status = 200, body = BreakersResponse)))]
 pub async fn breakers(State(state): State<AppState>) -> Json<BreakersResponse> {
+    let hosts = crate::cluster::hosts_with(&state.engine, &state.recovery).await;
     Json(BreakersResponse {
         circuit_breakers: state.engine.breakers().list().await,
+        shared: state.engine.breakers().is_shared(),
+        hosts: hosts
+            .into_iter()
+            .map(|h| HostBreakers {
+                host_id: h.host_id,
+                this_host: h.this_host,
+                circuit_breakers: h.report.circuit_breakers,
+            })
+            .collect(),
     })
 }
 

@@ -123,7 +123,7 @@ impl Breaker {
 }
 
 /// A breaker's state, for the admin API.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BreakerStatus {
     /// The service.
     pub service: String,
@@ -172,6 +172,11 @@ impl Breakers {
             backend,
             events,
         })
+    }
+
+    /// Whether every host sees the same breakers (they live in Redis).
+    pub fn is_shared(&self) -> bool {
+        matches!(self.backend, Backend::Redis(_))
     }
 
     /// One line for startup logs.
