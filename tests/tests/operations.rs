@@ -484,3 +484,82 @@ async fn each_action_is_allowed_or_refused_by_status() -> anyhow::Result<()> {
     h.stop().await;
     Ok(())
 }
+
+/// A saga that keeps getting stuck is resumed `max_retries × 4` times, then left to an
+/// operator: recovery stops taking it, says so once with `alert.critical`, and records why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recovery_gives_up_on_a_saga_stuck_too_often() -> anyhow::Result<()> {
+    let h = TestHost::start(HostOptions {
+        configure: |c| {
+            c.stuck_threshold = Duration::from_secs(60);
+            c.max_retries = 1;
+        },
+        ..HostOptions::default()
+    })
+    .await?;
+    let tx_id = plant(
+        &h,
+        &[("test_ok", StepStatus::Executing, None)],
+        TxStatus::Executing,
+        0,
+        json!({}),
+    )
+    .await?;
+    // Four earlier recoveries on record (max_retries 1 × 4), none of which finished it.
+    let store = h.engine().store();
+    for n in 0..4 {
+        store
+            .append_history(&rte_tests::rte_host::store::HistoryEntry {
+                tx_id: tx_id.clone(),
+                at: now_ms() - 3_000_000 + n,
+                kind: "recovery".into(),
+                message: format!("resumed (earlier run {n})"),
+            })
+            .await?;
+    }
+    let before = h.host.recovery.stats().failed;
+    assert_eq!(h.host.recovery.scan_once().await?, 0, "not resumed again");
+    assert_eq!(h.host.recovery.scan_once().await?, 0);
+    let (_, v) = h.get(&format!("/api/transactions/{tx_id}")).await?;
+    assert_eq!(v["status"], "EXECUTING", "left as it was: {v}");
+    let kinds: Vec<&str> = v["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "recovery",
+            "recovery",
+            "recovery",
+            "recovery",
+            "recovery_given_up"
+        ],
+        "{v}"
+    );
+    let (_, ev) = h
+        .get(&format!("/api/events?tx_id={tx_id}&type=alert.critical"))
+        .await?;
+    let alerts = ev["events"].as_array().unwrap();
+    assert_eq!(alerts.len(), 1, "told once, not at every scan: {ev}");
+    assert!(
+        alerts[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("needs an operator"),
+        "{ev}"
+    );
+    assert_eq!(h.host.recovery.stats().failed, before + 1);
+    // An operator can still end it.
+    let (status, _) = h
+        .post(
+            &format!("/api/transactions/{tx_id}/force-complete"),
+            json!({"reason": "checked by hand"}),
+        )
+        .await?;
+    assert_eq!(status, 200);
+    h.stop().await;
+    Ok(())
+}
