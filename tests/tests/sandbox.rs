@@ -353,6 +353,22 @@ async fn manifest_limits_apply_and_an_impossible_grant_is_refused() -> anyhow::R
     assert!(err.contains("limits.memory_mb = 1048576"), "{testkit}");
     assert_eq!(testkit["limits"]["memory_bytes"], 16 << 20, "{testkit}");
     assert_healthy(&h).await?;
+    // So is a deadline no step should have (and one past any clock's range).
+    std::fs::write(
+        h.dir.path().join("plugins").join("testkit.toml"),
+        "[limits]\ntimeout = \"500years\"\n",
+    )?;
+    let plugins = plugins_once(&h, |ps| {
+        ps.iter().find(is_testkit).is_some_and(|p| {
+            p["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("limits.timeout"))
+        })
+    })
+    .await?;
+    let testkit = plugins.iter().find(is_testkit).unwrap();
+    assert_eq!(testkit["limits"]["memory_bytes"], 16 << 20, "{testkit}");
+    assert_healthy(&h).await?;
     h.stop().await;
     Ok(())
 }

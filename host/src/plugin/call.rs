@@ -210,7 +210,7 @@ impl PluginRuntime {
             .await?
             .value
         {
-            CallValue::Key(key) => Ok(key),
+            CallValue::Key(key) => Ok(key.map(bounded_key)),
             _ => unreachable!("idempotency-key returns a key"),
         }
     }
@@ -411,5 +411,40 @@ fn trap_failure(err: &wasmtime::Error, limits: super::Limits, stderr: String) ->
         CallFailure::new(kind, what)
     } else {
         CallFailure::new(kind, format!("{what}; plugin stderr: {stderr}"))
+    }
+}
+
+/// Longest idempotency key stored as the plugin gave it.
+const MAX_KEY_LEN: usize = 128;
+
+/// A plugin's idempotency key, fit for storage: a longer one is replaced by its SHA-256
+/// (still one key per distinct value), so no plugin can overflow the key column.
+fn bounded_key(key: String) -> String {
+    if key.len() <= MAX_KEY_LEN {
+        return key;
+    }
+    use sha2::{Digest, Sha256};
+    format!("sha256:{}", hex::encode(Sha256::digest(key.as_bytes())))
+}
+
+#[cfg(test)]
+mod key_tests {
+    use super::*;
+
+    #[test]
+    fn long_idempotency_keys_are_hashed_short_ones_kept() {
+        assert_eq!(bounded_key("transfer:42".into()), "transfer:42");
+        let long = "k".repeat(10_000);
+        let hashed = bounded_key(long.clone());
+        assert!(
+            hashed.starts_with("sha256:") && hashed.len() == 7 + 64,
+            "{hashed}"
+        );
+        assert_eq!(
+            hashed,
+            bounded_key(long),
+            "the same key maps to the same digest"
+        );
+        assert_ne!(hashed, bounded_key("k".repeat(10_001)));
     }
 }

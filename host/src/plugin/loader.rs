@@ -141,12 +141,26 @@ fn limits(options: &RuntimeOptions, manifest: &Manifest) -> Result<Limits, Strin
             .checked_mul(1 << 10)
             .ok_or_else(|| format!("limits.max_output_kb = {kb} is too large"))?,
     };
+    let timeout = match wanted.timeout {
+        None => defaults.timeout,
+        Some(t) if !t.is_zero() && t <= MAX_STEP_TIMEOUT => t,
+        Some(t) => {
+            return Err(format!(
+                "limits.timeout = {} is outside (0, {}]",
+                humantime::format_duration(t),
+                humantime::format_duration(MAX_STEP_TIMEOUT)
+            ));
+        }
+    };
     Ok(Limits {
         memory_bytes,
-        timeout: wanted.timeout.unwrap_or(defaults.timeout),
+        timeout,
         max_output_bytes,
     })
 }
+
+/// Longest step deadline a manifest may ask for (a saga's own timeout still bounds it).
+const MAX_STEP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 /// Compile `bytes`, or load the artifact cached for their digest and this engine; returns
 /// the component and the digest. Hashing and compiling run on the blocking pool, one file
