@@ -320,3 +320,66 @@ async fn a_removed_file_unloads_its_steps() -> anyhow::Result<()> {
     h.stop().await;
     Ok(())
 }
+
+/// Compiled artifacts that no loaded plugin uses are deleted once an hour old: the disk
+/// cache does not grow with every version ever loaded, and a fresh artifact (perhaps
+/// another host's, mid-load) is left alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unused_compiled_plugins_are_removed_from_the_cache() -> anyhow::Result<()> {
+    use rte_tests::rte_host::plugin::{Limits, PluginRuntime, RuntimeOptions};
+    let dir = tempfile::tempdir()?;
+    let plugins = dir.path().join("plugins");
+    let cache = plugins.join(".rte-cache");
+    std::fs::create_dir_all(&cache)?;
+    std::fs::copy(rte_tests::plugin("testkit"), plugins.join("testkit.wasm"))?;
+    let two_hours_ago = std::time::SystemTime::now() - Duration::from_secs(7200);
+    let mut stale = Vec::new();
+    for name in [
+        "0123456789abcdef0123456789abcdef-00000000000000aa.cwasm",
+        "x.cwasm.tmp42",
+    ] {
+        let f = std::fs::File::create(cache.join(name))?;
+        f.set_modified(two_hours_ago)?;
+        stale.push(cache.join(name));
+    }
+    let fresh = cache.join("fedcba9876543210fedcba9876543210-00000000000000bb.cwasm");
+    std::fs::write(&fresh, b"another host's, just written")?;
+    let unrelated = cache.join("notes.txt");
+    std::fs::File::create(&unrelated)?.set_modified(two_hours_ago)?;
+
+    let runtime = PluginRuntime::new(RuntimeOptions {
+        limits: Limits {
+            memory_bytes: 64 << 20,
+            timeout: Duration::from_secs(5),
+            max_output_bytes: 1 << 20,
+        },
+        cache_dir: Some(cache.clone()),
+        max_instances: 16,
+    })?;
+    assert!(runtime.load_dir(&plugins).await.is_empty());
+    for path in &stale {
+        assert!(!path.exists(), "{} should be gone", path.display());
+    }
+    assert!(fresh.exists(), "a young artifact stays");
+    assert!(unrelated.exists(), "only artifacts are touched");
+    let artifacts: Vec<String> = std::fs::read_dir(&cache)?
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".cwasm"))
+        .collect();
+    assert_eq!(
+        artifacts.len(),
+        2,
+        "testkit's own and the young one: {artifacts:?}"
+    );
+    // Aged, testkit's own artifact still stays: it is in use.
+    for name in &artifacts {
+        std::fs::File::options()
+            .write(true)
+            .open(cache.join(name))?
+            .set_modified(two_hours_ago)?;
+    }
+    assert_eq!(runtime.prune_cache(), 1, "only the unused one goes");
+    assert!(!fresh.exists());
+    Ok(())
+}

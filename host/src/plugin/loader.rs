@@ -245,7 +245,49 @@ fn cache_key(engine: &Engine, digest: &str) -> String {
     format!("{}-{:016x}", &digest[..32], h.finish())
 }
 
+/// Cached artifacts no loaded plugin uses are deleted once they are this old (younger
+/// ones may belong to another host sharing the directory, mid-load).
+const CACHE_KEEP_UNUSED: std::time::Duration = std::time::Duration::from_secs(3600);
+
 impl PluginRuntime {
+    /// Delete cached artifacts that no loaded plugin uses (older versions, other engine
+    /// builds) and leftovers of interrupted writes, once they are an hour old. Returns how
+    /// many files went.
+    pub fn prune_cache(&self) -> usize {
+        let Some(dir) = &self.options.cache_dir else {
+            return 0;
+        };
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return 0;
+        };
+        let in_use: HashSet<String> = self
+            .registry
+            .load()
+            .by_file
+            .values()
+            .map(|p| format!("{}.cwasm", cache_key(&self.engine, &p.digest)))
+            .collect();
+        let mut removed = 0;
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let ours = name.ends_with(".cwasm") || name.contains(".tmp");
+            let old = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| SystemTime::now().duration_since(t).ok())
+                .is_some_and(|age| age >= CACHE_KEEP_UNUSED);
+            if ours && old && !in_use.contains(&name) && std::fs::remove_file(entry.path()).is_ok()
+            {
+                removed += 1;
+            }
+        }
+        if removed > 0 {
+            tracing::info!(removed, dir = %dir.display(), "removed unused compiled plugins");
+        }
+        removed
+    }
+
     /// Ask a freshly loaded component for its steps, in a sandbox like any call.
     async fn call_steps(
         &self,

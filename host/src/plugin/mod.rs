@@ -209,6 +209,7 @@ impl PluginRuntime {
                 failures.push(e);
             }
         }
+        self.prune_cache();
         failures
     }
 
