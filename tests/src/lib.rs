@@ -191,6 +191,8 @@ pub struct HostOptions {
     pub database_url: Option<String>,
     /// Share locks and breakers through the loopback Redis, under this key prefix.
     pub redis_prefix: Option<String>,
+    /// Use this Redis instead of the loopback one (under `redis_prefix`, or `rte-test:`).
+    pub redis_url: Option<String>,
 }
 
 impl Default for HostOptions {
@@ -202,6 +204,7 @@ impl Default for HostOptions {
             configure: |_| {},
             database_url: None,
             redis_prefix: None,
+            redis_url: None,
         }
     }
 }
@@ -262,6 +265,12 @@ impl TestHost {
         if let Some(prefix) = &options.redis_prefix {
             config.redis_url = Some("redis://127.0.0.1:6379".into());
             config.redis_prefix = prefix.clone();
+        }
+        if let Some(url) = &options.redis_url {
+            config.redis_url = Some(url.clone());
+            if options.redis_prefix.is_none() {
+                config.redis_prefix = "rte-test:".into();
+            }
         }
         (options.configure)(&mut config);
         let host = rte_host::server::Host::start_with_cache(config, Some(artifact_cache())).await?;

@@ -406,3 +406,102 @@ async fn a_dead_redis_is_an_error_not_a_hang() {
         sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Redis dies while a saga's step runs. The saga cannot keep its lock, so it stops at its
+/// next write instead of carrying on unguarded; once Redis is back, recovery resumes it
+/// and it finishes, with each counting step counted once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_saga_whose_redis_dies_mid_step_pauses_then_finishes() -> anyhow::Result<()> {
+    use serde_json::json;
+    let Some(mut server) = OwnRedis::start(free_port()).await else {
+        return Ok(());
+    };
+    let port = server.port;
+    let h = rte_tests::TestHost::start(rte_tests::HostOptions {
+        plugins: vec!["testkit"],
+        redis_url: Some(server.url()),
+        configure: |c| {
+            c.lock_ttl = Duration::from_secs(2);
+            c.lock_extend_period = Duration::from_millis(200);
+            // Longer than the sleeping step, so recovery never takes a saga still running.
+            c.stuck_threshold = Duration::from_secs(3);
+            c.recovery_interval = Duration::from_millis(500);
+            c.step_timeout = Duration::from_secs(10);
+        },
+        ..rte_tests::HostOptions::default()
+    })
+    .await?;
+    let (status, v) = h
+        .post(
+            "/api/transactions",
+            json!({
+                "steps": ["test_kv_counter", "test_sleep", "test_kv_counter"],
+                "lock_keys": ["acct:mid-saga"],
+                "input": {"sleep_ms": 1500, "key": "mid-saga"}
+            }),
+        )
+        .await?;
+    assert_eq!(status, 201, "{v}");
+    let tx_id = v["tx_id"].as_str().unwrap().to_string();
+    let path = format!("/api/transactions/{tx_id}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, t) = h.get(&path).await?;
+        if t["steps"][1]["status"] == "EXECUTING" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the sleeping step never started: {t}"
+        );
+        sleep(Duration::from_millis(20)).await;
+    }
+    server.child.kill().await?;
+    drop(server);
+
+    // The step ends while Redis is away: its result is not written, the saga waits.
+    sleep(Duration::from_millis(2000)).await;
+    let (_, paused) = h.get(&path).await?;
+    assert_eq!(paused["status"], "EXECUTING", "{paused}");
+    assert_eq!(paused["steps"][1]["status"], "EXECUTING", "{paused}");
+    assert_eq!(paused["steps"][2]["status"], "PENDING", "{paused}");
+    let (_, lost) = h
+        .get(&format!("/api/events?tx_id={tx_id}&type=alert.warning"))
+        .await?;
+    assert!(
+        lost["events"][0]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("lost lock")),
+        "{lost}"
+    );
+
+    let Some(_back) = OwnRedis::start(port).await else {
+        return Ok(());
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let done = loop {
+        let (_, t) = h.get(&path).await?;
+        if t["status"] == "COMPLETED" {
+            break t;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the saga did not finish after Redis came back: {t}"
+        );
+        sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        done["output"]["count"], 2,
+        "each counting step counted once: {done}"
+    );
+    assert!(
+        done["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "recovery"),
+        "{done}"
+    );
+    h.stop().await;
+    Ok(())
+}
