@@ -160,6 +160,24 @@ export interface Breaker {
   total_successes: number;
 }
 
+/** One live host's circuit breakers. */
+export interface HostBreakers {
+  host_id: string;
+  /** The host that answered the request. */
+  this_host: boolean;
+  circuit_breakers: Breaker[];
+}
+
+/**
+ * `/api/circuit-breakers`: this host's breakers; whether every host shares them (they live in
+ * Redis); each live host's, this host first. `shared` and `hosts` are missing on older hosts.
+ */
+export interface BreakersResponse {
+  circuit_breakers: Breaker[];
+  shared?: boolean;
+  hosts?: HostBreakers[];
+}
+
 export interface RteEvent {
   type: string;
   tx_id: string | null;

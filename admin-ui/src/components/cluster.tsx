@@ -1,14 +1,20 @@
 // The hosts sharing one database: each host's recovery worker, and plugin versions that differ.
 
-import { hostCount, pluginDifferences, shortDigest } from "../lib/cluster";
+import { hostCount, pluginDifferences, shortDigest, shortHostId } from "../lib/cluster";
 import { formatAgo, formatShortTime, formatTime } from "../lib/format";
 import type { HostPlugins, HostRecovery } from "../types";
 
-/** A host id, marked when it is the host answering. */
-export function HostName({ id, thisHost }: { id: string; thisHost: boolean }) {
+/** A host id (`short`: shortened, the full id in its title), marked when it is the host answering. */
+export function HostName({ id, thisHost, short = false }: { id: string; thisHost: boolean; short?: boolean }) {
   return (
     <>
-      <span class="mono">{id}</span>
+      {short ? (
+        <span class="mono" title={id}>
+          {shortHostId(id)}
+        </span>
+      ) : (
+        <span class="mono">{id}</span>
+      )}
       {thisHost ? (
         <>
           {" "}

@@ -1,6 +1,6 @@
 import { expect, it } from "vitest";
 import type { HostPlugins } from "../types";
-import { hostCount, pluginDifferences, shortDigest } from "./cluster";
+import { hostCount, pluginDifferences, shortDigest, shortHostId } from "./cluster";
 
 const A = "a".repeat(64);
 const B = "b".repeat(64);
@@ -44,4 +44,10 @@ it("shortens digests and counts hosts", () => {
   expect(shortDigest("0123456789abcdef0123")).toBe("0123456789ab");
   expect(hostCount(1)).toBe("1 host");
   expect(hostCount(3)).toBe("3 hosts");
+});
+
+it("shortens host ids to their prefix and random end", () => {
+  expect(shortHostId("host-0192f3a1b2c34d5e8f60718293a4b5c6")).toBe("host-…93a4b5c6");
+  expect(shortHostId("host-a")).toBe("host-a");
+  expect(shortHostId("a-very-long-custom-host-name-01")).toBe("a-very-l…-name-01");
 });

@@ -43,3 +43,12 @@ export function pluginDifferences(hosts: HostPlugins[]): PluginDifference[] {
 export function hostCount(n: number): string {
   return `${n} host${n === 1 ? "" : "s"}`;
 }
+
+/**
+ * A host id short enough for a table header: `host-` ids (a UUIDv7, whose start is a timestamp
+ * alike for hosts started together) keep their prefix and the random last 8 digits.
+ */
+export function shortHostId(id: string): string {
+  const m = /^(host-)[0-9a-f]{24,}$/i.exec(id);
+  return m ? `${m[1]}…${id.slice(-8)}` : id.length > 20 ? `${id.slice(0, 8)}…${id.slice(-8)}` : id;
+}

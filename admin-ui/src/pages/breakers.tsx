@@ -1,14 +1,15 @@
-// Circuit breakers: state, counts, reset.
+// Circuit breakers: state, counts, reset; where each host keeps its own, every host's states.
 
 import { useEffect, useState } from "preact/hooks";
 import { api, ApiError } from "../api";
+import { BreakerHostsView } from "../components/breakers";
 import { Empty, ErrorState, Loading, PageHeader, StatusBadge } from "../components/ui";
 import { useApi } from "../hooks";
 import { subscribe } from "../stream";
-import type { Breaker } from "../types";
+import type { BreakersResponse } from "../types";
 
 export function Breakers() {
-  const list = useApi<{ circuit_breakers: Breaker[] }>("/api/circuit-breakers", 5000);
+  const list = useApi<BreakersResponse>("/api/circuit-breakers", 5000);
   const [busy, setBusy] = useState<string | null>(null);
   const [message, setMessage] = useState<{ ok: boolean; text: string } | null>(null);
   useEffect(() => subscribe((e) => e.type.startsWith("circuit.") && list.reload()), [list.reload]);
@@ -48,49 +49,54 @@ export function Breakers() {
         <ErrorState error={list.error} what="circuit breakers" onRetry={list.reload} />
       ) : !list.data ? (
         <Loading />
-      ) : rows.length === 0 ? (
-        <Empty title="No circuit breakers yet">A breaker appears the first time a step of its service is called.</Empty>
       ) : (
-        <div class="table-wrap">
-          <table>
-            <thead>
-              <tr>
-                <th scope="col">Service</th>
-                <th scope="col">State</th>
-                <th scope="col" class="num">
-                  Consecutive failures
-                </th>
-                <th scope="col" class="num">
-                  Total failures
-                </th>
-                <th scope="col" class="num">
-                  Total successes
-                </th>
-                <th scope="col">
-                  <span class="sr-only">Actions</span>
-                </th>
-              </tr>
-            </thead>
-            <tbody>
-              {rows.map((b) => (
-                <tr key={b.service}>
-                  <th scope="row">{b.service}</th>
-                  <td>
-                    <StatusBadge status={b.state} />
-                  </td>
-                  <td class="num">{b.consecutive_failures}</td>
-                  <td class="num">{b.total_failures}</td>
-                  <td class="num">{b.total_successes}</td>
-                  <td class="actions">
-                    <button type="button" class="btn btn-small" disabled={busy === b.service} onClick={() => reset(b.service)} aria-label={`Reset breaker ${b.service}`}>
-                      {busy === b.service ? "Resetting…" : "Reset"}
-                    </button>
-                  </td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </div>
+        <>
+          {rows.length === 0 ? (
+            <Empty title="No circuit breakers yet">A breaker appears the first time a step of its service is called.</Empty>
+          ) : (
+            <div class="table-wrap">
+              <table>
+                <thead>
+                  <tr>
+                    <th scope="col">Service</th>
+                    <th scope="col">State</th>
+                    <th scope="col" class="num">
+                      Consecutive failures
+                    </th>
+                    <th scope="col" class="num">
+                      Total failures
+                    </th>
+                    <th scope="col" class="num">
+                      Total successes
+                    </th>
+                    <th scope="col">
+                      <span class="sr-only">Actions</span>
+                    </th>
+                  </tr>
+                </thead>
+                <tbody>
+                  {rows.map((b) => (
+                    <tr key={b.service}>
+                      <th scope="row">{b.service}</th>
+                      <td>
+                        <StatusBadge status={b.state} />
+                      </td>
+                      <td class="num">{b.consecutive_failures}</td>
+                      <td class="num">{b.total_failures}</td>
+                      <td class="num">{b.total_successes}</td>
+                      <td class="actions">
+                        <button type="button" class="btn btn-small" disabled={busy === b.service} onClick={() => reset(b.service)} aria-label={`Reset breaker ${b.service}`}>
+                          {busy === b.service ? "Resetting…" : "Reset"}
+                        </button>
+                      </td>
+                    </tr>
+                  ))}
+                </tbody>
+              </table>
+            </div>
+          )}
+          <BreakerHostsView shared={list.data.shared} hosts={list.data.hosts} />
+        </>
       )}
     </>
   );
