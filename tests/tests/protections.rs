@@ -168,6 +168,14 @@ async fn a_rerun_after_a_lost_host_debits_once() -> anyhow::Result<()> {
         .filter(|e| e["data"]["idempotent_replay"] == true)
         .count();
     assert_eq!(replays, 3, "every step reused its stored output: {ev}");
+    let (_, started) = h
+        .get(&format!("/api/events?tx_id={tx_id}&type=step.started"))
+        .await?;
+    assert_eq!(
+        started["events"].as_array().unwrap().len(),
+        3,
+        "execute ran in the first pass only, never for a replay: {started}"
+    );
     h.stop().await;
     Ok(())
 }

@@ -13,7 +13,7 @@ use super::{Engine, StepStatus, TxStatus, backoff};
 use crate::error::{Error, Result};
 use crate::events::{Event, kinds};
 use crate::lock;
-use crate::plugin::{CallFailure, FailureKind, LoadedPlugin, StepCall};
+use crate::plugin::{CallFailure, FailureKind, Keyed, LoadedPlugin, StepCall};
 use crate::store::{
     Commit, HistoryEntry, IdempotencyRecord, KvWrite, StepRecord, StoreError, TxRecord, now_ms,
 };
@@ -450,35 +450,37 @@ impl SagaRun {
     {
         let inner = &self.engine.inner;
         let store = inner.store.clone();
-        let key = if supports_idempotency {
-            inner
-                .plugins
-                .idempotency_key(plugin, call, store.clone())
-                .await?
-        } else {
-            None
-        };
-        if let Some(key) = &key {
-            match store.idempotency_get(key, now_ms()).await {
-                Ok(Some(text)) => {
-                    let outputs = serde_json::from_str(&text).unwrap_or_default();
-                    return Ok((outputs, Vec::new(), Some(key.clone()), true));
-                }
-                Ok(None) => {}
-                Err(e) => return Err(CallFailure::new(FailureKind::Unavailable, e.to_string())),
+        let started = {
+            let (events, event, step) = (
+                inner.events.clone(),
+                self.event(kinds::STEP_STARTED)
+                    .step(&call.step_name)
+                    .with("attempt", call.attempt),
+                call.step_name.clone(),
+            );
+            move || {
+                events.publish(event);
+                telemetry::metrics()
+                    .step_started
+                    .with_label_values(&[step.as_str()])
+                    .inc();
             }
+        };
+        if !supports_idempotency {
+            started();
+            let out = inner.plugins.execute(plugin, call, store).await?;
+            return Ok((out.value, out.kv, None, false));
         }
-        self.events().publish(
-            self.event(kinds::STEP_STARTED)
-                .step(&call.step_name)
-                .with("attempt", call.attempt),
-        );
-        telemetry::metrics()
-            .step_started
-            .with_label_values(&[call.step_name.as_str()])
-            .inc();
-        let out = inner.plugins.execute(plugin, call, store).await?;
-        Ok((out.value, out.kv, key, false))
+        // Key, look-up and execute in one instance; a key already completed replays its
+        // stored output without running execute.
+        let out = inner
+            .plugins
+            .execute_keyed(plugin, call, store, Box::new(started))
+            .await?;
+        Ok(match out.value {
+            Keyed::Replayed { key, outputs } => (outputs, Vec::new(), Some(key), true),
+            Keyed::Ran { key, outputs } => (outputs, out.kv, key, false),
+        })
     }
 
     async fn complete_step(

@@ -121,6 +121,9 @@ pub struct CallOutput<T> {
 pub(super) enum CallKind {
     Steps,
     Execute,
+    /// The step's idempotency key, a look-up of that key's stored output, and execute
+    /// only when there is none: all in one instance.
+    KeyedExecute,
     Compensate,
     IdempotencyKey,
 }
@@ -130,7 +133,7 @@ impl CallKind {
     fn label(self) -> &'static str {
         match self {
             CallKind::Steps => "steps",
-            CallKind::Execute => "execute",
+            CallKind::Execute | CallKind::KeyedExecute => "execute",
             CallKind::Compensate => "compensate",
             CallKind::IdempotencyKey => "idempotency_key",
         }
@@ -140,8 +143,28 @@ impl CallKind {
 pub(super) enum CallValue {
     Steps(Vec<StepDescriptor>),
     Outputs(Map<String, Value>),
+    Keyed(Keyed),
     Unit,
     Key(Option<String>),
+}
+
+/// What an execute guarded by the step's idempotency key came to.
+#[derive(Debug)]
+pub enum Keyed {
+    /// The key had already completed: its stored output, execute not run.
+    Replayed {
+        /// The key.
+        key: String,
+        /// The output stored for it.
+        outputs: Map<String, Value>,
+    },
+    /// Execute ran.
+    Ran {
+        /// The key the step gave, if any.
+        key: Option<String>,
+        /// The outputs it set.
+        outputs: Map<String, Value>,
+    },
 }
 
 impl PluginRuntime {
@@ -167,6 +190,35 @@ impl PluginRuntime {
                 kv: out.kv,
             }),
             _ => unreachable!("execute returns outputs"),
+        }
+    }
+
+    /// Ask `call.step_name` for its idempotency key and, unless that key already
+    /// completed (then its stored output comes back), run execute; one instance serves both
+    /// calls. `on_execute` runs just before execute does.
+    pub async fn execute_keyed(
+        &self,
+        plugin: &LoadedPlugin,
+        call: &StepCall,
+        store: Arc<dyn TxStore>,
+        on_execute: Box<dyn FnOnce() + Send>,
+    ) -> Result<CallOutput<Keyed>, CallFailure> {
+        let out = self
+            .call_with(
+                plugin,
+                CallKind::KeyedExecute,
+                &call.step_name,
+                Some(call),
+                Some(store),
+                Some(on_execute),
+            )
+            .await?;
+        match out.value {
+            CallValue::Keyed(keyed) => Ok(CallOutput {
+                value: keyed,
+                kv: out.kv,
+            }),
+            _ => unreachable!("a keyed execute returns a keyed outcome"),
         }
     }
 
@@ -223,7 +275,20 @@ impl PluginRuntime {
         call: Option<&StepCall>,
         store: Option<Arc<dyn TxStore>>,
     ) -> Result<CallOutput<CallValue>, CallFailure> {
+        self.call_with(plugin, kind, step, call, store, None).await
+    }
+
+    async fn call_with(
+        &self,
+        plugin: &LoadedPlugin,
+        kind: CallKind,
+        step: &str,
+        call: Option<&StepCall>,
+        store: Option<Arc<dyn TxStore>>,
+        on_execute: Option<Box<dyn FnOnce() + Send>>,
+    ) -> Result<CallOutput<CallValue>, CallFailure> {
         let limits = plugin.limits;
+        let lookup = store.clone();
         let stderr = StderrTail::new(STDERR_CAPTURE);
         let wasi = WasiCtx::builder().stderr(stderr.clone()).build();
         let span = tracing::info_span!(
@@ -283,6 +348,48 @@ impl PluginRuntime {
                     Ok(text) => parse_outputs(&text, limits.max_output_bytes),
                     Err(e) => Err(step_error(e)),
                 },
+                CallKind::KeyedExecute => {
+                    let ctx = ctx.as_ref().unwrap();
+                    let key = guest
+                        .call_idempotency_key(&mut wasm, step, ctx)
+                        .await?
+                        .map(bounded_key);
+                    let replayed = match (&key, &lookup) {
+                        (Some(key), Some(store)) => {
+                            match store.idempotency_get(key, crate::store::now_ms()).await {
+                                Ok(found) => found.map(|text| (key.clone(), text)),
+                                Err(e) => {
+                                    return Ok(Err(CallFailure::new(
+                                        FailureKind::Unavailable,
+                                        format!("cannot read the idempotency record: {e}"),
+                                    )));
+                                }
+                            }
+                        }
+                        _ => None,
+                    };
+                    match replayed {
+                        Some((key, text)) => Ok(CallValue::Keyed(Keyed::Replayed {
+                            key,
+                            outputs: serde_json::from_str(&text).unwrap_or_default(),
+                        })),
+                        None => {
+                            if let Some(announce) = on_execute {
+                                announce();
+                            }
+                            match guest.call_execute(&mut wasm, step, ctx).await? {
+                                Ok(text) => match parse_outputs(&text, limits.max_output_bytes) {
+                                    Ok(CallValue::Outputs(outputs)) => {
+                                        Ok(CallValue::Keyed(Keyed::Ran { key, outputs }))
+                                    }
+                                    Ok(_) => unreachable!("outputs parse to outputs"),
+                                    Err(f) => Err(f),
+                                },
+                                Err(e) => Err(step_error(e)),
+                            }
+                        }
+                    }
+                }
                 CallKind::Compensate => {
                     match guest
                         .call_compensate(&mut wasm, step, ctx.as_ref().unwrap())
@@ -326,7 +433,11 @@ impl PluginRuntime {
             Ok(Ok(Err(failure))) => return Err(failure),
             Ok(Ok(Ok(value))) => value,
         };
-        let kv = wasm.into_data().kv.into_writes();
+        let kv = match &value {
+            // Nothing ran whose writes could count.
+            CallValue::Keyed(Keyed::Replayed { .. }) => Vec::new(),
+            _ => wasm.into_data().kv.into_writes(),
+        };
         Ok(CallOutput { value, kv })
     }
 }
