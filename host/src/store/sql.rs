@@ -28,6 +28,9 @@ const ACTIVE: &str = "('CREATED', 'LOCKED', 'EXECUTING', 'CONFIRMING', 'COMPENSA
 const TERMINAL: &str =
     "('COMPLETED', 'COMPENSATED', 'COMPENSATION_FAILED', 'CANCELLED', 'FAILED', 'TIMEOUT')";
 
+/// A query being bound, over the `Any` driver.
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
+
 /// Statements translated once for the dialect at hand.
 struct Statements {
     dialect: Dialect,
@@ -320,10 +323,7 @@ async fn create_in_transaction(
 }
 
 /// Bind a saga's eighteen columns, in [`TX_COLS`] order.
-fn bind_tx_insert<'q>(
-    query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
-    tx: &'q TxRecord,
-) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+fn bind_tx_insert<'q>(query: AnyQuery<'q>, tx: &'q TxRecord) -> AnyQuery<'q> {
     query
         .bind(tx.tx_id.as_str())
         .bind(tx.tx_type.as_str())
@@ -347,22 +347,14 @@ fn bind_tx_insert<'q>(
 
 /// Bind the arguments of the saga update (`UPDATE_TX`): its changing columns, then the
 /// version fence.
-fn bind_tx_update<'q>(
-    query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
-    tx: &'q TxRecord,
-    next_version: i64,
-) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+fn bind_tx_update<'q>(query: AnyQuery<'q>, tx: &'q TxRecord, next_version: i64) -> AnyQuery<'q> {
     bind_tx_changes(query, tx, next_version)
         .bind(tx.tx_id.as_str())
         .bind(tx.version)
 }
 
 /// Bind a saga's eleven changing columns, in `UPDATE_TX` order.
-fn bind_tx_changes<'q>(
-    query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
-    tx: &'q TxRecord,
-    next_version: i64,
-) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+fn bind_tx_changes<'q>(query: AnyQuery<'q>, tx: &'q TxRecord, next_version: i64) -> AnyQuery<'q> {
     query
         .bind(tx.status.as_str())
         .bind(to_json(&tx.outputs))
@@ -378,10 +370,7 @@ fn bind_tx_changes<'q>(
 }
 
 /// Bind a step's changing columns, in [`STEP_MUTABLE`] order.
-fn bind_step_changes<'q>(
-    query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
-    step: &'q StepRecord,
-) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+fn bind_step_changes<'q>(query: AnyQuery<'q>, step: &'q StepRecord) -> AnyQuery<'q> {
     query
         .bind(step.status.as_str())
         .bind(step.attempts as i64)
@@ -394,24 +383,14 @@ fn bind_step_changes<'q>(
         .bind(step.finished_at)
 }
 
-/// Bind one step's twelve columns, in [`STEP_COLS`] order.
-fn bind_step<'q>(
-    query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
-    step: &'q StepRecord,
-) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
-    query
+/// Bind one step's twelve columns, in [`STEP_COLS`] order (its key, then the changing
+/// columns).
+fn bind_step<'q>(query: AnyQuery<'q>, step: &'q StepRecord) -> AnyQuery<'q> {
+    let query = query
         .bind(step.tx_id.as_str())
         .bind(step.step_index as i64)
-        .bind(step.step_name.as_str())
-        .bind(step.status.as_str())
-        .bind(step.attempts as i64)
-        .bind(step.compensation_attempts as i64)
-        .bind(step.output.as_ref().map(to_json))
-        .bind(step.error.as_deref())
-        .bind(step.idempotency_key.as_deref())
-        .bind(step.plugin_digest.as_deref())
-        .bind(step.started_at)
-        .bind(step.finished_at)
+        .bind(step.step_name.as_str());
+    bind_step_changes(query, step)
 }
 
 /// SQLite writers let in at once: one writes while the next prepares, and the wait for
@@ -706,10 +685,7 @@ enum FilterArg {
     Int(i64),
 }
 
-fn bind_filter<'q>(
-    mut query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
-    args: &'q [FilterArg],
-) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+fn bind_filter<'q>(mut query: AnyQuery<'q>, args: &'q [FilterArg]) -> AnyQuery<'q> {
     for arg in args {
         query = match arg {
             FilterArg::Text(t) => query.bind(t.as_str()),
