@@ -94,6 +94,8 @@ async fn write_loop(
                 pending.clear();
                 failing = false;
             }
+            // The bus is gone (the host stopped): nothing more to share, so no retrying.
+            Err(_) if rx.is_closed() && rx.is_empty() => return,
             Err(e) => {
                 if !failing {
                     tracing::warn!(error = %e, "cannot write to the shared event log; retrying");
