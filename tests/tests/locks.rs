@@ -319,6 +319,11 @@ impl OwnRedis {
             assert!(Instant::now() < deadline, "redis-server did not start");
             sleep(Duration::from_millis(20)).await;
         }
+        // The port answering must be this server, not another that took the port first.
+        sleep(Duration::from_millis(50)).await;
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("redis-server exited at start (port {port} taken?): {status}");
+        }
         Some(Self {
             child,
             port,
@@ -331,6 +336,10 @@ impl OwnRedis {
     }
 }
 
+/// Tests that kill and restart their own Redis on a port run one at a time: another such
+/// test could otherwise be handed that port while it is free between the two.
+static OWN_REDIS_TESTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -341,6 +350,7 @@ fn free_port() -> u16 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_redis_is_an_error_not_a_hang() {
+    let _one_at_a_time = OWN_REDIS_TESTS.lock().await;
     let Some(mut server) = OwnRedis::start(free_port()).await else {
         return;
     };
@@ -413,6 +423,7 @@ async fn a_dead_redis_is_an_error_not_a_hang() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_saga_whose_redis_dies_mid_step_pauses_then_finishes() -> anyhow::Result<()> {
     use serde_json::json;
+    let _one_at_a_time = OWN_REDIS_TESTS.lock().await;
     let Some(mut server) = OwnRedis::start(free_port()).await else {
         return Ok(());
     };
