@@ -125,7 +125,6 @@ pub(super) enum CallKind {
     /// only when there is none: all in one instance.
     KeyedExecute,
     Compensate,
-    IdempotencyKey,
 }
 
 impl CallKind {
@@ -135,7 +134,6 @@ impl CallKind {
             CallKind::Steps => "steps",
             CallKind::Execute | CallKind::KeyedExecute => "execute",
             CallKind::Compensate => "compensate",
-            CallKind::IdempotencyKey => "idempotency_key",
         }
     }
 }
@@ -145,7 +143,6 @@ pub(super) enum CallValue {
     Outputs(Map<String, Value>),
     Keyed(Keyed),
     Unit,
-    Key(Option<String>),
 }
 
 /// What an execute guarded by the step's idempotency key came to.
@@ -242,29 +239,6 @@ impl PluginRuntime {
             value: (),
             kv: out.kv,
         })
-    }
-
-    /// Ask for the idempotency key of `call.step_name`.
-    pub async fn idempotency_key(
-        &self,
-        plugin: &LoadedPlugin,
-        call: &StepCall,
-        store: Arc<dyn TxStore>,
-    ) -> Result<Option<String>, CallFailure> {
-        match self
-            .call(
-                plugin,
-                CallKind::IdempotencyKey,
-                &call.step_name,
-                Some(call),
-                Some(store),
-            )
-            .await?
-            .value
-        {
-            CallValue::Key(key) => Ok(key.map(bounded_key)),
-            _ => unreachable!("idempotency-key returns a key"),
-        }
     }
 
     pub(super) async fn call(
@@ -399,11 +373,6 @@ impl PluginRuntime {
                         Err(e) => Err(step_error(e)),
                     }
                 }
-                CallKind::IdempotencyKey => Ok(CallValue::Key(
-                    guest
-                        .call_idempotency_key(&mut wasm, step, ctx.as_ref().unwrap())
-                        .await?,
-                )),
             };
             wasmtime::Result::Ok(value)
         };
