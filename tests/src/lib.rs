@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
+pub mod faults;
 pub mod polyglot;
 
 pub use rte_host;

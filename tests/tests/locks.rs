@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rte_host::lock::{self, LockError, LockManager, MemoryLocks, RedisLocks};
+use rte_tests::faults::{OWN_REDIS_TESTS, OwnRedis};
 use rte_tests::services_required;
-use tokio::process::{Child, Command};
 use tokio::time::{Instant, sleep, timeout};
 
 const REDIS_URL: &str = "redis://127.0.0.1:6379";
@@ -282,64 +282,6 @@ async fn no_redis_url_means_in_process_locks() {
     assert_eq!(locks.summary(), "in-process locks");
 }
 
-/// A `redis-server` owned by one test, killed when dropped.
-struct OwnRedis {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl OwnRedis {
-    /// `None` (after saying why) when `redis-server` is not installed and not required.
-    async fn start(port: u16) -> Option<Self> {
-        let dir = tempfile::tempdir().unwrap();
-        let spawned = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .current_dir(dir.path())
-            .stdout(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .spawn();
-        let mut child = match spawned {
-            Ok(child) => child,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !services_required() => {
-                eprintln!("skipping: redis-server is not on PATH");
-                return None;
-            }
-            Err(e) => panic!("starting redis-server: {e}"),
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_err()
-        {
-            if let Some(status) = child.try_wait().unwrap() {
-                panic!("redis-server exited early: {status}");
-            }
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            sleep(Duration::from_millis(20)).await;
-        }
-        // The port answering must be this server, not another that took the port first.
-        sleep(Duration::from_millis(50)).await;
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!("redis-server exited at start (port {port} taken?): {status}");
-        }
-        Some(Self {
-            child,
-            port,
-            _dir: dir,
-        })
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-}
-
-/// Tests that kill and restart their own Redis on a port run one at a time: another such
-/// test could otherwise be handed that port while it is free between the two.
-static OWN_REDIS_TESTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -371,7 +313,7 @@ async fn a_dead_redis_is_an_error_not_a_hang() {
         .await
         .unwrap();
 
-    server.child.kill().await.unwrap();
+    server.kill().await;
 
     // Every call answers within a bound (the backend's own timeout is shorter), and the
     // answer is "unavailable", never a grant.
@@ -390,7 +332,7 @@ async fn a_dead_redis_is_an_error_not_a_hang() {
     assert!(matches!(r, Err(LockError::Unavailable(_))), "{r:?}");
 
     // Connecting to the dead server fails the same way, and the error hides the password.
-    let secret_url = format!("redis://:hunter2@127.0.0.1:{}", server.port);
+    let secret_url = format!("redis://:hunter2@127.0.0.1:{}", server.port());
     let err = timeout(bound, RedisLocks::connect(&secret_url, "rte-test:"))
         .await
         .expect("connect hung")
@@ -401,7 +343,7 @@ async fn a_dead_redis_is_an_error_not_a_hang() {
     assert!(!err.to_string().contains("hunter2"), "{err}");
 
     // The same handle reconnects once Redis is back (with no data: it kept none).
-    let Some(_restarted) = OwnRedis::start(server.port).await else {
+    let Some(_restarted) = OwnRedis::start(server.port()).await else {
         return;
     };
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -427,7 +369,7 @@ async fn a_saga_whose_redis_dies_mid_step_pauses_then_finishes() -> anyhow::Resu
     let Some(mut server) = OwnRedis::start(free_port()).await else {
         return Ok(());
     };
-    let port = server.port;
+    let port = server.port();
     let h = rte_tests::TestHost::start(rte_tests::HostOptions {
         plugins: vec!["testkit"],
         redis_url: Some(server.url()),
@@ -467,7 +409,7 @@ async fn a_saga_whose_redis_dies_mid_step_pauses_then_finishes() -> anyhow::Resu
         );
         sleep(Duration::from_millis(20)).await;
     }
-    server.child.kill().await?;
+    server.kill().await;
     drop(server);
 
     // The step ends while Redis is away: its result is not written, the saga waits.
