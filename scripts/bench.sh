@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The full benchmark, one command: builds the example plugins and the host (release), then
 # runs `rte bench` with 3-step sagas at concurrency 32 on the embedded SQLite (plus a mix
-# where a tenth compensate), on PostgreSQL and MySQL/MariaDB when their URLs are given, the
+# where a tenth compensate, and kv steps with and without a version check), on PostgreSQL and MySQL/MariaDB when their URLs are given, the
 # p99 run at concurrency 8, and 10,000 sagas in flight for memory.
 #
 #   scripts/bench.sh                      # the full run
@@ -32,6 +32,9 @@ redis=()
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr)"
 bench --sagas 5000 --steps 3 --concurrency 32 "${redis[@]}"
 bench --sagas 3000 --steps 3 --concurrency 32 --fail-ratio 0.1 "${redis[@]}"
+# What the plugin kv's version check costs: read-modify-write steps against blind writes.
+bench --sagas 3000 --steps 3 --concurrency 32 --step test_kv_put "${redis[@]}"
+bench --sagas 3000 --steps 3 --concurrency 32 --step test_kv_counter "${redis[@]}"
 for url in "${RTE_BENCH_POSTGRES_URL:-}" "${RTE_BENCH_MYSQL_URL:-}"; do
   [ -n "$url" ] || continue
   bench --sagas 5000 --steps 3 --concurrency 32 --database-url "$url" "${redis[@]}"

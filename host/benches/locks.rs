@@ -12,11 +12,11 @@ use rte_host::lock::{MemoryLocks, RedisLocks};
 
 async fn round_trip(locks: &dyn LockManager, key: &str) {
     let ttl = Duration::from_secs(30);
-    let fence = locks
+    let granted = locks
         .try_acquire(key, "bench", ttl)
         .await
         .expect("lock service answers");
-    assert!(fence.is_some(), "the bench key is free");
+    assert!(granted, "the bench key is free");
     locks.release(key, "bench").await.expect("released");
 }
 

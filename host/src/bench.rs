@@ -43,6 +43,12 @@ pub struct BenchArgs {
     /// Steps per saga, each a trivial wasm call.
     #[arg(long, default_value_t = 3)]
     pub steps: usize,
+    /// The testkit step every saga runs `--steps` times. `test_ok` touches no plugin state;
+    /// `test_kv_counter` reads a key and writes it back (its commit checks the version it
+    /// read), `test_kv_put` writes as many keys without reading (nothing to check). Each
+    /// saga's input `key` is its own, so sagas never conflict.
+    #[arg(long, default_value = "test_ok")]
+    pub step: String,
     /// Sagas running at once (and writers in the baseline).
     #[arg(long, default_value_t = 32)]
     pub concurrency: usize,
@@ -189,7 +195,7 @@ fn fails(i: usize, ratio: f64) -> bool {
 
 /// The steps of saga `i`.
 fn saga_steps(args: &BenchArgs, i: usize) -> Vec<String> {
-    let mut steps = vec!["test_ok".to_string(); args.steps];
+    let mut steps = vec![args.step.clone(); args.steps];
     if fails(i, args.fail_ratio) {
         steps[args.steps - 1] = "test_fail".into();
     }
@@ -227,7 +233,7 @@ impl Bench {
             (None, Some(t)) => format!("sqlite://{}", t.0.display()),
             (None, None) => unreachable!("a temp database is made when no URL is given"),
         };
-        let sql = SqlStore::connect(&url).await?;
+        let sql = SqlStore::connect_with(&url, &bench_store_options()).await?;
         sql.migrate().await?;
         let (pool, dialect) = (sql.pool().clone(), sql.dialect());
         let sql = Arc::new(sql);
@@ -306,7 +312,7 @@ struct Finished {
 }
 
 async fn throughput(args: &BenchArgs) -> anyhow::Result<ThroughputReport> {
-    let mut needs = vec!["test_ok"];
+    let mut needs = vec![args.step.as_str()];
     if args.fail_ratio > 0.0 {
         needs.push("test_fail");
     }
@@ -368,6 +374,7 @@ async fn one_saga(engine: &Engine, args: &BenchArgs, i: usize) -> Finished {
     let started = Instant::now();
     let mut input = Map::new();
     input.insert("n".into(), json!(i));
+    input.insert("key".into(), json!(format!("bench-{i}")));
     let tx = engine.transaction_from_request(
         Some("bench".into()),
         Some(saga_steps(args, i)),
@@ -714,6 +721,15 @@ impl Drop for TempDb {
             path.push(suffix);
             let _ = std::fs::remove_file(Path::new(&path));
         }
+    }
+}
+
+/// The bench's connection pool: larger than a host's default, so the database, not the
+/// pool, is what a high concurrency measures.
+fn bench_store_options() -> crate::store::StoreOptions {
+    crate::store::StoreOptions {
+        max_connections: 32,
+        ..crate::store::StoreOptions::default()
     }
 }
 

@@ -57,6 +57,13 @@ pub struct Config {
     pub retention: Duration,
     /// Store URL: `sqlite://rte.db`, `postgres://…` or `mysql://…`.
     pub database_url: String,
+    /// Connections each host may hold to PostgreSQL or MySQL/MariaDB (SQLite: at most 8).
+    /// The default lets four hosts share a server's default limit of 100.
+    pub database_max_connections: u32,
+    /// Longest a database statement, a wait for a row lock, or an idle open transaction
+    /// may last before the database ends it, so a stalled writer cannot sit on rows.
+    #[serde(with = "humantime_serde")]
+    pub database_statement_timeout: Duration,
     /// Redis URL for shared locks and breakers; unset means in-process.
     pub redis_url: Option<String>,
     /// Prefix of every Redis key the host writes, so several deployments can share a server.
@@ -98,6 +105,8 @@ impl Default for Config {
             idempotency_ttl: Duration::from_secs(24 * 3600),
             retention: Duration::from_secs(30 * 24 * 3600),
             database_url: "sqlite://rte.db".into(),
+            database_max_connections: 20,
+            database_statement_timeout: Duration::from_secs(10),
             redis_url: None,
             redis_prefix: "rte:".into(),
             plugins_dir: PathBuf::from("./plugins"),
@@ -130,6 +139,8 @@ pub const KEYS: &[&str] = &[
     "idempotency_ttl",
     "retention",
     "database_url",
+    "database_max_connections",
+    "database_statement_timeout",
     "redis_url",
     "redis_prefix",
     "plugins_dir",
@@ -144,6 +155,7 @@ pub const KEYS: &[&str] = &[
 
 const NUMERIC_KEYS: &[&str] = &[
     "max_retries",
+    "database_max_connections",
     "circuit_threshold",
     "circuit_half_open_reqs",
     "plugin_memory_mb",
@@ -215,6 +227,16 @@ impl Config {
         if self.step_timeout.is_zero() || self.tx_timeout.is_zero() {
             return Err(Error::Config(
                 "step_timeout and tx_timeout must be above zero".into(),
+            ));
+        }
+        if self.database_max_connections < 2 {
+            return Err(Error::Config(
+                "database_max_connections must be at least 2".into(),
+            ));
+        }
+        if self.database_statement_timeout < Duration::from_secs(1) {
+            return Err(Error::Config(
+                "database_statement_timeout must be at least 1s".into(),
             ));
         }
         if self.circuit_half_open_reqs == 0 {

@@ -156,9 +156,12 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Migrate(overrides) => {
             let config = load_config(&cli.config, overrides, explicit)?;
-            let store = rte_host::store::from_url(&config.database_url)
-                .await
-                .context("migration failed")?;
+            let store = rte_host::store::open(
+                &config.database_url,
+                &rte_host::store::StoreOptions::from(&config),
+            )
+            .await
+            .context("migration failed")?;
             println!("{}: schema up to date", store.summary());
         }
         Command::Bench(args) => rte_host::bench::run(args).await?,

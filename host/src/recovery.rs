@@ -254,7 +254,7 @@ impl RecoveryWorker {
         let commit = Commit {
             tx: &tx,
             steps: &[],
-            kv: &[],
+            kv: None,
             idempotency: None,
             history: std::slice::from_ref(&entry),
         };

@@ -44,7 +44,11 @@ impl Host {
         cache_dir: Option<std::path::PathBuf>,
     ) -> Result<Host> {
         config.validate()?;
-        let store = crate::store::from_url(&config.database_url).await?;
+        let store = crate::store::open(
+            &config.database_url,
+            &crate::store::StoreOptions::from(&config),
+        )
+        .await?;
         tracing::info!(store = %store.summary(), "store ready");
         let locks =
             crate::lock::from_url(config.redis_url.as_deref(), &config.redis_prefix).await?;

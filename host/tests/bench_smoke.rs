@@ -6,12 +6,12 @@ mod support;
 
 use serde_json::Value;
 
-#[test]
-fn short_bench_reports_sane_figures() {
-    let steps = 3;
+/// `rte bench --json` with `args` (and the test plugins); its report.
+fn bench(args: &[&str]) -> Value {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_rte"))
-        .args(["bench", "--json", "--sagas", "60", "--steps", "3"])
-        .args(["--concurrency", "4", "--plugins-dir"])
+        .args(["bench", "--json"])
+        .args(args)
+        .arg("--plugins-dir")
         .arg(support::plugin_dir())
         .env("RUST_LOG", "warn")
         .output()
@@ -24,7 +24,13 @@ fn short_bench_reports_sane_figures() {
         out.status
     );
     let last = stdout.lines().last().expect("some output");
-    let report: Value = serde_json::from_str(last).expect("the last line is JSON");
+    serde_json::from_str(last).expect("the last line is JSON")
+}
+
+#[test]
+fn short_bench_reports_sane_figures() {
+    let steps = 3;
+    let report = bench(&["--sagas", "60", "--steps", "3", "--concurrency", "4"]);
     let number = |key: &str| {
         report[key]
             .as_f64()
@@ -50,6 +56,29 @@ fn short_bench_reports_sane_figures() {
     );
     assert_eq!(report["completed"], 60, "every saga completed: {report}");
     assert_eq!(report["unexpected"], 0);
+}
+
+#[test]
+fn checking_read_versions_adds_no_commit() {
+    let run = |step: &str| {
+        let report = bench(&[
+            "--sagas",
+            "40",
+            "--steps",
+            "2",
+            "--concurrency",
+            "4",
+            "--step",
+            step,
+        ]);
+        assert_eq!(report["completed"], 40, "{step}: {report}");
+        report["commits_per_saga"].as_f64().unwrap()
+    };
+    let (checked, blind) = (run("test_kv_counter"), run("test_kv_put"));
+    assert_eq!(
+        checked, blind,
+        "a read-modify-write step commits as often as a blind write"
+    );
 }
 
 #[test]

@@ -4,6 +4,12 @@
 //! step's result, and discarded if the call fails, so a step can check and update its own
 //! records without racing a half-finished earlier attempt. Reads see the call's own writes.
 //!
+//! Each call is serializable on its own, whatever the saga locks do: the host remembers the
+//! version of every key the call read (or that it was absent), and commits the call's writes
+//! only if none of those keys changed since. If one did (another saga wrote it first, say
+//! after this host stalled past its lock), the writes are discarded and the step runs again,
+//! as a retryable failure, on fresh values. A call that writes nothing is never refused.
+//!
 //! A store failure is a [retryable](StepError::Retryable) error: the next attempt may find the
 //! store healthy.
 

@@ -30,9 +30,21 @@ pub trait Step {
         Ok(())
     }
 
-    /// A key naming this execution's effect, such as `debit:{tx_id}:{account}`. The host does not
-    /// run an execute whose key already completed; it reuses the stored outputs instead. The
-    /// default, `None`, always runs.
+    /// A key naming this execution's effect, such as `debit:{tx_id}:{account}`. The default,
+    /// `None`, always runs.
+    ///
+    /// What a key means, exactly:
+    /// - It counts only for this step of this plugin. The host looks it up among the records
+    ///   of the same step name of the same plugin (the `.wasm` file's stem), so two steps may
+    ///   return the same text (say, the saga id, or a client's booking reference) and each
+    ///   runs.
+    /// - When an execute with a key completes, the host stores its outputs under the key, in
+    ///   the same commit as the step's result and its `kv` writes. A later execute of this
+    ///   step with the same key, in any saga on any host, does not run: the stored outputs
+    ///   are reused, and nothing is written.
+    /// - When the step is compensated, its record is removed in the compensation's own
+    ///   commit: the effect was undone, so a later execute with the same key runs again.
+    /// - Records expire after the host's `idempotency_ttl` (24 hours by default).
     fn idempotency_key(&self, ctx: &StepContext) -> Option<String> {
         let _ = ctx;
         None

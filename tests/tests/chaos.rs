@@ -46,18 +46,9 @@ const SETTINGS: &[&str] = &[
     // Injected faults would open the shared `accounts` breaker and fail most
     // sagas fast; this test is about crashes, so the breaker stays out of the way.
     "circuit_threshold=100",
+    // A small pool, so cuts and stalls leave hosts short of connections.
+    "database_max_connections=8",
 ];
-
-/// `--set database_max_connections=8` when this host has that key (listed in `rte.toml`):
-/// a small pool, so cuts and stalls leave hosts short of connections.
-fn pool_setting() -> Vec<&'static str> {
-    let toml = std::fs::read_to_string(repo_root().join("rte.toml")).unwrap_or_default();
-    if toml.contains("database_max_connections") {
-        vec!["--set", "database_max_connections=8"]
-    } else {
-        Vec::new()
-    }
-}
 
 /// How big a run is, from the environment.
 #[derive(Debug, Clone, Copy)]
@@ -162,8 +153,8 @@ impl Cluster {
                 &repo_root().join("sagas.toml").display().to_string(),
             ])
             .args(SETTINGS.iter().flat_map(|s| ["--set", s]))
-            .args(pool_setting())
             .env("RUST_LOG", "warn,rte_host=info")
+            .env("RUST_BACKTRACE", "0")
             .stdout(Stdio::from(log.try_clone()?))
             .stderr(Stdio::from(log))
             .spawn()?;
@@ -237,9 +228,15 @@ impl Cluster {
             .enumerate()
             .map(|(i, h)| {
                 let text = std::fs::read_to_string(&h.log).unwrap_or_default();
+                let errors: Vec<&str> = text
+                    .lines()
+                    .filter(|l| l.starts_with("Error") || l.contains(" ERROR "))
+                    .take(10)
+                    .collect();
                 let tail: Vec<&str> = text.lines().rev().take(30).collect();
                 format!(
-                    "--- host {i} ---\n{}",
+                    "--- host {i}: first errors ---\n{}\n--- host {i}: last lines ---\n{}",
+                    errors.join("\n"),
                     tail.into_iter().rev().collect::<Vec<_>>().join("\n")
                 )
             })

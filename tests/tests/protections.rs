@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use rte_tests::rte_host::engine::{StepStatus, TxStatus};
 use rte_tests::rte_host::retention::RetentionWorker;
-use rte_tests::rte_host::store::{Commit, now_ms};
+use rte_tests::rte_host::store::{Commit, IdempotencyKey, now_ms};
 use rte_tests::{HostOptions, TestHost, services_required};
 use serde_json::json;
 
@@ -190,10 +190,14 @@ async fn idempotency_records_expire_and_are_purged() -> anyhow::Result<()> {
     let v = h
         .run_saga(json!({"steps": ["test_kv_counter"], "input": {"key": "exp"}}))
         .await?;
-    let key = v["steps"][0]["idempotency_key"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let key = IdempotencyKey {
+        plugin: "testkit".into(),
+        step_name: "test_kv_counter".into(),
+        key: v["steps"][0]["idempotency_key"]
+            .as_str()
+            .unwrap()
+            .to_string(),
+    };
     let store = h.engine().store().clone();
     assert!(store.idempotency_get(&key, now_ms()).await?.is_some());
     tokio::time::sleep(Duration::from_millis(400)).await;

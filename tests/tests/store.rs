@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use rte_tests::rte_host::engine::{StepStatus, TxStatus};
 use rte_tests::rte_host::store::{
-    self, Commit, CreateOutcome, HistoryEntry, IdempotencyRecord, KvWrite, StepRecord, TxFilter,
-    TxRecord, TxStore, now_ms,
+    self, Commit, CreateOutcome, HistoryEntry, IdempotencyChange, IdempotencyKey,
+    IdempotencyRecord, KvChanges, KvRead, KvWrite, StepRecord, TxFilter, TxRecord, TxStore, now_ms,
 };
 use rte_tests::{Backend, HostOptions, TestHost, backends, fresh_database};
 use serde_json::json;
@@ -37,6 +37,40 @@ fn tx(id: &str, tx_type: &str, status: TxStatus, created_at: i64) -> TxRecord {
     }
 }
 
+/// Blind writes to the `bank` namespace: `None` deletes.
+fn bank_writes(writes: &[(&str, Option<&str>)]) -> KvChanges {
+    bank_changes(&[], writes)
+}
+
+/// Reads (key, version seen) and writes to the `bank` namespace.
+fn bank_changes(reads: &[(&str, i64)], writes: &[(&str, Option<&str>)]) -> KvChanges {
+    KvChanges {
+        namespace: "bank".into(),
+        reads: reads
+            .iter()
+            .map(|(key, version)| KvRead {
+                key: (*key).into(),
+                version: *version,
+            })
+            .collect(),
+        writes: writes
+            .iter()
+            .map(|(key, value)| KvWrite {
+                key: (*key).into(),
+                value: value.map(Into::into),
+            })
+            .collect(),
+    }
+}
+
+fn idem_key(plugin: &str, step: &str, key: &str) -> IdempotencyKey {
+    IdempotencyKey {
+        plugin: plugin.into(),
+        step_name: step.into(),
+        key: key.into(),
+    }
+}
+
 fn steps(id: &str) -> Vec<StepRecord> {
     vec![
         StepRecord::pending(id, 0, "one"),
@@ -58,6 +92,20 @@ async fn store_contract_holds_on_every_backend() -> anyhow::Result<()> {
         conformance(&*s)
             .await
             .map_err(|e| anyhow::anyhow!("{backend:?}: {e:#}"))?;
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hosts_starting_together_migrate_a_fresh_database_once() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    for backend in backends() {
+        let url = fresh_database(backend, dir.path()).await?;
+        let opened = futures::future::join_all((0..4).map(|_| store::from_url(&url))).await;
+        for s in opened {
+            let s = s.map_err(|e| anyhow::anyhow!("{backend:?}: {e}"))?;
+            s.ping().await?;
+        }
     }
     Ok(())
 }
@@ -96,21 +144,9 @@ async fn conformance(s: &dyn TxStore) -> anyhow::Result<()> {
     s0.plugin_digest = Some("d".repeat(64));
     s0.started_at = Some(t0 + 1);
     s0.finished_at = Some(t0 + 4);
-    let kv = [
-        KvWrite {
-            namespace: "bank".into(),
-            key: "acct/1".into(),
-            value: Some("100".into()),
-        },
-        KvWrite {
-            namespace: "bank".into(),
-            key: "gone".into(),
-            value: None,
-        },
-    ];
+    let kv = bank_writes(&[("acct/1", Some("100")), ("gone", None)]);
     let idem = IdempotencyRecord {
-        key: "one:tx-a".into(),
-        step_name: "one".into(),
+        key: idem_key("bank", "one", "one:tx-a"),
         tx_id: "tx-a".into(),
         output: "{\"x\":1}".into(),
         expires_at: now_ms() + 60_000,
@@ -125,8 +161,8 @@ async fn conformance(s: &dyn TxStore) -> anyhow::Result<()> {
         .commit(&Commit {
             tx: &next,
             steps: &[&s0],
-            kv: &kv,
-            idempotency: Some(&idem),
+            kv: Some(&kv),
+            idempotency: Some(IdempotencyChange::Remember(&idem)),
             history: &history,
         })
         .await?;
@@ -148,9 +184,19 @@ async fn conformance(s: &dyn TxStore) -> anyhow::Result<()> {
         "namespaces are separate"
     );
     assert_eq!(
-        s.idempotency_get("one:tx-a", now_ms()).await?.as_deref(),
+        s.idempotency_get(&idem.key, now_ms()).await?.as_deref(),
         Some("{\"x\":1}")
     );
+    for other in [
+        idem_key("bank", "two", "one:tx-a"),
+        idem_key("hotel", "one", "one:tx-a"),
+    ] {
+        assert_eq!(
+            s.idempotency_get(&other, now_ms()).await?,
+            None,
+            "a key counts only for the plugin and step that stored it: {other:?}"
+        );
+    }
     assert_eq!(s.history("tx-a").await?, history);
 
     // Two writers read version 1; the second to commit is fenced out and changes nothing.
@@ -158,15 +204,11 @@ async fn conformance(s: &dyn TxStore) -> anyhow::Result<()> {
     w1.last_error = Some("first".into());
     let mut w2 = after.clone();
     w2.last_error = Some("second".into());
-    let kv2 = [KvWrite {
-        namespace: "bank".into(),
-        key: "acct/1".into(),
-        value: Some("999".into()),
-    }];
+    let kv2 = bank_writes(&[("acct/1", Some("999"))]);
     assert_eq!(s.commit(&Commit::new(&w1, &[])).await?, 2);
     let err = s
         .commit(&Commit {
-            kv: &kv2,
+            kv: Some(&kv2),
             ..Commit::new(&w2, &[])
         })
         .await
@@ -234,37 +276,98 @@ async fn conformance(s: &dyn TxStore) -> anyhow::Result<()> {
     assert_eq!(s.get("tx-a").await?.unwrap().1[1], st1_again);
 
     // Upsert and delete of kv.
-    let kv3 = [
-        KvWrite {
-            namespace: "bank".into(),
-            key: "acct/1".into(),
-            value: Some("150".into()),
-        },
-        KvWrite {
-            namespace: "bank".into(),
-            key: "acct/2".into(),
-            value: Some("7".into()),
-        },
-    ];
+    let kv3 = bank_writes(&[("acct/1", Some("150")), ("acct/2", Some("7"))]);
     let w3 = s.get("tx-a").await?.unwrap().0;
     s.commit(&Commit {
-        kv: &kv3,
+        kv: Some(&kv3),
         ..Commit::new(&w3, &[])
     })
     .await?;
     let w4 = s.get("tx-a").await?.unwrap().0;
-    let kv4 = [KvWrite {
-        namespace: "bank".into(),
-        key: "acct/2".into(),
-        value: None,
-    }];
+    let kv4 = bank_writes(&[("acct/2", None)]);
     s.commit(&Commit {
-        kv: &kv4,
+        kv: Some(&kv4),
         ..Commit::new(&w4, &[])
     })
     .await?;
     assert_eq!(s.kv_get("bank", "acct/1").await?.as_deref(), Some("150"));
     assert_eq!(s.kv_get("bank", "acct/2").await?, None);
+
+    // Writes after reads commit only while every key read still has the version read;
+    // otherwise the commit changes nothing, not even the saga row.
+    let seen = s.kv_read("bank", "acct/1").await?.expect("written above");
+    assert_eq!(seen.value, "150");
+    let cur = s.get("tx-a").await?.unwrap().0;
+    let ok = bank_changes(&[("acct/1", seen.version)], &[("acct/1", Some("200"))]);
+    s.commit(&Commit {
+        kv: Some(&ok),
+        ..Commit::new(&cur, &[])
+    })
+    .await?;
+    let now_at = s.kv_read("bank", "acct/1").await?.unwrap();
+    assert_eq!(now_at.value, "200");
+    assert_ne!(
+        now_at.version, seen.version,
+        "every write changes the version"
+    );
+    let stale_cases = [
+        (
+            "stale read-modify-write",
+            bank_changes(&[("acct/1", seen.version)], &[("acct/1", Some("300"))]),
+        ),
+        (
+            "stale read, other key written",
+            bank_changes(&[("acct/1", seen.version)], &[("acct/3", Some("1"))]),
+        ),
+        (
+            "insert of a key that now exists",
+            bank_changes(&[("acct/1", 0)], &[("acct/1", Some("1"))]),
+        ),
+        (
+            "stale delete",
+            bank_changes(&[("acct/1", seen.version)], &[("acct/1", None)]),
+        ),
+        (
+            "delete of a key read absent that now exists",
+            bank_changes(&[("acct/1", 0)], &[("acct/1", None)]),
+        ),
+    ];
+    for (case, changes) in &stale_cases {
+        let cur = s.get("tx-a").await?.unwrap().0;
+        let mut moved = cur.clone();
+        moved.last_error = Some((*case).into());
+        let err = s
+            .commit(&Commit {
+                kv: Some(changes),
+                ..Commit::new(&moved, &[])
+            })
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, store::StoreError::KvConflict { namespace, key } if namespace == "bank" && key == "acct/1"),
+            "{case}: {err}"
+        );
+        assert_eq!(
+            s.get("tx-a").await?.unwrap().0,
+            cur,
+            "{case}: saga unchanged"
+        );
+        assert_eq!(
+            s.kv_read("bank", "acct/1").await?,
+            Some(now_at.clone()),
+            "{case}"
+        );
+        assert_eq!(s.kv_get("bank", "acct/3").await?, None, "{case}");
+    }
+    // A key read absent may be created once.
+    let cur = s.get("tx-a").await?.unwrap().0;
+    let create = bank_changes(&[("acct/4", 0)], &[("acct/4", Some("5"))]);
+    s.commit(&Commit {
+        kv: Some(&create),
+        ..Commit::new(&cur, &[])
+    })
+    .await?;
+    assert_eq!(s.kv_get("bank", "acct/4").await?.as_deref(), Some("5"));
 
     // Listing: filters, newest first, pagination, totals.
     for i in 0..25 {
@@ -361,19 +464,20 @@ async fn conformance(s: &dyn TxStore) -> anyhow::Result<()> {
     // Idempotency records expire and are purged in batches.
     for i in 0..5 {
         let rec = IdempotencyRecord {
-            key: format!("old-{i}"),
+            key: idem_key("bank", "one", &format!("old-{i}")),
             expires_at: now_ms() - 1,
             ..idem.clone()
         };
         let cur = s.get("tx-a").await?.unwrap().0;
         s.commit(&Commit {
-            idempotency: Some(&rec),
+            idempotency: Some(IdempotencyChange::Remember(&rec)),
             ..Commit::new(&cur, &[])
         })
         .await?;
     }
     assert_eq!(
-        s.idempotency_get("old-1", now_ms()).await?,
+        s.idempotency_get(&idem_key("bank", "one", "old-1"), now_ms())
+            .await?,
         None,
         "expired records do not count"
     );
@@ -381,9 +485,17 @@ async fn conformance(s: &dyn TxStore) -> anyhow::Result<()> {
     assert_eq!(s.purge_idempotency(now_ms(), 3).await?, 2);
     assert_eq!(s.purge_idempotency(now_ms(), 3).await?, 0);
     assert!(
-        s.idempotency_get("one:tx-a", now_ms()).await?.is_some(),
+        s.idempotency_get(&idem.key, now_ms()).await?.is_some(),
         "live records stay"
     );
+    // Forgetting a key (its step was compensated) removes only that record.
+    let cur = s.get("tx-a").await?.unwrap().0;
+    s.commit(&Commit {
+        idempotency: Some(IdempotencyChange::Forget(&idem.key)),
+        ..Commit::new(&cur, &[])
+    })
+    .await?;
+    assert_eq!(s.idempotency_get(&idem.key, now_ms()).await?, None);
 
     // Finished sagas older than the retention go, with their steps and history.
     let mut old = tx("old-done", "transfer", TxStatus::Completed, t0 - 1000);

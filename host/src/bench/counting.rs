@@ -8,8 +8,8 @@ use async_trait::async_trait;
 
 use crate::engine::TxStatus;
 use crate::store::{
-    Commit, CreateOutcome, HistoryEntry, HostRecord, Page, SharedEvent, StatusCount, StepRecord,
-    StoreResult, TxFilter, TxRecord, TxStore,
+    Commit, CreateOutcome, HistoryEntry, HostRecord, IdempotencyKey, KvValue, Page, SharedEvent,
+    StatusCount, StepRecord, StoreResult, TxFilter, TxRecord, TxStore,
 };
 
 /// What went through a [`CountingStore`].
@@ -117,12 +117,16 @@ impl TxStore for CountingStore {
         self.inner.append_history(entry).await
     }
 
-    async fn kv_get(&self, namespace: &str, key: &str) -> StoreResult<Option<String>> {
+    async fn kv_read(&self, namespace: &str, key: &str) -> StoreResult<Option<KvValue>> {
         self.read();
-        self.inner.kv_get(namespace, key).await
+        self.inner.kv_read(namespace, key).await
     }
 
-    async fn idempotency_get(&self, key: &str, now_ms: i64) -> StoreResult<Option<String>> {
+    async fn idempotency_get(
+        &self,
+        key: &IdempotencyKey,
+        now_ms: i64,
+    ) -> StoreResult<Option<String>> {
         self.read();
         self.inner.idempotency_get(key, now_ms).await
     }

@@ -64,7 +64,7 @@ pub(super) async fn throughput(args: &BenchArgs, url: &str) -> anyhow::Result<Th
     report.locks = "the host's".into();
     // The host's commits cannot be counted from here; the raw rate can, given its database.
     if let Some(db) = &args.database_url {
-        let sql = SqlStore::connect(db).await?;
+        let sql = SqlStore::connect_with(db, &super::bench_store_options()).await?;
         let window = elapsed.clamp(Duration::from_secs(1), Duration::from_secs(10));
         report.store = sql.summary();
         report.baseline_commits_per_s =
@@ -99,7 +99,7 @@ impl Client {
         let body = json!({
             "tx_type": "bench",
             "steps": saga_steps(args, i),
-            "input": {"n": i},
+            "input": {"n": i, "key": format!("bench-{i}")},
             "lock_keys": [format!("bench:{}", uuid::Uuid::now_v7().simple())],
         });
         let started = Instant::now();

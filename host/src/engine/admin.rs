@@ -202,7 +202,7 @@ impl Engine {
         let commit = Commit {
             tx: &tx,
             steps: &steps,
-            kv: &[],
+            kv: None,
             idempotency: None,
             history: &history,
         };

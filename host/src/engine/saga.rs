@@ -13,9 +13,10 @@ use super::{Engine, StepStatus, TxStatus, backoff};
 use crate::error::{Error, Result};
 use crate::events::{Event, kinds};
 use crate::lock;
-use crate::plugin::{CallFailure, FailureKind, Keyed, LoadedPlugin, StepCall};
+use crate::plugin::{CallFailure, FailureKind, KeyLookup, Keyed, LoadedPlugin, StepCall};
 use crate::store::{
-    Commit, HistoryEntry, IdempotencyRecord, KvWrite, StepRecord, StoreError, TxRecord, now_ms,
+    Commit, HistoryEntry, IdempotencyChange, IdempotencyKey, IdempotencyRecord, KvChanges,
+    StepRecord, StoreError, TxRecord, now_ms,
 };
 use crate::telemetry;
 
@@ -157,8 +158,8 @@ impl SagaRun {
     async fn commit(
         &mut self,
         changed: &[usize],
-        kv: &[KvWrite],
-        idem: Option<&IdempotencyRecord>,
+        kv: Option<&KvChanges>,
+        idem: Option<IdempotencyChange<'_>>,
         history: &[HistoryEntry],
     ) -> Result<()> {
         if self.lost.load(Ordering::SeqCst) {
@@ -259,7 +260,7 @@ impl SagaRun {
         let first = self.tx.current_step as usize;
         self.steps[first].status = StepStatus::Executing;
         self.steps[first].started_at.get_or_insert(now);
-        self.commit(&[first], &[], None, &[]).await
+        self.commit(&[first], None, None, &[]).await
     }
 
     /// A saga that could not even start (its locks stayed taken) fails with nothing to undo.
@@ -305,7 +306,7 @@ impl SagaRun {
                         .await?;
                         return Ok(None);
                     }
-                    self.commit(&[], &[], None, &[]).await?;
+                    self.commit(&[], None, None, &[]).await?;
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -320,7 +321,7 @@ impl SagaRun {
             s.status = StepStatus::Skipped;
         }
         let all: Vec<usize> = (0..self.steps.len()).collect();
-        self.commit(&all, &[], None, &[]).await?;
+        self.commit(&all, None, None, &[]).await?;
         let kind = if status == TxStatus::Timeout {
             kinds::TX_TIMEOUT
         } else {
@@ -416,10 +417,9 @@ impl SagaRun {
                 }
             }
             match outcome {
-                Ok((outputs, kv, key, reused)) => {
+                Ok(done) => {
                     inner.breakers.record(&desc.service, true).await;
-                    self.complete_step(i, attempt, outputs, kv, key, reused)
-                        .await?;
+                    self.complete_step(i, attempt, &plugin, done).await?;
                 }
                 Err(f) => {
                     if f.kind != FailureKind::Permanent {
@@ -446,8 +446,7 @@ impl SagaRun {
         plugin: &LoadedPlugin,
         call: &StepCall,
         supports_idempotency: bool,
-    ) -> std::result::Result<(Map<String, Value>, Vec<KvWrite>, Option<String>, bool), CallFailure>
-    {
+    ) -> std::result::Result<Executed, CallFailure> {
         let inner = &self.engine.inner;
         let store = inner.store.clone();
         let started = {
@@ -469,17 +468,37 @@ impl SagaRun {
         if !supports_idempotency {
             started();
             let out = inner.plugins.execute(plugin, call, store).await?;
-            return Ok((out.value, out.kv, None, false));
+            return Ok(Executed {
+                outputs: out.value,
+                kv: out.kv,
+                key: None,
+                replayed: false,
+            });
         }
-        // Key, look-up and execute in one instance; a key already completed replays its
-        // stored output without running execute.
+        // Key, look-up and execute in one instance; a key this step of this plugin already
+        // completed replays its stored output without running execute.
+        let lookup = idempotency_lookup(
+            store.clone(),
+            plugin.namespace.clone(),
+            call.step_name.clone(),
+        );
         let out = inner
             .plugins
-            .execute_keyed(plugin, call, store, Box::new(started))
+            .execute_keyed(plugin, call, store, lookup, Box::new(started))
             .await?;
         Ok(match out.value {
-            Keyed::Replayed { key, outputs } => (outputs, Vec::new(), Some(key), true),
-            Keyed::Ran { key, outputs } => (outputs, out.kv, key, false),
+            Keyed::Replayed { key, outputs } => Executed {
+                outputs,
+                kv: out.kv,
+                key: Some(key),
+                replayed: true,
+            },
+            Keyed::Ran { key, outputs } => Executed {
+                outputs,
+                kv: out.kv,
+                key,
+                replayed: false,
+            },
         })
     }
 
@@ -487,27 +506,37 @@ impl SagaRun {
         &mut self,
         i: usize,
         attempt: u32,
-        outputs: Map<String, Value>,
-        kv: Vec<KvWrite>,
-        key: Option<String>,
-        reused: bool,
+        plugin: &LoadedPlugin,
+        done: Executed,
     ) -> Result<()> {
         let now = now_ms();
-        let idem = key.as_ref().filter(|_| !reused).map(|k| IdempotencyRecord {
-            key: k.clone(),
-            step_name: self.steps[i].step_name.clone(),
-            tx_id: self.tx.tx_id.clone(),
-            output: Value::Object(outputs.clone()).to_string(),
-            expires_at: now + self.engine.inner.config.idempotency_ttl.as_millis() as i64,
-        });
+        let idem = done
+            .key
+            .as_ref()
+            .filter(|_| !done.replayed)
+            .map(|k| IdempotencyRecord {
+                key: IdempotencyKey {
+                    plugin: plugin.namespace.clone(),
+                    step_name: self.steps[i].step_name.clone(),
+                    key: k.clone(),
+                },
+                tx_id: self.tx.tx_id.clone(),
+                output: Value::Object(done.outputs.clone()).to_string(),
+                expires_at: now + self.engine.inner.config.idempotency_ttl.as_millis() as i64,
+            });
+        // Only a call that wrote plugin state can be refused: keep what to go back to.
+        let before = done
+            .kv
+            .has_writes()
+            .then(|| (self.tx.clone(), self.steps.clone()));
         let step = &mut self.steps[i];
         step.status = StepStatus::Completed;
         step.attempts = attempt;
         step.error = None;
-        step.idempotency_key = key;
+        step.idempotency_key = done.key;
         step.finished_at = Some(now);
-        step.output = Some(outputs.clone());
-        self.tx.outputs.extend(outputs);
+        step.output = Some(done.outputs.clone());
+        self.tx.outputs.extend(done.outputs);
         let mut changed = vec![i];
         if i + 1 < self.steps.len() {
             let next = &mut self.steps[i + 1];
@@ -519,19 +548,52 @@ impl SagaRun {
             self.tx.status = TxStatus::Completed;
             self.tx.completed_at = Some(now);
         }
-        self.commit(&changed, &kv, idem.as_ref(), &[]).await?;
-        let mut done = self
+        let committed = self
+            .commit(
+                &changed,
+                Some(&done.kv),
+                idem.as_ref().map(IdempotencyChange::Remember),
+                &[],
+            )
+            .await;
+        if let Err(Error::Store(StoreError::KvConflict { key, .. })) = &committed
+            && let Some((tx, steps)) = before
+        {
+            // Nothing was written: run the step again on fresh state.
+            let f = self.kv_conflict(i, "execute", key);
+            (self.tx, self.steps) = (tx, steps);
+            return self.retry_or_fail(i, attempt, f).await;
+        }
+        committed?;
+        let mut event = self
             .event(kinds::STEP_COMPLETED)
             .step(&self.steps[i].step_name)
             .with("attempt", attempt);
-        if reused {
-            done = done.with("idempotent_replay", true);
+        if done.replayed {
+            event = event.with("idempotent_replay", true);
         }
-        self.events().publish(done);
+        self.events().publish(event);
         if self.tx.status == TxStatus::Completed {
             self.events().publish(self.event(kinds::TX_COMPLETED));
         }
         Ok(())
+    }
+
+    /// Count and log a step result refused because a plugin key it read changed before
+    /// its commit; the failure to retry the step with.
+    fn kv_conflict(&self, i: usize, phase: &'static str, key: &str) -> CallFailure {
+        let name = self.steps[i].step_name.as_str();
+        telemetry::metrics()
+            .kv_conflicts
+            .with_label_values(&[name, phase])
+            .inc();
+        tracing::warn!(tx_id = %self.tx.tx_id, step = name, phase, %key, "plugin key changed since the step read it; its writes are discarded and the step runs again");
+        CallFailure::new(
+            FailureKind::Retryable,
+            format!(
+                "plugin key `{key}` changed since the step read it; the step runs again on fresh state"
+            ),
+        )
     }
 
     /// After a failed attempt: wait and retry if the error allows and retries remain,
@@ -546,7 +608,7 @@ impl SagaRun {
         let step = &mut self.steps[i];
         step.attempts = attempt;
         step.error = Some(step_error(&f));
-        self.commit(&[i], &[], None, &[]).await?;
+        self.commit(&[i], None, None, &[]).await?;
         self.events().publish(
             self.event(kinds::STEP_FAILED)
                 .step(&self.steps[i].step_name)
@@ -601,7 +663,7 @@ impl SagaRun {
             self.tx.status = status;
             self.tx.completed_at = Some(now);
         }
-        self.commit(&changed, &[], None, &[]).await?;
+        self.commit(&changed, None, None, &[]).await?;
         self.events().publish(
             self.event(kinds::STEP_FAILED)
                 .step(&name)
@@ -654,13 +716,13 @@ impl SagaRun {
                 step.error
                     .get_or_insert_with(|| "step declares no compensation".into());
                 step.finished_at = Some(now_ms());
-                self.commit(&[j], &[], None, &[]).await?;
+                self.commit(&[j], None, None, &[]).await?;
                 continue;
             }
             if self.steps[j].status != StepStatus::Compensating {
                 // The barrier: the intent is durable before the plugin is asked to undo.
                 self.steps[j].status = StepStatus::Compensating;
-                self.commit(&[j], &[], None, &[]).await?;
+                self.commit(&[j], None, None, &[]).await?;
             }
             let attempt = self.steps[j].compensation_attempts + 1;
             let span = telemetry::step_span(
@@ -692,11 +754,38 @@ impl SagaRun {
             };
             match outcome {
                 Ok(out) => {
+                    // An undone step's idempotency record goes with the undo, so a later
+                    // run with the same key executes again.
+                    let forget = self.steps[j]
+                        .idempotency_key
+                        .clone()
+                        .map(|key| IdempotencyKey {
+                            plugin: plugin.namespace.clone(),
+                            step_name: name.clone(),
+                            key,
+                        });
+                    let before = out.kv.has_writes().then(|| self.steps[j].clone());
                     let step = &mut self.steps[j];
                     step.status = StepStatus::Compensated;
                     step.compensation_attempts = attempt;
                     step.finished_at = Some(now_ms());
-                    self.commit(&[j], &out.kv, None, &[]).await?;
+                    let committed = self
+                        .commit(
+                            &[j],
+                            Some(&out.kv),
+                            forget.as_ref().map(IdempotencyChange::Forget),
+                            &[],
+                        )
+                        .await;
+                    if let Err(Error::Store(StoreError::KvConflict { key, .. })) = &committed
+                        && let Some(step) = before
+                    {
+                        let f = self.kv_conflict(j, "compensate", key);
+                        self.steps[j] = step;
+                        self.compensation_failed_attempt(j, f).await?;
+                        continue;
+                    }
+                    committed?;
                     self.events().publish(
                         self.event(kinds::STEP_COMPENSATED)
                             .step(&name)
@@ -727,7 +816,7 @@ impl SagaRun {
         self.steps[j].compensation_attempts = attempt;
         self.steps[j].error = Some(step_error(&f));
         if f.is_retryable() && attempt <= self.tx.max_retries {
-            self.commit(&[j], &[], None, &[]).await?;
+            self.commit(&[j], None, None, &[]).await?;
             self.events().publish(
                 self.event(kinds::STEP_FAILED)
                     .step(&name)
@@ -747,7 +836,7 @@ impl SagaRun {
         self.tx.status = TxStatus::CompensationFailed;
         self.tx.last_error = Some(truncate(message.clone()));
         self.tx.completed_at = Some(now_ms());
-        self.commit(&[j], &[], None, &[]).await?;
+        self.commit(&[j], None, None, &[]).await?;
         self.events().publish(
             self.event(kinds::TX_COMPENSATION_FAILED)
                 .step(&name)
@@ -769,13 +858,13 @@ impl SagaRun {
         if cancelled {
             self.tx.status = TxStatus::Cancelled;
             self.tx.completed_at = Some(now_ms());
-            self.commit(&[], &[], None, &[]).await?;
+            self.commit(&[], None, None, &[]).await?;
             self.events().publish(self.event(kinds::TX_CANCELLED));
             return Ok(());
         }
         self.tx.status = TxStatus::Compensated;
         self.tx.completed_at = Some(now_ms());
-        self.commit(&[], &[], None, &[]).await?;
+        self.commit(&[], None, None, &[]).await?;
         self.events().publish(self.event(kinds::TX_COMPENSATED));
         Ok(())
     }
@@ -810,6 +899,50 @@ impl SagaRun {
             }
         })
     }
+}
+
+/// What a successful execute (or a replay of its key's stored output) came to.
+struct Executed {
+    outputs: Map<String, Value>,
+    kv: KvChanges,
+    /// The idempotency key the step gave.
+    key: Option<String>,
+    /// Whether the outputs are a completed key's, execute not run.
+    replayed: bool,
+}
+
+/// The engine's idempotency look-up for one step of one plugin: the outputs stored for a
+/// key only that step of that plugin completed with.
+fn idempotency_lookup(
+    store: Arc<dyn crate::store::TxStore>,
+    plugin: String,
+    step_name: String,
+) -> KeyLookup {
+    Box::new(move |key| {
+        Box::pin(async move {
+            let scope = IdempotencyKey {
+                plugin,
+                step_name,
+                key,
+            };
+            match store.idempotency_get(&scope, now_ms()).await {
+                Ok(None) => Ok(None),
+                Ok(Some(text)) => serde_json::from_str(&text).map(Some).map_err(|e| {
+                    CallFailure::new(
+                        FailureKind::Permanent,
+                        format!(
+                            "the stored output of idempotency key `{}` is unreadable: {e}",
+                            scope.key
+                        ),
+                    )
+                }),
+                Err(e) => Err(CallFailure::new(
+                    FailureKind::Unavailable,
+                    format!("cannot read the idempotency record: {e}"),
+                )),
+            }
+        })
+    })
 }
 
 /// A step's stored error: its kind first, so compensation can tell an effect-unknown

@@ -34,14 +34,13 @@ pub trait LockManager: Send + Sync + 'static {
     /// One line for startup logs.
     fn summary(&self) -> String;
 
-    /// Take `key` for `ttl` if it is free; returns a fencing number that grows with every
-    /// grant, or `None` when someone else holds it.
-    async fn try_acquire(
-        &self,
-        key: &str,
-        token: &str,
-        ttl: Duration,
-    ) -> Result<Option<u64>, LockError>;
+    /// Take `key` for `ttl` if it is free (or already `token`'s); `false` when someone
+    /// else holds it.
+    ///
+    /// A lock keeps contenders apart for throughput; it is not what keeps data right. A
+    /// holder may stall past `ttl` and act after another took the key over, so every write
+    /// a lock guards is also fenced in the store (saga versions, plugin key versions).
+    async fn try_acquire(&self, key: &str, token: &str, ttl: Duration) -> Result<bool, LockError>;
 
     /// Extend `key` to `ttl` from now if `token` still holds it.
     async fn extend(&self, key: &str, token: &str, ttl: Duration) -> Result<bool, LockError>;
@@ -81,8 +80,8 @@ pub async fn acquire_all(
         let mut blocked = None;
         for key in &keys {
             match locks.try_acquire(key, token, ttl).await {
-                Ok(Some(_)) => taken.push(key.clone()),
-                Ok(None) => {
+                Ok(true) => taken.push(key.clone()),
+                Ok(false) => {
                     blocked = Some(key.clone());
                     break;
                 }

@@ -14,8 +14,8 @@ use super::{LockError, LockManager};
 /// Upper bound on any one Redis round trip, so a dead server is an error, never a hang.
 const CALL_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Take the lock if it is free (or already ours, as the in-process locks allow), and
-/// count the grant in the key's fencing counter in the same atomic step.
+/// Take the lock if it is free, or extend it if it is already ours (as the in-process
+/// locks allow).
 static ACQUIRE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
@@ -23,7 +23,7 @@ if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   if redis.call('GET', KEYS[1]) ~= ARGV[1] then return false end
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
 end
-return redis.call('INCR', KEYS[2])
+return 1
 ",
     )
 });
@@ -55,7 +55,7 @@ return 0
 
 /// Locks kept in a Redis server, so several hosts exclude each other.
 ///
-/// Lock `k` lives at `{prefix}lock:k` and its fencing counter at `{prefix}fence:k`. The
+/// Lock `k` lives at `{prefix}lock:k`, and expires with its TTL. The
 /// connection reconnects on its own after Redis restarts; until then calls fail with
 /// [`LockError::Unavailable`].
 pub struct RedisLocks {
@@ -110,19 +110,14 @@ impl LockManager for RedisLocks {
         format!("redis locks at {}", self.location)
     }
 
-    async fn try_acquire(
-        &self,
-        key: &str,
-        token: &str,
-        ttl: Duration,
-    ) -> Result<Option<u64>, LockError> {
+    async fn try_acquire(&self, key: &str, token: &str, ttl: Duration) -> Result<bool, LockError> {
         let mut invocation = ACQUIRE.prepare_invoke();
         invocation
             .key(self.lock_key(key))
-            .key(format!("{}fence:{key}", self.prefix))
             .arg(token)
             .arg(ttl_ms(ttl));
-        self.run(invocation).await
+        // The script answers 1 or nil.
+        Ok(self.run::<Option<i64>>(invocation).await?.is_some())
     }
 
     async fn extend(&self, key: &str, token: &str, ttl: Duration) -> Result<bool, LockError> {

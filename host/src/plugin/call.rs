@@ -17,7 +17,7 @@ use super::http_policy::HttpPolicy;
 use super::state::{CallState, KvOverlay};
 use super::stderr::StderrTail;
 use super::{LoadedPlugin, PluginRuntime, StepDescriptor};
-use crate::store::{KvWrite, TxStore};
+use crate::store::{KvChanges, TxStore};
 
 /// How much of a guest's stderr (its last bytes) is kept for the step's error.
 const STDERR_CAPTURE: usize = 16 << 10;
@@ -108,14 +108,26 @@ impl CallFailure {
     }
 }
 
-/// What a call returned, with the key-value writes it made.
+/// What a call returned, with the key-value reads and writes it made.
 #[derive(Debug)]
 pub struct CallOutput<T> {
     /// The returned value.
     pub value: T,
-    /// Writes to commit with the step's result.
-    pub kv: Vec<KvWrite>,
+    /// Reads and writes to commit with the step's result.
+    pub kv: KvChanges,
 }
+
+/// The engine's look-up of a step's idempotency key, made between the key call and
+/// execute: the outputs stored for the key, if a run of the same step of the same plugin
+/// completed with it.
+pub type KeyLookup = Box<
+    dyn FnOnce(
+            String,
+        ) -> futures::future::BoxFuture<
+            'static,
+            Result<Option<Map<String, Value>>, CallFailure>,
+        > + Send,
+>;
 
 #[derive(Debug, Clone, Copy)]
 pub(super) enum CallKind {
@@ -190,14 +202,15 @@ impl PluginRuntime {
         }
     }
 
-    /// Ask `call.step_name` for its idempotency key and, unless that key already
-    /// completed (then its stored output comes back), run execute; one instance serves both
-    /// calls. `on_execute` runs just before execute does.
+    /// Ask `call.step_name` for its idempotency key and, unless `lookup` finds outputs
+    /// stored for it (they come back, execute not run), run execute; one instance serves
+    /// both calls. `on_execute` runs just before execute does.
     pub async fn execute_keyed(
         &self,
         plugin: &LoadedPlugin,
         call: &StepCall,
         store: Arc<dyn TxStore>,
+        lookup: KeyLookup,
         on_execute: Box<dyn FnOnce() + Send>,
     ) -> Result<CallOutput<Keyed>, CallFailure> {
         let out = self
@@ -207,7 +220,7 @@ impl PluginRuntime {
                 &call.step_name,
                 Some(call),
                 Some(store),
-                Some(on_execute),
+                Some((lookup, on_execute)),
             )
             .await?;
         match out.value {
@@ -259,10 +272,9 @@ impl PluginRuntime {
         step: &str,
         call: Option<&StepCall>,
         store: Option<Arc<dyn TxStore>>,
-        on_execute: Option<Box<dyn FnOnce() + Send>>,
+        keyed: Option<(KeyLookup, Box<dyn FnOnce() + Send>)>,
     ) -> Result<CallOutput<CallValue>, CallFailure> {
         let limits = plugin.limits;
-        let lookup = store.clone();
         let stderr = StderrTail::new(STDERR_CAPTURE);
         let wasi = WasiCtx::builder().stderr(stderr.clone()).build();
         let span = tracing::info_span!(
@@ -328,29 +340,20 @@ impl PluginRuntime {
                         .call_idempotency_key(&mut wasm, step, ctx)
                         .await?
                         .map(bounded_key);
-                    let replayed = match (&key, &lookup) {
-                        (Some(key), Some(store)) => {
-                            match store.idempotency_get(key, crate::store::now_ms()).await {
-                                Ok(found) => found.map(|text| (key.clone(), text)),
-                                Err(e) => {
-                                    return Ok(Err(CallFailure::new(
-                                        FailureKind::Unavailable,
-                                        format!("cannot read the idempotency record: {e}"),
-                                    )));
-                                }
-                            }
-                        }
-                        _ => None,
+                    let (lookup, announce) = keyed.expect("a keyed execute comes with its look-up");
+                    let replayed = match &key {
+                        Some(key) => match lookup(key.clone()).await {
+                            Ok(found) => found.map(|outputs| (key.clone(), outputs)),
+                            Err(failure) => return Ok(Err(failure)),
+                        },
+                        None => None,
                     };
                     match replayed {
-                        Some((key, text)) => Ok(CallValue::Keyed(Keyed::Replayed {
-                            key,
-                            outputs: serde_json::from_str(&text).unwrap_or_default(),
-                        })),
+                        Some((key, outputs)) => {
+                            Ok(CallValue::Keyed(Keyed::Replayed { key, outputs }))
+                        }
                         None => {
-                            if let Some(announce) = on_execute {
-                                announce();
-                            }
+                            announce();
                             match guest.call_execute(&mut wasm, step, ctx).await? {
                                 Ok(text) => match parse_outputs(&text, limits.max_output_bytes) {
                                     Ok(CallValue::Outputs(outputs)) => {
@@ -404,8 +407,8 @@ impl PluginRuntime {
         };
         let kv = match &value {
             // Nothing ran whose writes could count.
-            CallValue::Keyed(Keyed::Replayed { .. }) => Vec::new(),
-            _ => wasm.into_data().kv.into_writes(),
+            CallValue::Keyed(Keyed::Replayed { .. }) => KvChanges::default(),
+            _ => wasm.into_data().kv.into_changes(),
         };
         Ok(CallOutput { value, kv })
     }

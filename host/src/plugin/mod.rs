@@ -25,7 +25,7 @@ use arc_swap::ArcSwap;
 use serde::Serialize;
 use wasmtime::component::Linker;
 
-pub use call::{CallFailure, CallOutput, FailureKind, Keyed, StepCall};
+pub use call::{CallFailure, CallOutput, FailureKind, KeyLookup, Keyed, StepCall};
 pub use epoch::EpochTicker;
 pub use manifest::Manifest;
 pub use watcher::PluginWatcher;

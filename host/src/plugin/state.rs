@@ -11,7 +11,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::http_policy::HttpPolicy;
-use crate::store::{KvWrite, TxStore};
+use crate::store::{KvChanges, KvRead, KvWrite, TxStore};
 
 /// Per-call store data.
 pub struct CallState {
@@ -46,13 +46,16 @@ impl WasiHttpView for CallState {
     }
 }
 
-/// The plugin's key-value namespace as seen by one call: reads fall through to the store,
-/// writes stay here until the engine commits them with the step's result.
+/// The plugin's key-value namespace as seen by one call: reads fall through to the store
+/// (each key's version noted the first time), writes stay here until the engine commits
+/// them with the step's result, and only if none of the keys read has changed by then.
 pub struct KvOverlay {
     store: Option<Arc<dyn TxStore>>,
     namespace: String,
     changes: HashMap<String, Option<String>>,
     order: Vec<String>,
+    /// Version of each key read from the store (`0`: absent).
+    reads: HashMap<String, i64>,
 }
 
 impl KvOverlay {
@@ -64,20 +67,26 @@ impl KvOverlay {
             namespace: namespace.to_string(),
             changes: HashMap::new(),
             order: Vec::new(),
+            reads: HashMap::new(),
         }
     }
 
-    pub(crate) async fn get(&self, key: &str) -> Result<Option<String>, String> {
+    pub(crate) async fn get(&mut self, key: &str) -> Result<Option<String>, String> {
         if let Some(v) = self.changes.get(key) {
             return Ok(v.clone());
         }
-        match &self.store {
-            Some(store) => store
-                .kv_get(&self.namespace, key)
-                .await
-                .map_err(|e| e.to_string()),
-            None => Ok(None),
-        }
+        let Some(store) = &self.store else {
+            return Ok(None);
+        };
+        let found = store
+            .kv_read(&self.namespace, key)
+            .await
+            .map_err(|e| e.to_string())?;
+        // The first read counts: a later one that differs will be refused at commit anyway.
+        self.reads
+            .entry(key.to_string())
+            .or_insert(found.as_ref().map_or(0, |v| v.version));
+        Ok(found.map(|v| v.value))
     }
 
     pub(crate) fn put(&mut self, key: String, value: Option<String>) {
@@ -86,19 +95,24 @@ impl KvOverlay {
         }
     }
 
-    /// The writes made, once each, in first-write order.
-    pub fn into_writes(mut self) -> Vec<KvWrite> {
-        let namespace = self.namespace;
-        self.order
+    /// What the call read and wrote: writes once each, in first-write order.
+    pub fn into_changes(mut self) -> KvChanges {
+        let writes = self
+            .order
             .into_iter()
             .map(|key| {
                 let value = self.changes.remove(&key).flatten();
-                KvWrite {
-                    namespace: namespace.clone(),
-                    key,
-                    value,
-                }
+                KvWrite { key, value }
             })
-            .collect()
+            .collect();
+        KvChanges {
+            namespace: self.namespace,
+            reads: self
+                .reads
+                .into_iter()
+                .map(|(key, version)| KvRead { key, version })
+                .collect(),
+            writes,
+        }
     }
 }

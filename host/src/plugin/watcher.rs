@@ -28,7 +28,11 @@ impl PluginWatcher {
         let (tx, rx) = mpsc::unbounded_channel::<PathBuf>();
         let mut watcher =
             notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-                if let Ok(event) = event {
+                // Reads (a host loading the file, another host sharing the directory) are
+                // not changes: reacting to them would reload in a loop.
+                if let Ok(event) = event
+                    && !matches!(event.kind, notify::EventKind::Access(_))
+                {
                     for path in event.paths {
                         let _ = tx.send(path);
                     }
@@ -58,8 +62,21 @@ fn plugin_path(path: &Path) -> Option<PathBuf> {
     }
 }
 
+/// Size and modification time of a plugin and its manifest: a change event that leaves
+/// them as they were (a `touch` of the directory, an attribute change) reloads nothing.
+type Fingerprint = [Option<(u64, std::time::SystemTime)>; 2];
+
+fn fingerprint(wasm: &Path) -> Fingerprint {
+    let of = |p: &Path| {
+        let m = std::fs::metadata(p).ok()?;
+        Some((m.len(), m.modified().ok()?))
+    };
+    [of(wasm), of(&wasm.with_extension("toml"))]
+}
+
 async fn apply_changes(runtime: Arc<PluginRuntime>, mut rx: mpsc::UnboundedReceiver<PathBuf>) {
     let mut pending: HashMap<PathBuf, Instant> = HashMap::new();
+    let mut applied: HashMap<PathBuf, Fingerprint> = HashMap::new();
     loop {
         let next_due = pending.values().min().copied();
         tokio::select! {
@@ -76,6 +93,11 @@ async fn apply_changes(runtime: Arc<PluginRuntime>, mut rx: mpsc::UnboundedRecei
                 let due: Vec<PathBuf> = pending.iter().filter(|(_, t)| **t <= now).map(|(p, _)| p.clone()).collect();
                 for path in due {
                     pending.remove(&path);
+                    let now_seen = fingerprint(&path);
+                    if applied.get(&path) == Some(&now_seen) {
+                        continue;
+                    }
+                    applied.insert(path.clone(), now_seen);
                     if path.is_file() {
                         if let Err(e) = runtime.load_file(&path).await {
                             tracing::error!(error = %e, "plugin reload rejected; the previous version keeps serving");

@@ -81,6 +81,18 @@ impl Dialect {
         }
     }
 
+    /// The clause that makes a `SELECT` take shared locks on the rows it reads, so they
+    /// cannot change before the transaction ends (empty for SQLite, whose writer holds the
+    /// whole database).
+    pub fn share_lock(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "",
+            Dialect::Postgres => " FOR SHARE",
+            // MariaDB has no `FOR SHARE`; both accept this.
+            Dialect::MySql => " LOCK IN SHARE MODE",
+        }
+    }
+
     /// Integer division of two integer expressions.
     pub fn int_div(self, a: &str, b: &str) -> String {
         match self {

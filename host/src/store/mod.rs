@@ -17,10 +17,11 @@ use crate::engine::TxStatus;
 
 pub use dialect::Dialect;
 pub use records::{
-    Commit, CreateOutcome, HistoryEntry, HostRecord, IdempotencyRecord, KvWrite, Page, SharedEvent,
-    StatusCount, StepRecord, TxFilter, TxRecord,
+    Commit, CreateOutcome, HistoryEntry, HostRecord, IdempotencyChange, IdempotencyKey,
+    IdempotencyRecord, KvChanges, KvRead, KvValue, KvWrite, Page, SharedEvent, StatusCount,
+    StepRecord, TxFilter, TxRecord,
 };
-pub use sql::SqlStore;
+pub use sql::{CommitPause, CommitPoint, SqlStore};
 
 /// Result of a store operation.
 pub type StoreResult<T> = std::result::Result<T, StoreError>;
@@ -35,6 +36,15 @@ pub enum StoreError {
         tx_id: String,
         /// The version this writer read.
         expected: i64,
+    },
+    /// A key the step call read changed before its writes could commit: nothing of the
+    /// commit was written, and the step must run again on fresh state.
+    #[error("plugin key `{key}` in `{namespace}` changed since the step read it")]
+    KvConflict {
+        /// The plugin's namespace.
+        namespace: String,
+        /// The key that changed.
+        key: String,
     },
     /// The database could not be reached or the call failed in a way worth retrying.
     #[error("store unavailable: {0}")]
@@ -74,11 +84,22 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
-/// Busy, locked, deadlock and connection-class codes of the three databases.
+/// Codes of the three databases worth retrying: busy, locked, deadlock, serialization,
+/// lock-wait and statement timeouts, a session ended for idling in a transaction, a server
+/// out of connections, and the connection class.
 fn is_transient_code(code: Option<&str>) -> bool {
     matches!(
         code,
-        Some("5" | "6" | "261" | "517" | "40001" | "40P01" | "1213" | "1205" | "57P01")
+        // SQLite: busy, locked (and their extended codes).
+        Some(
+            "5" | "6" | "261" | "517"
+            // PostgreSQL: serialization, deadlock, shutdown, statement and lock timeouts,
+            // idle-in-transaction timeout, too many connections.
+            | "40001" | "40P01" | "57P01" | "57014" | "55P03" | "25P03" | "53300"
+            // MySQL/MariaDB: deadlock, lock wait timeout, too many connections, statement
+            // timeout.
+            | "1213" | "1205" | "1040" | "1969"
+        )
     ) || code.is_some_and(|c| c.starts_with("08"))
 }
 
@@ -125,11 +146,20 @@ pub trait TxStore: Send + Sync + 'static {
     /// Append to a transaction's history outside a state change.
     async fn append_history(&self, entry: &HistoryEntry) -> StoreResult<()>;
 
-    /// A plugin's stored value.
-    async fn kv_get(&self, namespace: &str, key: &str) -> StoreResult<Option<String>>;
+    /// A plugin's stored value with its version.
+    async fn kv_read(&self, namespace: &str, key: &str) -> StoreResult<Option<KvValue>>;
 
-    /// The stored output of a completed step with this idempotency key, unless expired.
-    async fn idempotency_get(&self, key: &str, now_ms: i64) -> StoreResult<Option<String>>;
+    /// A plugin's stored value.
+    async fn kv_get(&self, namespace: &str, key: &str) -> StoreResult<Option<String>> {
+        Ok(self.kv_read(namespace, key).await?.map(|v| v.value))
+    }
+
+    /// The stored output of the step that completed with this key, unless expired.
+    async fn idempotency_get(
+        &self,
+        key: &IdempotencyKey,
+        now_ms: i64,
+    ) -> StoreResult<Option<String>>;
 
     /// Delete up to `batch` expired idempotency records; returns how many went.
     async fn purge_idempotency(&self, now_ms: i64, batch: u32) -> StoreResult<u64>;
@@ -161,11 +191,42 @@ pub trait TxStore: Send + Sync + 'static {
 }
 
 /// Open the store named by `url` (`sqlite://…`, `postgres://…`, `mysql://…`, `mariadb://…`)
-/// and bring its schema up to date.
+/// with the default [`StoreOptions`], and bring its schema up to date.
 pub async fn from_url(url: &str) -> StoreResult<Arc<dyn TxStore>> {
-    let store = SqlStore::connect(url).await?;
+    open(url, &StoreOptions::default()).await
+}
+
+/// Open the store named by `url` with `options`, and bring its schema up to date.
+pub async fn open(url: &str, options: &StoreOptions) -> StoreResult<Arc<dyn TxStore>> {
+    let store = SqlStore::connect_with(url, options).await?;
     store.migrate().await?;
     Ok(Arc::new(store))
+}
+
+/// How a host uses its database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// Most connections held (SQLite: at most 8).
+    pub max_connections: u32,
+    /// Longest a statement, a row-lock wait or an idle open transaction may last before
+    /// the database ends it.
+    pub statement_timeout: std::time::Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        let config = crate::config::Config::default();
+        Self::from(&config)
+    }
+}
+
+impl From<&crate::config::Config> for StoreOptions {
+    fn from(c: &crate::config::Config) -> Self {
+        Self {
+            max_connections: c.database_max_connections,
+            statement_timeout: c.database_statement_timeout,
+        }
+    }
 }
 
 /// Milliseconds since the Unix epoch, the time unit of every stored timestamp.

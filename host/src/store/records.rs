@@ -107,27 +107,84 @@ pub enum CreateOutcome {
 /// A plugin key-value change made during a step call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KvWrite {
-    /// The plugin's namespace.
-    pub namespace: String,
     /// The key.
     pub key: String,
     /// The new value; `None` deletes.
     pub value: Option<String>,
 }
 
+/// A stored plugin value and its version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KvValue {
+    /// The value.
+    pub value: String,
+    /// The row's version: it changes with every write of the key.
+    pub version: i64,
+}
+
+/// The version a key had when a step call first read it from the store; `0` when the key
+/// did not exist.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KvRead {
+    /// The key.
+    pub key: String,
+    /// The version read (`0`: absent).
+    pub version: i64,
+}
+
+/// What one step call did to its plugin's key-value namespace. The writes commit only if
+/// every key read still has the version read (see [`StoreError::KvConflict`]).
+///
+/// [`StoreError::KvConflict`]: super::StoreError::KvConflict
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KvChanges {
+    /// The plugin's namespace.
+    pub namespace: String,
+    /// Keys read from the store, each once, with the version found.
+    pub reads: Vec<KvRead>,
+    /// Keys written, each once, in first-write order.
+    pub writes: Vec<KvWrite>,
+}
+
+impl KvChanges {
+    /// Whether the call wrote anything.
+    pub fn has_writes(&self) -> bool {
+        !self.writes.is_empty()
+    }
+}
+
+/// Where an idempotency key counts: one step of one plugin. A key is only ever matched
+/// against records of the same step of the same plugin.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct IdempotencyKey {
+    /// The plugin's identity (its key-value namespace).
+    pub plugin: String,
+    /// The step's name.
+    pub step_name: String,
+    /// The key the step gave.
+    pub key: String,
+}
+
 /// A completed step's remembered output.
 #[derive(Debug, Clone, PartialEq)]
 pub struct IdempotencyRecord {
-    /// The key the step gave.
-    pub key: String,
-    /// The step's name.
-    pub step_name: String,
+    /// Plugin, step and key.
+    pub key: IdempotencyKey,
     /// The saga that ran it.
     pub tx_id: String,
     /// Its output as JSON text.
     pub output: String,
     /// When it stops counting (ms since epoch).
     pub expires_at: i64,
+}
+
+/// What a commit does to an idempotency record.
+#[derive(Debug, Clone, Copy)]
+pub enum IdempotencyChange<'a> {
+    /// Remember a completed step's output under its key.
+    Remember(&'a IdempotencyRecord),
+    /// Forget a key whose step was compensated, so a later run executes again.
+    Forget(&'a IdempotencyKey),
 }
 
 /// A line of a saga's history: admin actions and notable transitions.
@@ -176,21 +233,29 @@ pub struct Commit<'a> {
     pub tx: &'a TxRecord,
     /// Steps whose state changed.
     pub steps: &'a [&'a StepRecord],
-    /// Plugin key-value writes made by the step call this commit settles.
-    pub kv: &'a [KvWrite],
-    /// A completed step's output to remember under its idempotency key.
-    pub idempotency: Option<&'a IdempotencyRecord>,
+    /// Plugin key-value reads and writes of the step call this commit settles.
+    pub kv: Option<&'a KvChanges>,
+    /// An idempotency record to write or remove.
+    pub idempotency: Option<IdempotencyChange<'a>>,
     /// History lines to append.
     pub history: &'a [HistoryEntry],
 }
 
 impl<'a> Commit<'a> {
+    /// Whether the commit writes plugin state, idempotency records or history (anything
+    /// beyond the saga row and its steps).
+    pub fn writes_beyond_state(&self) -> bool {
+        self.kv.is_some_and(KvChanges::has_writes)
+            || self.idempotency.is_some()
+            || !self.history.is_empty()
+    }
+
     /// A commit of the transaction row and these steps only.
     pub fn new(tx: &'a TxRecord, steps: &'a [&'a StepRecord]) -> Self {
         Self {
             tx,
             steps,
-            kv: &[],
+            kv: None,
             idempotency: None,
             history: &[],
         }

@@ -2,6 +2,7 @@
 //! [`Dialect`].
 
 use std::borrow::Cow;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -11,11 +12,13 @@ use sqlx::{AnyPool, Row};
 
 use super::conns::Conns;
 use super::records::*;
-use super::{Dialect, StoreError, StoreResult, TxStore};
+use super::{Dialect, StoreError, StoreOptions, StoreResult, TxStore};
 use crate::engine::{StepStatus, TxStatus};
 
 static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
 static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
+/// Longest a host waits for another host to finish migrating a MySQL database.
+const MIGRATION_LOCK_WAIT: Duration = Duration::from_secs(300);
 static MYSQL_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/mysql");
 
 const TX_COLS: &str = "tx_id, tx_type, status, input, outputs, lock_keys, current_step, \
@@ -49,10 +52,17 @@ struct Statements {
     update_tx: String,
     update_step: String,
     kv_get: String,
-    kv_set: String,
+    /// A write of a key the call did not read: insert, or update bumping the version.
+    kv_upsert: String,
+    /// A write of a key the call found absent: insert only if still absent.
+    kv_insert: String,
+    /// A write of a key the call read: update only if the version is unchanged.
+    kv_update_seen: String,
     kv_delete: String,
+    kv_delete_seen: String,
     idem_get: String,
     idem_put: String,
+    idem_delete: String,
     history_insert: String,
     history_select: String,
     host_put: String,
@@ -86,28 +96,38 @@ impl Statements {
                 output = ?, error = ?, idempotency_key = ?, plugin_digest = ?, started_at = ?, \
                 finished_at = ? WHERE tx_id = ? AND step_index = ?",
             ),
-            kv_get: s("SELECT kv_value FROM rte_kv WHERE namespace = ? AND kv_key = ?"),
-            kv_set: s(&d.upsert(
-                "rte_kv",
-                &["namespace", "kv_key", "kv_value", "updated_at"],
-                &["namespace", "kv_key"],
-                &["kv_value", "updated_at"],
-            )),
+            kv_get: s("SELECT kv_value, version FROM rte_kv WHERE namespace = ? AND kv_key = ?"),
+            kv_upsert: s(&kv_upsert(d)),
+            kv_insert: s(&d.insert_ignore("rte_kv", &KV_COLS)),
+            kv_update_seen: s(
+                "UPDATE rte_kv SET kv_value = ?, version = version + 1, updated_at = ? \
+                 WHERE namespace = ? AND kv_key = ? AND version = ?",
+            ),
             kv_delete: s("DELETE FROM rte_kv WHERE namespace = ? AND kv_key = ?"),
-            idem_get: s("SELECT output FROM rte_idempotency WHERE idem_key = ? AND expires_at > ?"),
+            kv_delete_seen: s(
+                "DELETE FROM rte_kv WHERE namespace = ? AND kv_key = ? AND version = ?",
+            ),
+            idem_get: s(
+                "SELECT output FROM rte_idempotency WHERE plugin = ? AND step_name = ? \
+                 AND idem_key = ? AND expires_at > ?",
+            ),
             idem_put: s(&d.upsert(
                 "rte_idempotency",
                 &[
-                    "idem_key",
+                    "plugin",
                     "step_name",
+                    "idem_key",
                     "tx_id",
                     "output",
                     "created_at",
                     "expires_at",
                 ],
-                &["idem_key"],
-                &["step_name", "tx_id", "output", "created_at", "expires_at"],
+                &["plugin", "step_name", "idem_key"],
+                &["tx_id", "output", "created_at", "expires_at"],
             )),
+            idem_delete: s(
+                "DELETE FROM rte_idempotency WHERE plugin = ? AND step_name = ? AND idem_key = ?",
+            ),
             history_insert: s(
                 "INSERT INTO rte_history (tx_id, at, kind, message) VALUES (?, ?, ?, ?)",
             ),
@@ -239,6 +259,33 @@ fn sqlite_commit(n: usize) -> String {
         set.join(", ")
     ))
     .into_owned()
+}
+
+/// Columns of a plugin key-value row, in insert order.
+const KV_COLS: [&str; 5] = ["namespace", "kv_key", "kv_value", "version", "updated_at"];
+
+/// A blind write: a new row takes the version bound; an existing one gets the next.
+fn kv_upsert(d: Dialect) -> String {
+    let head = format!(
+        "INSERT INTO rte_kv ({}) VALUES (?, ?, ?, ?, ?)",
+        KV_COLS.join(", ")
+    );
+    match d {
+        Dialect::MySql => format!(
+            "{head} ON DUPLICATE KEY UPDATE kv_value = VALUES(kv_value), \
+             version = version + 1, updated_at = VALUES(updated_at)"
+        ),
+        _ => format!(
+            "{head} ON CONFLICT (namespace, kv_key) DO UPDATE SET kv_value = excluded.kv_value, \
+             version = rte_kv.version + 1, updated_at = excluded.updated_at"
+        ),
+    }
+}
+
+/// The version of a key created anew: random (and positive, `0` meaning absent), so a key
+/// deleted and created again never repeats a version some reader saw before.
+fn fresh_kv_version() -> i64 {
+    (rand::random::<u64>() >> 2) as i64 | 1
 }
 
 /// Step statements are prepared up to this many rows (a commit rarely touches more).
@@ -397,6 +444,23 @@ fn bind_step<'q>(query: AnyQuery<'q>, step: &'q StepRecord) -> AnyQuery<'q> {
 /// the write lock stays short.
 const SQLITE_WRITERS: usize = 2;
 
+/// Keys checked per statement when a call's reads are validated.
+const KV_CHECK_ROWS: usize = 100;
+
+/// A wait injected into commits (see [`SqlStore::set_commit_pause`]), given the saga's
+/// id and where the commit is.
+pub type CommitPause =
+    Box<dyn Fn(String, CommitPoint) -> futures::future::BoxFuture<'static, ()> + Send + Sync>;
+
+/// Where in a commit a [`CommitPause`] is asked to wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommitPoint {
+    /// Before the commit touches the database (the step's results are in hand).
+    Start,
+    /// Inside the transaction, right after the saga's version fence was written.
+    Fenced,
+}
+
 /// Shared events written per statement (well under every dialect's bind limit).
 const EVENT_ROWS: usize = 200;
 
@@ -420,11 +484,21 @@ pub struct SqlStore {
     dialect: Dialect,
     location: String,
     q: Statements,
+    /// A wait injected into commits by fault-injection tests.
+    commit_pause: arc_swap::ArcSwapOption<CommitPause>,
 }
 
 impl SqlStore {
-    /// Connect to the database `url` names; fails clearly when it cannot be reached.
+    /// Connect to the database `url` names with the default options; fails clearly when
+    /// it cannot be reached.
     pub async fn connect(url: &str) -> StoreResult<Self> {
+        Self::connect_with(url, &StoreOptions::default()).await
+    }
+
+    /// Connect to the database `url` names, holding at most `options.max_connections`
+    /// and asking the database to end statements, row-lock waits and idle open
+    /// transactions after `options.statement_timeout`.
+    pub async fn connect_with(url: &str, options: &StoreOptions) -> StoreResult<Self> {
         sqlx::any::install_default_drivers();
         let dialect = Dialect::from_url(url).ok_or_else(|| {
             StoreError::Permanent(format!(
@@ -434,10 +508,11 @@ impl SqlStore {
         })?;
         let url = normalise_url(dialect, url);
         let max_connections = match dialect {
-            Dialect::Sqlite => 8,
-            _ => 32,
+            Dialect::Sqlite => options.max_connections.clamp(2, 8),
+            _ => options.max_connections.max(2),
         };
-        let mut options = AnyPoolOptions::new()
+        let session = session_settings(dialect, options.statement_timeout);
+        let mut pool_options = AnyPoolOptions::new()
             .acquire_timeout(Duration::from_secs(5))
             .max_connections(max_connections)
             // A ping before every use would add a round trip to every commit: only a
@@ -453,19 +528,24 @@ impl SqlStore {
                     Ok(true)
                 })
             });
-        if dialect == Dialect::Sqlite {
-            options = options.after_connect(|conn, _| {
-                Box::pin(async move {
-                    use sqlx::Executor;
-                    conn.execute("PRAGMA journal_mode = WAL").await?;
-                    conn.execute("PRAGMA synchronous = NORMAL").await?;
-                    conn.execute("PRAGMA busy_timeout = 10000").await?;
-                    conn.execute("PRAGMA foreign_keys = ON").await?;
-                    Ok(())
-                })
-            });
-        }
-        let pool = options.connect(&url).await.map_err(|e| {
+        pool_options = pool_options.after_connect(move |conn, _| {
+            let session = session.clone();
+            Box::pin(async move {
+                use sqlx::Executor;
+                for setting in session.iter() {
+                    match conn.execute(setting.sql.as_str()).await {
+                        Ok(_) => {}
+                        // A setting only some servers know (MariaDB's, or MySQL's).
+                        Err(e) if setting.optional => {
+                            tracing::debug!(setting = %setting.sql, error = %e, "database setting not supported");
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                Ok(())
+            })
+        });
+        let pool = pool_options.connect(&url).await.map_err(|e| {
             StoreError::Unavailable(format!("cannot connect to {}: {e}", redact(&url)))
         })?;
         Ok(Self {
@@ -477,6 +557,7 @@ impl SqlStore {
             dialect,
             location: redact(&url),
             q: Statements::new(dialect),
+            commit_pause: arc_swap::ArcSwapOption::empty(),
         })
     }
 
@@ -487,10 +568,55 @@ impl SqlStore {
             Dialect::Postgres => &POSTGRES_MIGRATOR,
             Dialect::MySql => &MYSQL_MIGRATOR,
         };
-        migrator
-            .run(&self.pool)
-            .await
-            .map_err(|e| StoreError::Permanent(format!("migration failed: {e}")))
+        let failed =
+            |e: &dyn std::fmt::Display| StoreError::Permanent(format!("migration failed: {e}"));
+        match self.dialect {
+            // sqlx holds an advisory lock while it migrates PostgreSQL.
+            Dialect::Postgres => return migrator.run(&self.pool).await.map_err(|e| failed(&e)),
+            // SQLite has no such lock, but each migration commits with its record or not at
+            // all: a host that raced another one into the same migration fails it whole, and
+            // its next run finds it applied.
+            Dialect::Sqlite => {
+                let mut tries = 0;
+                return loop {
+                    match migrator.run(&self.pool).await {
+                        Ok(()) => break Ok(()),
+                        Err(_) if tries < 5 => {
+                            tries += 1;
+                            tokio::time::sleep(Duration::from_millis(100 * tries)).await;
+                        }
+                        Err(e) => break Err(failed(&e)),
+                    }
+                };
+            }
+            Dialect::MySql => {}
+        }
+        // sqlx asks MySQL for its lock with a negative timeout, which MariaDB answers with
+        // NULL and no lock: hosts starting together on a fresh database would then run the
+        // same DDL at once. Hold a named lock of our own on the migrating connection.
+        let mut conn = self.pool.acquire().await?;
+        let deadline = tokio::time::Instant::now() + MIGRATION_LOCK_WAIT;
+        loop {
+            let got: Option<i64> = sqlx::query_scalar("SELECT GET_LOCK('rte_migrate', 5)")
+                .fetch_one(&mut *conn)
+                .await?;
+            if got == Some(1) {
+                break;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(failed(&format!(
+                    "another host has held the migration lock for {}s",
+                    MIGRATION_LOCK_WAIT.as_secs()
+                )));
+            }
+        }
+        let outcome = migrator.run(&mut *conn).await;
+        let released = sqlx::query("SELECT RELEASE_LOCK('rte_migrate')")
+            .execute(&mut *conn)
+            .await;
+        outcome.map_err(|e| failed(&e))?;
+        released?;
+        Ok(())
     }
 
     /// The dialect in use.
@@ -516,6 +642,129 @@ impl SqlStore {
         }
     }
 
+    /// Apply a step call's key-value writes inside the committing transaction, each only
+    /// if every key the call read still has the version it read: keys read and written
+    /// are compared and set in one statement each; keys only read are checked under a
+    /// shared row lock (SQLite's writer holds the whole database). Any difference is a
+    /// [`StoreError::KvConflict`], and the caller's transaction rolls back.
+    async fn write_kv(
+        &self,
+        db: &mut sqlx::AnyConnection,
+        kv: &KvChanges,
+        now: i64,
+    ) -> StoreResult<()> {
+        let ns = kv.namespace.as_str();
+        let conflict = |key: &str| StoreError::KvConflict {
+            namespace: kv.namespace.clone(),
+            key: key.to_string(),
+        };
+        let read: std::collections::HashMap<&str, i64> = kv
+            .reads
+            .iter()
+            .map(|r| (r.key.as_str(), r.version))
+            .collect();
+        let mut check_only: Vec<&KvRead> = kv
+            .reads
+            .iter()
+            .filter(|r| !kv.writes.iter().any(|w| w.key == r.key))
+            .collect();
+        let mut absent_deletes = Vec::new();
+        for w in &kv.writes {
+            let seen = read.get(w.key.as_str()).copied();
+            let (q, expect_one) = match (&w.value, seen) {
+                (Some(v), None) => (
+                    sqlx::query(&self.q.kv_upsert)
+                        .bind(ns)
+                        .bind(w.key.as_str())
+                        .bind(v.as_str())
+                        .bind(fresh_kv_version())
+                        .bind(now),
+                    false,
+                ),
+                (Some(v), Some(0)) => (
+                    sqlx::query(&self.q.kv_insert)
+                        .bind(ns)
+                        .bind(w.key.as_str())
+                        .bind(v.as_str())
+                        .bind(fresh_kv_version())
+                        .bind(now),
+                    true,
+                ),
+                (Some(v), Some(version)) => (
+                    sqlx::query(&self.q.kv_update_seen)
+                        .bind(v.as_str())
+                        .bind(now)
+                        .bind(ns)
+                        .bind(w.key.as_str())
+                        .bind(version),
+                    true,
+                ),
+                (None, None) => (
+                    sqlx::query(&self.q.kv_delete).bind(ns).bind(w.key.as_str()),
+                    false,
+                ),
+                // Deleting a key found absent writes nothing, but it must still be absent.
+                (None, Some(0)) => {
+                    absent_deletes.push(KvRead {
+                        key: w.key.clone(),
+                        version: 0,
+                    });
+                    continue;
+                }
+                (None, Some(version)) => (
+                    sqlx::query(&self.q.kv_delete_seen)
+                        .bind(ns)
+                        .bind(w.key.as_str())
+                        .bind(version),
+                    true,
+                ),
+            };
+            let done = q.execute(&mut *db).await?;
+            if expect_one && done.rows_affected() != 1 {
+                return Err(conflict(&w.key));
+            }
+        }
+        check_only.extend(absent_deletes.iter());
+        for chunk in check_only.chunks(KV_CHECK_ROWS) {
+            let sql = self
+                .dialect
+                .sql(&format!(
+                    "SELECT kv_key, version FROM rte_kv WHERE namespace = ? AND kv_key IN ({}){}",
+                    vec!["?"; chunk.len()].join(", "),
+                    self.dialect.share_lock()
+                ))
+                .into_owned();
+            let mut q = sqlx::query(&sql).bind(ns);
+            for r in chunk {
+                q = q.bind(r.key.as_str());
+            }
+            let rows = q.fetch_all(&mut *db).await?;
+            let mut found = std::collections::HashMap::with_capacity(rows.len());
+            for row in &rows {
+                found.insert(text(row, "kv_key")?, row.try_get::<i64, _>("version")?);
+            }
+            for r in chunk {
+                if found.get(&r.key).copied().unwrap_or(0) != r.version {
+                    return Err(conflict(&r.key));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Have every commit that writes beyond the saga's row wait on `pause` at each
+    /// [`CommitPoint`]; `None` removes it. For fault-injection tests: it reproduces a host
+    /// that stalls just before or in the middle of a commit.
+    pub fn set_commit_pause(&self, pause: Option<CommitPause>) {
+        self.commit_pause.store(pause.map(Arc::new));
+    }
+
+    async fn pause_at(&self, tx_id: &str, point: CommitPoint) {
+        if let Some(pause) = self.commit_pause.load_full() {
+            pause(tx_id.to_string(), point).await;
+        }
+    }
+
     /// Hand the connections kept between uses back to the pool (before using the pool
     /// directly for long, or closing it).
     pub fn release_idle(&self) {
@@ -526,6 +775,53 @@ impl SqlStore {
     pub fn pool(&self) -> &AnyPool {
         &self.pool
     }
+}
+
+/// A statement run on every new connection.
+struct SessionSetting {
+    sql: String,
+    /// Servers of the dialect that do not know it may refuse it.
+    optional: bool,
+}
+
+/// What every new connection is told: SQLite's journal and waits; on the servers, bounds
+/// on statements, row-lock waits and open transactions left idle, so a host stalled in the
+/// middle of a commit cannot keep rows locked for longer than `timeout`.
+fn session_settings(dialect: Dialect, timeout: Duration) -> Arc<Vec<SessionSetting>> {
+    let required = |sql: String| SessionSetting {
+        sql,
+        optional: false,
+    };
+    let optional = |sql: String| SessionSetting {
+        sql,
+        optional: true,
+    };
+    let ms = timeout.as_millis().max(1);
+    let secs = timeout.as_secs().max(1);
+    Arc::new(match dialect {
+        Dialect::Sqlite => vec![
+            required("PRAGMA journal_mode = WAL".into()),
+            required("PRAGMA synchronous = NORMAL".into()),
+            required(format!("PRAGMA busy_timeout = {ms}")),
+            required("PRAGMA foreign_keys = ON".into()),
+        ],
+        Dialect::Postgres => vec![
+            required(format!("SET statement_timeout = {ms}")),
+            required(format!("SET lock_timeout = {ms}")),
+            required(format!("SET idle_in_transaction_session_timeout = {ms}")),
+        ],
+        Dialect::MySql => vec![
+            required(format!("SET SESSION innodb_lock_wait_timeout = {secs}")),
+            // MariaDB: statements and open transactions left idle.
+            optional(format!(
+                "SET SESSION max_statement_time = {}",
+                timeout.as_secs_f64()
+            )),
+            optional(format!("SET SESSION idle_transaction_timeout = {secs}")),
+            // MySQL: read statements.
+            optional(format!("SET SESSION max_execution_time = {ms}")),
+        ],
+    })
 }
 
 /// Give SQLite URLs create-if-missing, as `sqlite://rte.db` should just work.
@@ -768,14 +1064,17 @@ impl TxStore for SqlStore {
     }
 
     async fn commit(&self, c: &Commit<'_>) -> StoreResult<i64> {
-        let _turn = self.write_turn().await;
         let tx = c.tx;
+        let only_state = !c.writes_beyond_state();
+        if !only_state {
+            self.pause_at(&tx.tx_id, CommitPoint::Start).await;
+        }
+        let _turn = self.write_turn().await;
         let next_version = tx.version + 1;
         let conflict = || StoreError::VersionConflict {
             tx_id: tx.tx_id.clone(),
             expected: tx.version,
         };
-        let only_state = c.kv.is_empty() && c.idempotency.is_none() && c.history.is_empty();
         if only_state && let Some(sql) = self.q.commit_statement(c.steps.len()) {
             // The whole change in one statement: one round trip, atomic on its own.
             let mut query = bind_tx_update(sqlx::query(&sql), tx, next_version);
@@ -802,11 +1101,16 @@ impl TxStore for SqlStore {
         }
         let mut conn = self.conns.get().await?;
         let mut db = sqlx::Connection::begin(&mut *conn).await?;
+        // The fence first, inside the transaction: from here the saga's row is locked until
+        // this transaction ends, and a writer that lost the saga changes nothing.
         let updated = bind_tx_update(sqlx::query(&self.q.update_tx), tx, next_version)
             .execute(&mut *db)
             .await?;
         if updated.rows_affected() != 1 {
             return Err(conflict());
+        }
+        if !only_state {
+            self.pause_at(&tx.tx_id, CommitPoint::Fenced).await;
         }
         match c.steps {
             [] => {}
@@ -826,36 +1130,31 @@ impl TxStore for SqlStore {
                 query.execute(&mut *db).await?;
             }
         }
-        for w in c.kv {
-            match &w.value {
-                Some(v) => {
-                    sqlx::query(&self.q.kv_set)
-                        .bind(w.namespace.as_str())
-                        .bind(w.key.as_str())
-                        .bind(v.as_str())
-                        .bind(tx.updated_at)
-                        .execute(&mut *db)
-                        .await?;
-                }
-                None => {
-                    sqlx::query(&self.q.kv_delete)
-                        .bind(w.namespace.as_str())
-                        .bind(w.key.as_str())
-                        .execute(&mut *db)
-                        .await?;
-                }
-            }
+        if let Some(kv) = c.kv.filter(|kv| kv.has_writes()) {
+            self.write_kv(&mut db, kv, tx.updated_at).await?;
         }
-        if let Some(r) = c.idempotency {
-            sqlx::query(&self.q.idem_put)
-                .bind(r.key.as_str())
-                .bind(r.step_name.as_str())
-                .bind(r.tx_id.as_str())
-                .bind(r.output.as_str())
-                .bind(tx.updated_at)
-                .bind(r.expires_at)
-                .execute(&mut *db)
-                .await?;
+        match c.idempotency {
+            None => {}
+            Some(IdempotencyChange::Remember(r)) => {
+                sqlx::query(&self.q.idem_put)
+                    .bind(r.key.plugin.as_str())
+                    .bind(r.key.step_name.as_str())
+                    .bind(r.key.key.as_str())
+                    .bind(r.tx_id.as_str())
+                    .bind(r.output.as_str())
+                    .bind(tx.updated_at)
+                    .bind(r.expires_at)
+                    .execute(&mut *db)
+                    .await?;
+            }
+            Some(IdempotencyChange::Forget(k)) => {
+                sqlx::query(&self.q.idem_delete)
+                    .bind(k.plugin.as_str())
+                    .bind(k.step_name.as_str())
+                    .bind(k.key.as_str())
+                    .execute(&mut *db)
+                    .await?;
+            }
         }
         for h in c.history {
             sqlx::query(&self.q.history_insert)
@@ -997,7 +1296,7 @@ impl TxStore for SqlStore {
         Ok(())
     }
 
-    async fn kv_get(&self, namespace: &str, key: &str) -> StoreResult<Option<String>> {
+    async fn kv_read(&self, namespace: &str, key: &str) -> StoreResult<Option<KvValue>> {
         let mut conn = self.conns.get().await?;
         let row = sqlx::query(&self.q.kv_get)
             .bind(namespace)
@@ -1005,13 +1304,25 @@ impl TxStore for SqlStore {
             .fetch_optional(&mut *conn)
             .await?;
         conn.done();
-        row.map(|r| text(&r, "kv_value")).transpose()
+        row.map(|r| {
+            Ok(KvValue {
+                value: text(&r, "kv_value")?,
+                version: r.try_get("version")?,
+            })
+        })
+        .transpose()
     }
 
-    async fn idempotency_get(&self, key: &str, now_ms: i64) -> StoreResult<Option<String>> {
+    async fn idempotency_get(
+        &self,
+        key: &IdempotencyKey,
+        now_ms: i64,
+    ) -> StoreResult<Option<String>> {
         let mut conn = self.conns.get().await?;
         let row = sqlx::query(&self.q.idem_get)
-            .bind(key)
+            .bind(key.plugin.as_str())
+            .bind(key.step_name.as_str())
+            .bind(key.key.as_str())
             .bind(now_ms)
             .fetch_optional(&mut *conn)
             .await?;

@@ -38,6 +38,8 @@ pub mod names {
     pub const LOCK_ACQUIRE_DURATION: &str = "rte_lock_acquire_duration_seconds";
     /// Lock extensions that failed (the saga lost its locks).
     pub const LOCK_LOST: &str = "rte_lock_lost_total";
+    /// Step results refused because a plugin key they read changed before the commit.
+    pub const KV_CONFLICTS: &str = "rte_kv_conflicts_total";
     /// Stuck sagas found by recovery scans.
     pub const RECOVERY_SCANNED: &str = "rte_recovery_scanned_total";
     /// Sagas resumed by recovery.
@@ -85,6 +87,8 @@ pub struct Metrics {
     pub lock_acquire_duration: Histogram,
     /// Locks lost.
     pub lock_lost: IntCounter,
+    /// Step results refused for a changed plugin key, by step and phase.
+    pub kv_conflicts: IntCounterVec,
     /// Recovery: stuck sagas found.
     pub recovery_scanned: IntCounter,
     /// Recovery: sagas resumed.
@@ -190,6 +194,11 @@ impl Metrics {
                 FAST,
             ),
             lock_lost: plain(LOCK_LOST, "Saga locks lost while running"),
+            kv_conflicts: counter(
+                KV_CONFLICTS,
+                "Step results refused because a plugin key they read changed before the commit",
+                &["step", "phase"],
+            ),
             recovery_scanned: plain(RECOVERY_SCANNED, "Stuck sagas found by recovery"),
             recovery_processed: plain(RECOVERY_PROCESSED, "Sagas resumed by recovery"),
             store_commit_duration: single(STORE_COMMIT_DURATION, "Store commit latency", FAST),

@@ -1,6 +1,7 @@
 //! Steps any saga can use to show how the host behaves: success, delays, retryable and
 //! permanent errors, traps, runaway loops, memory and stack exhaustion, huge outputs, failing
-//! compensations and counted effects.
+//! compensations, counted effects, and a booking (`test_reserve`, `test_charge`) whose steps
+//! share one client-chosen idempotency key.
 //!
 //! Every step supports compensation (a no-op unless its docs say otherwise), so a saga can put
 //! any of them before a failing step to watch compensation run.
@@ -23,6 +24,9 @@ export_steps!(
     TestBigOutput,
     TestBadCompensation,
     TestKvCounter,
+    TestKvPut,
+    TestReserve,
+    TestCharge,
     TestLog,
 );
 
@@ -273,6 +277,120 @@ impl Step for TestKvCounter {
 
     fn idempotency_key(&self, ctx: &StepContext) -> Option<String> {
         Some(format!("counter:{}:{}", ctx.tx_id(), ctx.step_index()))
+    }
+}
+
+/// `test_kv_put`: `test_kv_counter`'s writes without its read: sets `counter/{key}` to the
+/// step's index and marks the call, with the same idempotency key. The baseline that shows
+/// what checking a read key's version costs.
+#[derive(Default)]
+pub struct TestKvPut;
+
+impl Step for TestKvPut {
+    fn info() -> StepInfo {
+        info("test_kv_put", "set counter/{key} in kv without reading it").idempotency(true)
+    }
+
+    fn execute(&self, ctx: &mut StepContext) -> Result<(), StepError> {
+        let key = TestKvCounter::counter_key(ctx)?;
+        let value = i64::from(ctx.step_index());
+        kv::set_json(&key, &value)?;
+        kv::set(&TestKvCounter::marker_key(ctx), "1")?;
+        ctx.set_output("count", value)
+    }
+
+    fn idempotency_key(&self, ctx: &StepContext) -> Option<String> {
+        Some(format!("put:{}:{}", ctx.tx_id(), ctx.step_index()))
+    }
+}
+
+/// Add `delta` to the integer under `key`, and record under `marker` that this saga step
+/// did, so its compensation undoes exactly one addition.
+fn add_marked(key: &str, delta: i64, marker: &str) -> Result<i64, StepError> {
+    let total = kv::get_json::<i64>(key)?.unwrap_or(0) + delta;
+    kv::set_json(key, &total)?;
+    kv::set_json(marker, &delta)?;
+    Ok(total)
+}
+
+/// Undo what [`add_marked`] recorded under `marker`, if anything.
+fn undo_marked(key: &str, marker: &str) -> Result<(), StepError> {
+    let Some(delta) = kv::get_json::<i64>(marker)? else {
+        return Ok(());
+    };
+    let total = kv::get_json::<i64>(key)?.unwrap_or(0) - delta;
+    kv::set_json(key, &total)?;
+    kv::delete(marker)
+}
+
+/// The client's booking reference (input `booking`), which both booking steps use as their
+/// idempotency key, as a client retrying a booking would.
+fn booking(ctx: &StepContext) -> Result<String, StepError> {
+    ctx.input_as::<Option<String>>("booking")?
+        .ok_or_else(|| StepError::permanent("input `booking` is required"))
+}
+
+fn step_marker(what: &str, ctx: &StepContext) -> String {
+    format!("{what}/{}/{}", ctx.tx_id(), ctx.step_index())
+}
+
+/// `test_reserve`: holds a seat on `flight` (default `F1`): adds one to `seats/{flight}`
+/// and outputs the new `seats_held`; compensation gives the seat back. Its idempotency key
+/// is the input `booking`.
+#[derive(Default)]
+pub struct TestReserve;
+
+impl TestReserve {
+    fn seats_key(ctx: &StepContext) -> Result<String, StepError> {
+        let flight = ctx.input_as::<Option<String>>("flight")?;
+        Ok(format!("seats/{}", flight.as_deref().unwrap_or("F1")))
+    }
+}
+
+impl Step for TestReserve {
+    fn info() -> StepInfo {
+        info("test_reserve", "hold a seat on flight (key: booking)").idempotency(true)
+    }
+
+    fn execute(&self, ctx: &mut StepContext) -> Result<(), StepError> {
+        let held = add_marked(&Self::seats_key(ctx)?, 1, &step_marker("reserved", ctx))?;
+        ctx.set_output("seats_held", held)
+    }
+
+    fn compensate(&self, ctx: &mut StepContext) -> Result<(), StepError> {
+        undo_marked(&Self::seats_key(ctx)?, &step_marker("reserved", ctx))
+    }
+
+    fn idempotency_key(&self, ctx: &StepContext) -> Option<String> {
+        booking(ctx).ok()
+    }
+}
+
+/// `test_charge`: charges `amount_cents` (default 100) to the booking: adds it to
+/// `charged/{booking}` and outputs the new `charged_cents`; compensation refunds it. Its
+/// idempotency key is the input `booking`, the same text as `test_reserve`'s.
+#[derive(Default)]
+pub struct TestCharge;
+
+impl Step for TestCharge {
+    fn info() -> StepInfo {
+        info("test_charge", "charge amount_cents to booking (key: booking)").idempotency(true)
+    }
+
+    fn execute(&self, ctx: &mut StepContext) -> Result<(), StepError> {
+        let amount = ctx.input_as::<Option<i64>>("amount_cents")?.unwrap_or(100);
+        let key = format!("charged/{}", booking(ctx)?);
+        let charged = add_marked(&key, amount, &step_marker("charge", ctx))?;
+        ctx.set_output("charged_cents", charged)
+    }
+
+    fn compensate(&self, ctx: &mut StepContext) -> Result<(), StepError> {
+        let key = format!("charged/{}", booking(ctx)?);
+        undo_marked(&key, &step_marker("charge", ctx))
+    }
+
+    fn idempotency_key(&self, ctx: &StepContext) -> Option<String> {
+        booking(ctx).ok()
     }
 }
 
