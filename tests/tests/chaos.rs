@@ -84,6 +84,8 @@ struct Faults {
     stops: usize,
     cuts: usize,
     redis_kills: usize,
+    /// Hosts that exited on their own (a start while Redis was down) and were started again.
+    respawns: usize,
 }
 
 /// One `rte serve` process and the proxy it reaches the database through.
@@ -208,6 +210,48 @@ impl Cluster {
         Ok(())
     }
 
+    /// Start again, as a service manager would, every host that exited on its own (a host
+    /// refuses to start while Redis is unreachable).
+    fn supervise(&mut self) -> anyhow::Result<()> {
+        for i in 0..HOSTS {
+            let exited = self.hosts[i]
+                .child
+                .as_mut()
+                .is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))));
+            if exited {
+                self.hosts[i].child = None;
+                self.faults.respawns += 1;
+                self.spawn(i)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Every host ready, restarting those that exited meanwhile.
+    async fn wait_all_ready(&mut self, http: &reqwest::Client) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        for i in 0..HOSTS {
+            let url = self.url(i);
+            loop {
+                self.supervise()?;
+                let ready = http
+                    .get(format!("{url}/readyz"))
+                    .timeout(Duration::from_secs(2))
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success());
+                if ready {
+                    break;
+                }
+                if Instant::now() >= deadline {
+                    bail!("{url} did not become ready\n{}", self.logs());
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        Ok(())
+    }
+
     /// Undo the faults whose time is up (all of them with `all`).
     async fn heal(&mut self, all: bool) {
         let now = Instant::now();
@@ -260,22 +304,6 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-async fn wait_ready(http: &reqwest::Client, url: &str) -> anyhow::Result<()> {
-    for _ in 0..900 {
-        if let Ok(r) = http
-            .get(format!("{url}/readyz"))
-            .timeout(Duration::from_secs(2))
-            .send()
-            .await
-            && r.status().is_success()
-        {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    bail!("{url} did not become ready")
 }
 
 /// POST a saga to any live host, with an idempotency key so a retry after a host died
@@ -447,21 +475,11 @@ async fn run_unbounded(backend: Backend, plan: Plan) -> anyhow::Result<()> {
     };
     let http = reqwest::Client::new();
     let urls: Vec<String> = (0..HOSTS).map(|i| cluster.url(i)).collect();
-    // The first host migrates the database alone: on MariaDB, hosts migrating a fresh
-    // database at once fail (the DDL of one migration races with another host's).
+    // All hosts start at once on the fresh database: they take turns migrating it.
     for i in 0..HOSTS {
         cluster.spawn(i)?;
-        if i == 0
-            && let Err(e) = wait_ready(&http, &urls[0]).await
-        {
-            bail!("{e}\n{}", cluster.logs());
-        }
     }
-    for url in &urls {
-        if let Err(e) = wait_ready(&http, url).await {
-            bail!("{e}\n{}", cluster.logs());
-        }
-    }
+    cluster.wait_all_ready(&http).await?;
 
     let accounts: Vec<String> = (0..plan.accounts).map(|i| format!("acct-{i}")).collect();
     for a in &accounts {
@@ -498,6 +516,7 @@ async fn run_unbounded(backend: Backend, plan: Plan) -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
         cluster.heal(false).await;
+        cluster.supervise()?;
         if Instant::now() >= next_fault {
             cluster.inject(&mut rng).await?;
             next_fault = Instant::now() + Duration::from_millis(rng.random_range(500..2000));
@@ -520,11 +539,7 @@ async fn run_unbounded(backend: Backend, plan: Plan) -> anyhow::Result<()> {
         ids.len(),
         plan.sagas
     );
-    for url in &urls {
-        if let Err(e) = wait_ready(&http, url).await {
-            bail!("{e}\n{}", cluster.logs());
-        }
-    }
+    cluster.wait_all_ready(&http).await?;
 
     // Drain: every saga reaches a terminal status, recovered by whichever host is alive.
     let store = store::from_url(&database_url).await?;
@@ -587,7 +602,7 @@ async fn run_unbounded(backend: Backend, plan: Plan) -> anyhow::Result<()> {
     outcomes.sort();
     let faults = &cluster.faults;
     println!(
-        "chaos {backend:?}: {} sagas, {} accounts, {} kills, {} stops, {} cuts, {} redis kills; \
+        "chaos {backend:?}: {} sagas, {} accounts, {} kills, {} stops, {} cuts, {} redis kills, {} respawns; \
          {}; total {} (expected {}), {} accounts off; drained in {:.1}s, took {:.1}s",
         plan.sagas,
         plan.accounts,
@@ -595,6 +610,7 @@ async fn run_unbounded(backend: Backend, plan: Plan) -> anyhow::Result<()> {
         faults.stops,
         faults.cuts,
         faults.redis_kills,
+        faults.respawns,
         outcomes.join(" "),
         units(total),
         units(expected_total),
