@@ -11,6 +11,7 @@ use rte_tests::rte_host::store::{
     self, Commit, CreateOutcome, HistoryEntry, IdempotencyChange, IdempotencyKey,
     IdempotencyRecord, KvChanges, KvRead, KvWrite, StepRecord, TxFilter, TxRecord, TxStore, now_ms,
 };
+use rte_tests::faults::Proxy;
 use rte_tests::{Backend, HostOptions, TestHost, backends, fresh_database};
 use serde_json::json;
 
@@ -601,53 +602,6 @@ async fn sagas_run_on_every_backend() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A TCP proxy on 127.0.0.1 that can cut every connection and refuse new ones.
-struct Proxy {
-    addr: std::net::SocketAddr,
-    open: Arc<std::sync::atomic::AtomicBool>,
-    cut: tokio::sync::watch::Sender<u64>,
-}
-
-impl Proxy {
-    async fn start(upstream: &'static str) -> anyhow::Result<Self> {
-        use std::sync::atomic::Ordering;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        let open = Arc::new(std::sync::atomic::AtomicBool::new(true));
-        let (cut, cuts) = tokio::sync::watch::channel(0u64);
-        let gate = open.clone();
-        tokio::spawn(async move {
-            while let Ok((mut client, _)) = listener.accept().await {
-                if !gate.load(Ordering::SeqCst) {
-                    continue; // dropped: connection refused in effect
-                }
-                let mut cuts = cuts.clone();
-                // Only cuts from now on end this connection.
-                cuts.borrow_and_update();
-                tokio::spawn(async move {
-                    let Ok(mut server) = tokio::net::TcpStream::connect(upstream).await else {
-                        return;
-                    };
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
-                        _ = cuts.changed() => {}
-                    }
-                });
-            }
-        });
-        Ok(Self { addr, open, cut })
-    }
-
-    fn cut(&self) {
-        self.open.store(false, std::sync::atomic::Ordering::SeqCst);
-        self.cut.send_modify(|n| *n += 1);
-    }
-
-    fn restore(&self) {
-        self.open.store(true, std::sync::atomic::Ordering::SeqCst);
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_saga_survives_its_database_connection_being_cut() -> anyhow::Result<()> {
     if !backends().contains(&Backend::Postgres) {
@@ -657,7 +611,7 @@ async fn a_saga_survives_its_database_connection_being_cut() -> anyhow::Result<(
     let url = fresh_database(Backend::Postgres, dir.path()).await?;
     let proxy = Proxy::start("127.0.0.1:5432").await?;
     let db = url.rsplit('/').next().unwrap().to_string();
-    let proxied = format!("postgres://postgres@{}/{db}", proxy.addr);
+    let proxied = format!("postgres://postgres@{}/{db}", proxy.addr());
     // The host talks to PostgreSQL only through the proxy.
     let h = TestHost::start(HostOptions {
         database_url: Some(proxied),
