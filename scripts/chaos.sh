@@ -14,6 +14,7 @@ export RTE_CHAOS_ACCOUNTS="${RTE_CHAOS_ACCOUNTS:-30}"
 export RTE_CHAOS_SECONDS="${RTE_CHAOS_SECONDS:-120}"
 export RTE_REQUIRE_SERVICES=1
 LOG_DIR="${LOG_DIR:-$(mktemp -d -t rte-chaos.XXXXXX)}"
+mkdir -p "$LOG_DIR"
 
 echo "==> building the chaos test"
 cargo test --locked -p rte-tests --test chaos --no-run || exit 1
