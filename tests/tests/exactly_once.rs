@@ -211,9 +211,15 @@ async fn stalled_commit(
     // Past the stalled holder's lock: B takes it and debits.
     tokio::time::sleep(Duration::from_millis(600)).await;
     let s2 = b.submit(debit(&b, 50.0)?).await?.tx_id;
-    // B commits (on SQLite its commit may also wait for A's; either order must be right).
-    let _ = b.wait(&s2, Duration::from_secs(3)).await;
+    // B's debit runs to its end while A is stalled: the interleaving that lost money.
+    let during = b.wait(&s2, Duration::from_secs(8)).await;
     resume.notify_one();
+    anyhow::ensure!(
+        during
+            .as_ref()
+            .is_ok_and(|r| r.status == TxStatus::Completed),
+        "the second debit did not complete while the first was stalled: {during:?}"
+    );
 
     let r1 = a.wait(&s1, Duration::from_secs(30)).await?;
     let r2 = b.wait(&s2, Duration::from_secs(30)).await?;

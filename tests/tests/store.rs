@@ -6,12 +6,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use rte_tests::faults::Proxy;
 use rte_tests::rte_host::engine::{StepStatus, TxStatus};
 use rte_tests::rte_host::store::{
     self, Commit, CreateOutcome, HistoryEntry, IdempotencyChange, IdempotencyKey,
     IdempotencyRecord, KvChanges, KvRead, KvWrite, StepRecord, TxFilter, TxRecord, TxStore, now_ms,
 };
-use rte_tests::faults::Proxy;
 use rte_tests::{Backend, HostOptions, TestHost, backends, fresh_database};
 use serde_json::json;
 
