@@ -266,6 +266,19 @@ impl Cluster {
         }
     }
 
+    /// The last lines of every host's log that mention `needle`.
+    fn lines_about(&self, needle: &str) -> String {
+        let mut out = Vec::new();
+        for (i, h) in self.hosts.iter().enumerate() {
+            let text = std::fs::read_to_string(&h.log).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().filter(|l| l.contains(needle)).collect();
+            for line in &lines[lines.len().saturating_sub(15)..] {
+                out.push(format!("  host {i}: {line}"));
+            }
+        }
+        out.join("\n")
+    }
+
     fn logs(&self) -> String {
         self.hosts
             .iter()
@@ -392,19 +405,44 @@ async fn drain(store: &dyn TxStore, cluster: &Cluster) -> anyhow::Result<Duratio
     ];
     let started = Instant::now();
     loop {
-        let left = store
+        let page = store
             .list(&TxFilter {
                 statuses: open.clone(),
-                limit: 1,
+                limit: 5,
                 ..TxFilter::default()
             })
-            .await?
-            .total;
-        if left == 0 {
+            .await?;
+        if page.total == 0 {
             return Ok(started.elapsed());
         }
         if started.elapsed() > Duration::from_secs(180) {
-            bail!("{left} sagas still running after 180 s\n{}", cluster.logs());
+            let mut stuck = String::new();
+            for tx in &page.items {
+                let steps = store
+                    .get(&tx.tx_id)
+                    .await?
+                    .map(|(_, s)| s)
+                    .unwrap_or_default();
+                stuck += &format!(
+                    "{} {} step {} version {} updated {} ms ago, error {:?}, steps {:?}\n{}\n",
+                    tx.tx_id,
+                    tx.status,
+                    tx.current_step,
+                    tx.version,
+                    store::now_ms() - tx.updated_at,
+                    tx.last_error,
+                    steps
+                        .iter()
+                        .map(|s| (s.status, s.attempts, s.error.clone()))
+                        .collect::<Vec<_>>(),
+                    cluster.lines_about(&tx.tx_id),
+                );
+            }
+            bail!(
+                "{} sagas still running after 180 s\n{stuck}{}",
+                page.total,
+                cluster.logs()
+            );
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
