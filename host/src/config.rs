@@ -224,11 +224,11 @@ impl Config {
                 humantime::format_duration(self.lock_ttl)
             )));
         }
-        if self.step_timeout.is_zero() || self.tx_timeout.is_zero() {
-            return Err(Error::Config(
-                "step_timeout and tx_timeout must be above zero".into(),
-            ));
+        if self.step_timeout.is_zero() {
+            return Err(Error::Config("step_timeout must be above zero".into()));
         }
+        crate::engine::check_tx_timeout(self.tx_timeout)
+            .map_err(|e| Error::Config(e.replace("`timeout`", "tx_timeout")))?;
         if self.database_max_connections < 2 {
             return Err(Error::Config(
                 "database_max_connections must be at least 2".into(),

@@ -35,3 +35,19 @@ pub enum Error {
     #[error("the engine is shutting down")]
     ShuttingDown,
 }
+
+/// Longest error text the host keeps or passes on: on a step or saga, in an event.
+pub const MAX_ERROR_LEN: usize = 8 << 10;
+
+/// `text` cut to at most `max` bytes (on a character boundary), marked with `…` when cut.
+pub fn truncate_text(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut cut = max;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+        text.push('…');
+    }
+    text
+}

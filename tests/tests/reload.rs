@@ -383,3 +383,26 @@ async fn unused_compiled_plugins_are_removed_from_the_cache() -> anyhow::Result<
     assert!(!fresh.exists());
     Ok(())
 }
+
+/// Reading a plugin file (a backup, a checksum, another host loading it from a shared folder)
+/// changes nothing: the watcher does not reload it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reading_a_plugin_file_does_not_reload_it() -> anyhow::Result<()> {
+    let h = TestHost::start(host_options(vec!["testkit"])).await?;
+    let before = status_of(&h, "testkit.wasm").await?;
+    assert!(before["loaded_at"].is_string(), "{before}");
+    let file = plugins_dir(&h).join("testkit.wasm");
+    for _ in 0..10 {
+        std::fs::read(&file)?;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Well past the watcher's debounce: a reload would have happened by now.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = status_of(&h, "testkit.wasm").await?;
+    assert_eq!(
+        after["loaded_at"], before["loaded_at"],
+        "reads reloaded the plugin: {before} then {after}"
+    );
+    h.stop().await;
+    Ok(())
+}

@@ -285,6 +285,21 @@ async fn api_errors_are_clear_and_lose_nothing() -> anyhow::Result<()> {
                 "timeout",
             ),
             (
+                json!({"steps": ["test_ok"], "input": {}, "timeout": "0s"}),
+                400,
+                "timeout",
+            ),
+            (
+                json!({"steps": ["test_ok"], "input": {}, "timeout": "200000years"}),
+                400,
+                "timeout",
+            ),
+            (
+                json!({"steps": ["test_ok"], "input": {}, "timeout": "1000000000years"}),
+                400,
+                "timeout",
+            ),
+            (
                 json!({"steps": ["test_ok"], "input": {}, "surprise": 1}),
                 422,
                 "surprise",

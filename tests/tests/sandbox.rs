@@ -372,3 +372,43 @@ async fn manifest_limits_apply_and_an_impossible_grant_is_refused() -> anyhow::R
     h.stop().await;
     Ok(())
 }
+
+/// A plugin chooses its error text: a megabyte of it reaches neither the saga record nor any
+/// event (the event log, `/api/events`, every stream client) beyond the 8 KiB cap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_error_text_is_capped_everywhere() -> anyhow::Result<()> {
+    let h = strict_host().await?;
+    let v = h
+        .run_saga(json!({"steps": ["test_ok", "test_fail"], "input": {"error_bytes": 1_000_000}}))
+        .await?;
+    assert_eq!(
+        v["status"],
+        "COMPENSATED",
+        "saga: {}",
+        &v.to_string()[..200]
+    );
+    let cap = 8 * 1024 + '…'.len_utf8();
+    let tx_id = v["tx_id"].as_str().unwrap();
+    let (_, got) = h.get(&format!("/api/transactions/{tx_id}")).await?;
+    for text in [&got["error"], &got["steps"][1]["error"]] {
+        let text = text.as_str().unwrap_or_default();
+        assert!(text.len() <= cap, "stored error of {} bytes", text.len());
+    }
+    let (_, events) = h.get(&format!("/api/events?tx_id={tx_id}")).await?;
+    let events = events["events"].as_array().unwrap();
+    assert!(
+        events.iter().any(|e| e["type"] == "step.failed"),
+        "{events:?}"
+    );
+    for e in events {
+        let len = e["error"].as_str().map_or(0, str::len);
+        assert!(
+            len <= cap,
+            "{} event with an error of {len} bytes",
+            e["type"]
+        );
+    }
+    assert_healthy(&h).await?;
+    h.stop().await;
+    Ok(())
+}

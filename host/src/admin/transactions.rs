@@ -128,7 +128,11 @@ pub async fn create(
     let timeout = body
         .timeout
         .as_deref()
-        .map(|t| parse_duration(t, "timeout"))
+        .map(|t| {
+            let timeout = parse_duration(t, "timeout")?;
+            crate::engine::check_tx_timeout(timeout).map_err(ApiError::bad_request)?;
+            Ok::<_, ApiError>(timeout)
+        })
         .transpose()?;
     let header = |name: &str| {
         headers

@@ -56,6 +56,10 @@ impl Definitions {
             if def.steps.is_empty() {
                 return Err(Error::Config(format!("saga `{name}` has no steps")));
             }
+            if let Some(timeout) = def.timeout {
+                super::check_tx_timeout(timeout)
+                    .map_err(|e| Error::Config(format!("saga `{name}`: {e}")))?;
+            }
         }
         Ok(defs)
     }

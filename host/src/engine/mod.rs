@@ -175,6 +175,24 @@ impl EngineBuilder {
     }
 }
 
+/// Shortest timeout a saga may be given.
+pub const MIN_TX_TIMEOUT: Duration = Duration::from_secs(1);
+/// Longest timeout a saga may be given (a year): its deadline must stay a real date.
+pub const MAX_TX_TIMEOUT: Duration = Duration::from_secs(366 * 24 * 3600);
+
+/// Whether `timeout` may be a saga's timeout; the reason when not.
+pub fn check_tx_timeout(timeout: Duration) -> std::result::Result<(), String> {
+    if (MIN_TX_TIMEOUT..=MAX_TX_TIMEOUT).contains(&timeout) {
+        return Ok(());
+    }
+    Err(format!(
+        "`timeout` must lie between {} and {}, got {}",
+        humantime::format_duration(MIN_TX_TIMEOUT),
+        humantime::format_duration(MAX_TX_TIMEOUT),
+        humantime::format_duration(timeout)
+    ))
+}
+
 /// A saga ready to start, built by [`Engine::new_transaction`] or from an API request.
 #[derive(Debug, Clone, Default)]
 pub struct Transaction {
@@ -452,6 +470,7 @@ impl Engine {
         let now = now_ms();
         let tx_id = uuid::Uuid::now_v7().to_string();
         let timeout = tx.timeout.unwrap_or(self.inner.config.tx_timeout);
+        check_tx_timeout(timeout).map_err(Error::Invalid)?;
         let record = TxRecord {
             tx_id: tx_id.clone(),
             tx_type: tx.tx_type.clone(),

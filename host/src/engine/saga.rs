@@ -20,9 +20,6 @@ use crate::store::{
 };
 use crate::telemetry;
 
-/// Longest error text kept on a step or saga.
-const MAX_ERROR_LEN: usize = 8 << 10;
-
 /// Whether a step's execute may have had an effect that compensation must undo. A step
 /// that failed by trapping or timing out may have acted before it stopped.
 pub(crate) fn needs_undo(step: &StepRecord) -> bool {
@@ -962,14 +959,6 @@ fn failure_label(kind: FailureKind) -> &'static str {
     }
 }
 
-fn truncate(mut s: String) -> String {
-    if s.len() > MAX_ERROR_LEN {
-        let mut cut = MAX_ERROR_LEN;
-        while !s.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        s.truncate(cut);
-        s.push('…');
-    }
-    s
+fn truncate(s: String) -> String {
+    crate::error::truncate_text(s, crate::error::MAX_ERROR_LEN)
 }

@@ -96,9 +96,13 @@ impl Event {
         self
     }
 
-    /// Set the error.
+    /// Set the error, cut to [`MAX_ERROR_LEN`](crate::error::MAX_ERROR_LEN) bytes: a step's
+    /// error text is the plugin's to choose, and events reach every stream client.
     pub fn error(mut self, error: impl Into<String>) -> Self {
-        self.error = Some(error.into());
+        self.error = Some(crate::error::truncate_text(
+            error.into(),
+            crate::error::MAX_ERROR_LEN,
+        ));
         self
     }
 

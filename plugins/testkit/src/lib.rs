@@ -97,7 +97,7 @@ impl Step for TestFlaky {
     }
 }
 
-/// `test_fail`: always a permanent error.
+/// `test_fail`: always a permanent error, padded to `error_bytes` more bytes if given.
 #[derive(Default)]
 pub struct TestFail;
 
@@ -106,8 +106,13 @@ impl Step for TestFail {
         info("test_fail", "always fail permanently")
     }
 
-    fn execute(&self, _ctx: &mut StepContext) -> Result<(), StepError> {
-        Err(StepError::permanent("test_fail: permanent failure"))
+    fn execute(&self, ctx: &mut StepContext) -> Result<(), StepError> {
+        // `error_bytes`: pad the message to this length, as a hostile plugin might.
+        let pad = ctx.input_as::<Option<usize>>("error_bytes")?.unwrap_or(0);
+        Err(StepError::permanent(format!(
+            "test_fail: permanent failure{}",
+            "x".repeat(pad)
+        )))
     }
 }
 
