@@ -133,6 +133,41 @@ async fn a_repeated_post_with_one_idempotency_key_makes_one_saga() -> anyhow::Re
         .wait(first["tx_id"].as_str().unwrap(), Duration::from_secs(10))
         .await?;
     assert_eq!(h.get("/api/transactions").await?.1["total"], 2);
+    // The key names one request: reused for another saga, it is refused, not answered
+    // with the first saga.
+    let other = h
+        .http
+        .post(format!("{}/api/transactions", h.url))
+        .header("Idempotency-Key", "order-42")
+        .json(&json!({"steps": ["test_kv_counter"], "input": {"key": "something else"}}))
+        .send()
+        .await?;
+    assert_eq!(other.status().as_u16(), 409);
+    let other: Value = other.json().await?;
+    let message = other["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("different request"), "{other}");
+    // A key that is not visible ASCII is refused, not ignored (ignoring it would let every
+    // retry make a new saga).
+    let bad = h
+        .http
+        .post(format!("{}/api/transactions", h.url))
+        .header(
+            "Idempotency-Key",
+            reqwest::header::HeaderValue::from_bytes("commande-é".as_bytes())?,
+        )
+        .json(&json!({"steps": ["test_ok"], "input": {}}))
+        .send()
+        .await?;
+    assert_eq!(bad.status().as_u16(), 400);
+    let bad: Value = bad.json().await?;
+    assert!(
+        bad["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("Idempotency-Key"),
+        "{bad}"
+    );
+    assert_eq!(h.get("/api/transactions").await?.1["total"], 2);
     h.stop().await;
     Ok(())
 }

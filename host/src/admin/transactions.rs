@@ -94,13 +94,15 @@ fn decode(s: &str) -> String {
 #[utoipa::path(post, path = "/transactions", tag = "transactions", request_body = CreateRequest,
     params(
         ("wait" = Option<String>, Query, description = "Wait up to this long (`30s`, at most `5m`) for a terminal status"),
-        ("Idempotency-Key" = Option<String>, Header, description = "A retried request with the same key returns the first saga"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Visible ASCII. A retried request with the same key returns the first saga; the key used for a different request is refused (409)"),
         ("traceparent" = Option<String>, Header, description = "W3C trace context: the saga joins the caller's trace"),
     ),
     responses(
         (status = 201, description = "Recorded and started", body = TxView),
         (status = 200, description = "An earlier request with the same Idempotency-Key made it", body = TxView),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 413, body = ErrorBody),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 409, description = "The Idempotency-Key was first used for a different request", body = ErrorBody),
+        (status = 413, body = ErrorBody),
         (status = 415, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody),
     ))]
 pub async fn create(
@@ -140,6 +142,14 @@ pub async fn create(
             .and_then(|v| v.to_str().ok())
             .map(str::to_string)
     };
+    let request_key = match headers.get("idempotency-key") {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .map_err(|_| ApiError::bad_request("`Idempotency-Key` must be visible ASCII text"))?
+                .to_string(),
+        ),
+    };
     if body.tx_type.is_none() && body.steps.is_none() {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -155,7 +165,7 @@ pub async fn create(
         body.lock_keys,
         timeout,
         body.max_retries,
-        header("idempotency-key"),
+        request_key,
         header("traceparent"),
     )?;
     let submitted = engine.submit(tx).await?;

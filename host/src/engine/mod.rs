@@ -498,13 +498,33 @@ impl Engine {
             .map(|(i, name)| StepRecord::pending(&tx_id, i as u32, name))
             .collect();
         match self.inner.store.create(&record, &steps).await? {
-            CreateOutcome::Existing(id) => Ok((
-                Submitted {
-                    tx_id: id,
-                    existing: true,
-                },
-                None,
-            )),
+            CreateOutcome::Existing(id) => {
+                // The key names one request: the same key with a different saga is a
+                // client bug, not a retry.
+                if let Some((first, first_steps)) = self.inner.store.get(&id).await? {
+                    let same = first.tx_type == record.tx_type
+                        && first.input == record.input
+                        && first.lock_keys == record.lock_keys
+                        && first_steps.len() == steps.len()
+                        && first_steps
+                            .iter()
+                            .zip(&steps)
+                            .all(|(a, b)| a.step_name == b.step_name);
+                    if !same {
+                        return Err(Error::Conflict(format!(
+                            "Idempotency-Key `{}` was first used for a different request (saga {id})",
+                            record.request_key.as_deref().unwrap_or_default()
+                        )));
+                    }
+                }
+                Ok((
+                    Submitted {
+                        tx_id: id,
+                        existing: true,
+                    },
+                    None,
+                ))
+            }
             CreateOutcome::Created => {
                 let label = crate::telemetry::type_label(&self.inner.definitions, &tx.tx_type);
                 crate::telemetry::metrics()
