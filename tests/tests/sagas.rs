@@ -312,6 +312,21 @@ async fn api_errors_are_clear_and_lose_nothing() -> anyhow::Result<()> {
             assert!(message.contains(needle), "{body}: {message}");
             assert!(err["error"]["code"].is_string());
         }
+        // Search text is a saga id prefix: wildcards match nothing, an endless one is refused.
+        let v = h
+            .run_saga(json!({"steps": ["test_ok"], "input": {}}))
+            .await?;
+        let id = v["tx_id"].as_str().unwrap();
+        let (_, found) = h.get(&format!("/api/transactions?q={}", &id[..8])).await?;
+        assert_eq!(found["total"], 1, "{found}");
+        for wildcard in ["%25", "_", "%25%25"] {
+            let (status, found) = h.get(&format!("/api/transactions?q={wildcard}")).await?;
+            assert_eq!((status, &found["total"]), (200, &json!(0)), "{found}");
+        }
+        let (status, err) = h
+            .get(&format!("/api/transactions?q={}", "a".repeat(50_000)))
+            .await?;
+        assert_eq!(status, 400, "{err}");
         // Malformed JSON and a wrong content type.
         let resp = h
             .http
@@ -356,9 +371,10 @@ async fn api_errors_are_clear_and_lose_nothing() -> anyhow::Result<()> {
         );
         let (status, _) = h.get("/api/nothing-here").await?;
         assert_eq!(status, 404);
-        // Nothing was recorded by the failed requests, and the host still serves.
+        // Nothing was recorded by the failed requests (only the search's own saga), and
+        // the host still serves.
         let (_, list) = h.get("/api/transactions").await?;
-        assert_eq!(list["total"], 0, "{list}");
+        assert_eq!(list["total"], 1, "{list}");
         let (status, _) = h.get("/healthz").await?;
         assert_eq!(status, 200);
         h.stop().await;

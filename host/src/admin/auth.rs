@@ -16,19 +16,25 @@ pub async fn require_token(
     let Some(expected) = state.admin_token.as_deref() else {
         return next.run(request).await;
     };
-    let header = request
-        .headers()
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
     // Browsers' EventSource cannot send headers, so the event stream also takes the token
-    // as `?access_token=`.
-    let from_query = || {
-        (request.uri().path().ends_with("/events/stream"))
-            .then(|| request.uri().query().unwrap_or(""))
-            .and_then(|q| q.split('&').find_map(|p| p.strip_prefix("access_token=")))
+    // as `?access_token=` (percent-decoded: a token may hold `+`, `/` or `=`).
+    let given = {
+        let header = request
+            .headers()
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        let from_query = || {
+            (request.uri().path().ends_with("/events/stream"))
+                .then(|| request.uri().query().unwrap_or(""))
+                .and_then(|q| q.split('&').find_map(|p| p.strip_prefix("access_token=")))
+                .map(super::transactions::decode)
+        };
+        match header {
+            Some(h) => h.to_string(),
+            None => from_query().unwrap_or_default(),
+        }
     };
-    let given = header.or_else(from_query).unwrap_or("");
     if constant_time_eq(given.as_bytes(), expected.as_bytes()) {
         next.run(request).await
     } else {

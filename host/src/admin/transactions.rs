@@ -41,6 +41,9 @@ pub struct CreateRequest {
     pub max_retries: Option<u32>,
 }
 
+/// Longest saga id prefix `q` may be (ids are 36 characters).
+const MAX_ID_PREFIX: usize = 64;
+
 fn parse_duration(text: &str, what: &str) -> Result<Duration, ApiError> {
     humantime::parse_duration(text.trim()).map_err(|e| {
         ApiError::bad_request(format!("`{what}` must be a duration like 30s or 2m: {e}"))
@@ -66,7 +69,8 @@ fn form_urlencoded(q: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-fn decode(s: &str) -> String {
+/// Percent-decode one query-string component (`+` is a space).
+pub(super) fn decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -272,7 +276,14 @@ pub async fn list(
         tx_type: one("tx_type"),
         created_after: time("from")?,
         created_before: time("to")?,
-        tx_id_prefix: one("q"),
+        tx_id_prefix: match one("q") {
+            Some(q) if q.len() > MAX_ID_PREFIX => {
+                return Err(ApiError::bad_request(format!(
+                    "`q` is a saga id prefix: at most {MAX_ID_PREFIX} characters"
+                )));
+            }
+            q => q,
+        },
         offset: (page - 1) * page_size as u64,
         limit: page_size,
     };

@@ -960,13 +960,17 @@ fn filter_clauses(filter: &TxFilter) -> (String, Vec<FilterArg>) {
         args.push(FilterArg::Int(before));
     }
     if let Some(prefix) = &filter.tx_id_prefix {
-        // Ids are generated from [0-9a-z-]; escape-free prefix match keeps the index usable.
-        let clean: String = prefix
+        // Ids are made of [0-9a-z-], which LIKE takes literally: an escape-free prefix match
+        // keeps the index usable. A prefix with any other character matches no id.
+        if prefix
             .chars()
-            .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
-            .collect();
-        clauses.push("tx_id LIKE ?".to_string());
-        args.push(FilterArg::Text(format!("{clean}%")));
+            .all(|c| c.is_ascii_alphanumeric() || c == '-')
+        {
+            clauses.push("tx_id LIKE ?".to_string());
+            args.push(FilterArg::Text(format!("{prefix}%")));
+        } else {
+            clauses.push("1 = 0".to_string());
+        }
     }
     let where_sql = if clauses.is_empty() {
         String::new()
