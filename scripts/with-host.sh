@@ -12,7 +12,7 @@ work="$(mktemp -d)"
 mkdir -p "$work/plugins"
 cp "$target"/plugins/wasm32-wasip2/release/{bank,testkit}.wasm "$work/plugins/"
 port="${RTE_HOST_PORT:-18080}"
-token="t-$RANDOM$RANDOM"
+token="t-$(head -c 18 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 "$rte" serve --listen "127.0.0.1:$port" --database-url "sqlite://$work/host.db" \
   --plugins-dir "$work/plugins" --sagas-file sagas.toml --set retry_interval=50ms \
   --admin-token "$token" >"$work/host.log" 2>&1 &

@@ -239,6 +239,15 @@ impl Config {
                 "database_statement_timeout must be at least 1s".into(),
             ));
         }
+        if let Some(token) = self.admin_token.as_deref()
+            && !token.is_empty()
+            && token.chars().count() < MIN_ADMIN_TOKEN_LEN
+        {
+            return Err(Error::Config(format!(
+                "admin_token must be at least {MIN_ADMIN_TOKEN_LEN} characters (a random string, \
+                 e.g. `openssl rand -base64 24`)"
+            )));
+        }
         if self.circuit_half_open_reqs == 0 {
             return Err(Error::Config(
                 "circuit_half_open_reqs must be at least 1".into(),
@@ -247,6 +256,9 @@ impl Config {
         Ok(())
     }
 }
+
+/// Shortest admin token accepted: a guessable token is no access control.
+pub const MIN_ADMIN_TOKEN_LEN: usize = 16;
 
 /// Turn a string from the environment or a flag into the TOML value its key expects.
 fn typed_value(key: &str, value: &str) -> Result<toml::Value> {

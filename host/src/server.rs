@@ -160,6 +160,9 @@ pub fn check_listen(addr: &SocketAddr, admin_token: Option<&str>) -> Result<()> 
             "refusing to listen on {addr} without admin_token: set one (RTE_ADMIN_TOKEN) or listen on 127.0.0.1"
         )));
     }
+    if !addr.ip().is_loopback() {
+        tracing::warn!(%addr, "serving plain HTTP beyond loopback: the admin token crosses the network in clear unless a TLS-terminating proxy is in front");
+    }
     Ok(())
 }
 

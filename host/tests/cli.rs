@@ -55,6 +55,9 @@ fn bad_configuration_is_refused_with_the_key_named() {
     let (code, text) = rte(&["serve", "--listen", "0.0.0.0:0"], dir.path());
     assert_ne!(code, 0);
     assert!(text.contains("without admin_token"), "{text}");
+    let (code, text) = rte(&["serve", "--admin-token", "x"], dir.path());
+    assert_ne!(code, 0, "a guessable token is refused: {text}");
+    assert!(text.contains("at least 16 characters"), "{text}");
 }
 
 #[test]

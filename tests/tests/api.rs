@@ -175,7 +175,7 @@ async fn a_repeated_post_with_one_idempotency_key_makes_one_saga() -> anyhow::Re
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_admin_token_guards_every_api_call() -> anyhow::Result<()> {
     let h = TestHost::start(HostOptions {
-        configure: |c| c.admin_token = Some("s3cret-token".into()),
+        configure: |c| c.admin_token = Some("s3cret-token-for-tests".into()),
         ..HostOptions::default()
     })
     .await?;
@@ -192,14 +192,14 @@ async fn an_admin_token_guards_every_api_call() -> anyhow::Result<()> {
     let wrong = h
         .http
         .get(format!("{}/api/stats", h.url))
-        .bearer_auth("s3cret-tokem")
+        .bearer_auth("s3cret-token-for-tesst")
         .send()
         .await?;
     assert_eq!(wrong.status().as_u16(), 401);
     let right = h
         .http
         .get(format!("{}/api/stats", h.url))
-        .bearer_auth("s3cret-token")
+        .bearer_auth("s3cret-token-for-tests")
         .send()
         .await?;
     assert_eq!(right.status().as_u16(), 200);
@@ -211,7 +211,7 @@ async fn an_admin_token_guards_every_api_call() -> anyhow::Result<()> {
     let stream = h
         .http
         .get(format!(
-            "{}/api/events/stream?access_token=s3cret-token",
+            "{}/api/events/stream?access_token=s3cret-token-for-tests",
             h.url
         ))
         .send()
@@ -230,21 +230,23 @@ async fn an_admin_token_guards_every_api_call() -> anyhow::Result<()> {
     // A token with `+ / =` (as base64 makes them) works on the stream once percent-encoded.
     h.stop().await;
     let h = TestHost::start(HostOptions {
-        configure: |c| c.admin_token = Some("a+b/c=d-token".into()),
+        configure: |c| c.admin_token = Some("a+b/c=d-token-for-tests".into()),
         ..HostOptions::default()
     })
     .await?;
     let stream = h
         .http
         .get(format!(
-            "{}/api/events/stream?access_token=a%2Bb%2Fc%3Dd-token",
+            "{}/api/events/stream?access_token=a%2Bb%2Fc%3Dd-token-for-tests",
             h.url
         ))
         .send()
         .await?;
     assert_eq!(stream.status().as_u16(), 200, "an encoded token is decoded");
     // The query token is accepted only on the stream.
-    let (status, _) = h.get("/api/stats?access_token=a%2Bb%2Fc%3Dd-token").await?;
+    let (status, _) = h
+        .get("/api/stats?access_token=a%2Bb%2Fc%3Dd-token-for-tests")
+        .await?;
     assert_eq!(status, 401);
     // CORS is off: no cross-origin grant in any answer.
     let pre = h
