@@ -312,6 +312,19 @@ async fn api_errors_are_clear_and_lose_nothing() -> anyhow::Result<()> {
             assert!(message.contains(needle), "{body}: {message}");
             assert!(err["error"]["code"].is_string());
         }
+        // The framework's own refusals have the API's error shape too.
+        let resp = h
+            .http
+            .delete(format!("{}/api/transactions", h.url))
+            .send()
+            .await?;
+        assert_eq!(resp.status().as_u16(), 405);
+        assert!(resp.headers().contains_key("allow"));
+        let body: Value = resp.json().await?;
+        assert_eq!(body["error"]["code"], "method_not_allowed", "{body}");
+        let (status, body) = h.get("/api/transactions/%FF%FE").await?;
+        assert_eq!(status, 400, "{body}");
+        assert!(body["error"]["message"].is_string(), "{body}");
         // Search text is a saga id prefix: wildcards match nothing, an endless one is refused.
         let v = h
             .run_saga(json!({"steps": ["test_ok"], "input": {}}))

@@ -151,6 +151,7 @@ pub fn router(state: AppState) -> Router {
             auth::require_token,
         ))
         .layer(axum::extract::DefaultBodyLimit::max(state.max_body))
+        .layer(axum::middleware::from_fn(error::json_errors))
         // A handler bug answers 500 instead of dropping the connection.
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
             ApiError::new(
