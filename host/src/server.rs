@@ -166,34 +166,84 @@ pub fn check_listen(addr: &SocketAddr, admin_token: Option<&str>) -> Result<()> 
     Ok(())
 }
 
+/// Most client connections served at once; further ones wait in the listen backlog.
+pub const MAX_CONNECTIONS: usize = 1024;
+/// Longest a client may take to send a request's headers (slow senders hold a connection).
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Serve the API on `listener` until `shutdown` resolves, then let running sagas finish
-/// their current step for a short while.
+/// their current step for a short while. At most [`MAX_CONNECTIONS`] connections are served
+/// at once, and a connection whose request headers take longer than
+/// [`HEADER_READ_TIMEOUT`] is closed.
 pub async fn serve(
     listener: TcpListener,
     host: &Host,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    let app = admin::router(host.app_state());
+    serve_app(listener, admin::router(host.app_state()), shutdown).await?;
+    host.engine.drain(Duration::from_secs(5)).await;
+    Ok(())
+}
+
+/// Serve `app` on `listener` until `shutdown` resolves, with the limits of [`serve`], then
+/// give open requests a short grace period.
+pub async fn serve_app(
+    listener: TcpListener,
+    app: axum::Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use tower::ServiceExt;
+
     let addr = listener
         .local_addr()
         .map_err(|e| Error::Config(e.to_string()))?;
     tracing::info!(%addr, "serving the admin API and console");
-    let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
-    let signal = async move {
-        shutdown.await;
-        let _ = stopping.send(());
-    };
-    let server = axum::serve(listener, app).with_graceful_shutdown(signal);
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            permit = permits.clone().acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            _ = &mut shutdown => break,
+        };
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors, say: wait rather than spin.
+                    tracing::warn!(error = %e, "cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let service = hyper_util::service::TowerToHyperService::new(app.clone().map_request(
+            |req: axum::http::Request<hyper::body::Incoming>| req.map(axum::body::Body::new),
+        ));
+        let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
     // Open event streams never finish by themselves: give requests a grace period after
     // the signal, then stop regardless.
-    let grace = async {
-        let _ = stopped.await;
-        tokio::time::sleep(Duration::from_secs(3)).await;
-    };
     tokio::select! {
-        served = server => served.map_err(|e| Error::Config(format!("server failed: {e}")))?,
-        _ = grace => tracing::info!("closing the connections still open"),
+        _ = graceful.shutdown() => {}
+        _ = tokio::time::sleep(Duration::from_secs(3)) => {
+            tracing::info!("closing the connections still open");
+        }
     }
-    host.engine.drain(Duration::from_secs(5)).await;
     Ok(())
 }

@@ -374,10 +374,9 @@ async fn axum_serve(
     listener: tokio::net::TcpListener,
     app: axum::Router,
     rx: tokio::sync::oneshot::Receiver<()>,
-) -> std::io::Result<()> {
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            let _ = rx.await;
-        })
-        .await
+) -> rte_host::Result<()> {
+    rte_host::server::serve_app(listener, app, async move {
+        let _ = rx.await;
+    })
+    .await
 }

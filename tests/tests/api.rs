@@ -515,3 +515,37 @@ async fn hosts_on_one_database_share_events_without_redis() -> anyhow::Result<()
     }
     Ok(())
 }
+
+/// A client that never finishes its request headers (slowloris) is cut off, and the host
+/// keeps answering everyone else meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_finishes_its_headers_is_cut_off() -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let h = TestHost::start(HostOptions::default()).await?;
+    let addr = h.url.trim_start_matches("http://").to_string();
+    let mut slow = Vec::new();
+    for _ in 0..50 {
+        let mut s = tokio::net::TcpStream::connect(&addr).await?;
+        s.write_all(b"GET /api/stats HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            .await?;
+        slow.push(s);
+    }
+    assert_eq!(h.get("/healthz").await?.0, 200, "others are still served");
+    let limit = rte_tests::rte_host::server::HEADER_READ_TIMEOUT + Duration::from_secs(10);
+    for mut s in slow {
+        let mut buf = [0u8; 256];
+        // Closed (EOF, or a 408 then EOF), not held open for ever.
+        let closed = tokio::time::timeout(limit, async {
+            loop {
+                match s.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await;
+        assert!(closed.is_ok(), "a slow client was held past {limit:?}");
+    }
+    h.stop().await;
+    Ok(())
+}
