@@ -486,6 +486,8 @@ pub struct SqlStore {
     q: Statements,
     /// A wait injected into commits by fault-injection tests.
     commit_pause: arc_swap::ArcSwapOption<CommitPause>,
+    /// Longest wait for one store call (see [`SqlStore::bounded`]).
+    call_limit: Duration,
 }
 
 impl SqlStore {
@@ -558,6 +560,7 @@ impl SqlStore {
             location: redact(&url),
             q: Statements::new(dialect),
             commit_pause: arc_swap::ArcSwapOption::empty(),
+            call_limit: options.statement_timeout * 3,
         })
     }
 
@@ -757,6 +760,24 @@ impl SqlStore {
     /// that stalls just before or in the middle of a commit.
     pub fn set_commit_pause(&self, pause: Option<CommitPause>) {
         self.commit_pause.store(pause.map(Arc::new));
+    }
+
+    /// `work`, unless it takes longer than the statement timeout allows (a few statements'
+    /// worth): then an [`StoreError::Unavailable`], and the connection it held is dropped.
+    /// The database ends what it was doing on its side; this bounds the wait on ours, so a
+    /// half-dead connection cannot hang a saga or the recovery worker.
+    async fn bounded<T>(
+        &self,
+        what: &str,
+        work: impl std::future::Future<Output = StoreResult<T>>,
+    ) -> StoreResult<T> {
+        match tokio::time::timeout(self.call_limit, work).await {
+            Ok(done) => done,
+            Err(_) => Err(StoreError::Unavailable(format!(
+                "store {what} did not finish within {:?}",
+                self.call_limit
+            ))),
+        }
     }
 
     async fn pause_at(&self, tx_id: &str, point: CommitPoint) {
@@ -1002,210 +1023,222 @@ impl TxStore for SqlStore {
     }
 
     async fn create(&self, tx: &TxRecord, steps: &[StepRecord]) -> StoreResult<CreateOutcome> {
-        let _turn = self.write_turn().await;
-        let mut conn = self.conns.get().await?;
-        if let Some(key) = &tx.request_key {
-            let existing: Option<String> = sqlx::query_scalar(&self.q.select_tx_by_request)
-                .bind(key.as_str())
-                .fetch_optional(&mut *conn)
-                .await?;
-            if let Some(id) = existing {
-                return Ok(CreateOutcome::Existing(id));
-            }
-        }
-        let inserted = match self.q.create_statement(steps.len()) {
-            Some(sql) => {
-                let mut query = bind_tx_insert(sqlx::query(&sql), tx);
-                for step in steps {
-                    query = bind_step(query, step);
-                }
-                let done = query.execute(&mut *conn).await.map(|_| ());
-                self.settle(&mut conn, &done).await;
-                done
-            }
-            None => create_in_transaction(&self.q, &mut conn, tx, steps).await,
-        };
-        match inserted {
-            Ok(()) => {
-                conn.done();
-                Ok(CreateOutcome::Created)
-            }
-            // Two requests with one key raced: the loser reports the winner's saga.
-            Err(sqlx::Error::Database(d))
-                if tx.request_key.is_some() && d.is_unique_violation() =>
-            {
-                let id: String = sqlx::query_scalar(&self.q.select_tx_by_request)
-                    .bind(tx.request_key.as_deref())
-                    .fetch_one(&mut *conn)
+        self.bounded("create", async move {
+            let _turn = self.write_turn().await;
+            let mut conn = self.conns.get().await?;
+            if let Some(key) = &tx.request_key {
+                let existing: Option<String> = sqlx::query_scalar(&self.q.select_tx_by_request)
+                    .bind(key.as_str())
+                    .fetch_optional(&mut *conn)
                     .await?;
-                Ok(CreateOutcome::Existing(id))
+                if let Some(id) = existing {
+                    return Ok(CreateOutcome::Existing(id));
+                }
             }
-            Err(e) => Err(e.into()),
-        }
+            let inserted = match self.q.create_statement(steps.len()) {
+                Some(sql) => {
+                    let mut query = bind_tx_insert(sqlx::query(&sql), tx);
+                    for step in steps {
+                        query = bind_step(query, step);
+                    }
+                    let done = query.execute(&mut *conn).await.map(|_| ());
+                    self.settle(&mut conn, &done).await;
+                    done
+                }
+                None => create_in_transaction(&self.q, &mut conn, tx, steps).await,
+            };
+            match inserted {
+                Ok(()) => {
+                    conn.done();
+                    Ok(CreateOutcome::Created)
+                }
+                // Two requests with one key raced: the loser reports the winner's saga.
+                Err(sqlx::Error::Database(d))
+                    if tx.request_key.is_some() && d.is_unique_violation() =>
+                {
+                    let id: String = sqlx::query_scalar(&self.q.select_tx_by_request)
+                        .bind(tx.request_key.as_deref())
+                        .fetch_one(&mut *conn)
+                        .await?;
+                    Ok(CreateOutcome::Existing(id))
+                }
+                Err(e) => Err(e.into()),
+            }
+        })
+        .await
     }
 
     async fn get(&self, tx_id: &str) -> StoreResult<Option<(TxRecord, Vec<StepRecord>)>> {
-        let mut conn = self.conns.get().await?;
-        let Some(row) = sqlx::query(&self.q.select_tx)
-            .bind(tx_id)
-            .fetch_optional(&mut *conn)
-            .await?
-        else {
+        self.bounded("get", async move {
+            let mut conn = self.conns.get().await?;
+            let Some(row) = sqlx::query(&self.q.select_tx)
+                .bind(tx_id)
+                .fetch_optional(&mut *conn)
+                .await?
+            else {
+                conn.done();
+                return Ok(None);
+            };
+            let tx = tx_from_row(&row)?;
+            let rows = sqlx::query(&self.q.select_steps)
+                .bind(tx_id)
+                .fetch_all(&mut *conn)
+                .await?;
             conn.done();
-            return Ok(None);
-        };
-        let tx = tx_from_row(&row)?;
-        let rows = sqlx::query(&self.q.select_steps)
-            .bind(tx_id)
-            .fetch_all(&mut *conn)
-            .await?;
-        conn.done();
-        let steps = rows
-            .iter()
-            .map(step_from_row)
-            .collect::<StoreResult<Vec<_>>>()?;
-        Ok(Some((tx, steps)))
+            let steps = rows
+                .iter()
+                .map(step_from_row)
+                .collect::<StoreResult<Vec<_>>>()?;
+            Ok(Some((tx, steps)))
+        })
+        .await
     }
 
     async fn commit(&self, c: &Commit<'_>) -> StoreResult<i64> {
-        let tx = c.tx;
-        let only_state = !c.writes_beyond_state();
-        if !only_state {
-            self.pause_at(&tx.tx_id, CommitPoint::Start).await;
-        }
-        let _turn = self.write_turn().await;
-        let next_version = tx.version + 1;
-        let conflict = || StoreError::VersionConflict {
-            tx_id: tx.tx_id.clone(),
-            expected: tx.version,
-        };
-        if only_state && let Some(sql) = self.q.commit_statement(c.steps.len()) {
-            // The whole change in one statement: one round trip, atomic on its own.
-            let mut query = bind_tx_update(sqlx::query(&sql), tx, next_version);
-            for step in c.steps {
-                query = bind_step(query, step);
+        self.bounded("commit", async move {
+            let tx = c.tx;
+            let only_state = !c.writes_beyond_state();
+            if !only_state {
+                self.pause_at(&tx.tx_id, CommitPoint::Start).await;
             }
-            let mut conn = self.conns.get().await?;
-            let written = if self.dialect == Dialect::Sqlite && !c.steps.is_empty() {
-                let done = query.fetch_all(&mut *conn).await;
-                self.settle(&mut conn, &done).await;
-                let rows = done?;
-                let row = rows.first().ok_or_else(|| {
-                    StoreError::Permanent("the commit script returned no count".into())
-                })?;
-                row.try_get::<i64, _>("written")? as u64
-            } else {
-                query.execute(&mut *conn).await?.rows_affected()
+            let _turn = self.write_turn().await;
+            let next_version = tx.version + 1;
+            let conflict = || StoreError::VersionConflict {
+                tx_id: tx.tx_id.clone(),
+                expected: tx.version,
             };
-            conn.done();
-            if written == 0 {
-                return Err(conflict());
-            }
-            return Ok(next_version);
-        }
-        let mut conn = self.conns.get().await?;
-        let mut db = sqlx::Connection::begin(&mut *conn).await?;
-        // The fence first, inside the transaction: from here the saga's row is locked until
-        // this transaction ends, and a writer that lost the saga changes nothing.
-        let updated = bind_tx_update(sqlx::query(&self.q.update_tx), tx, next_version)
-            .execute(&mut *db)
-            .await?;
-        if updated.rows_affected() != 1 {
-            return Err(conflict());
-        }
-        if !only_state {
-            self.pause_at(&tx.tx_id, CommitPoint::Fenced).await;
-        }
-        match c.steps {
-            [] => {}
-            [step] => {
-                bind_step_changes(sqlx::query(&self.q.update_step), step)
-                    .bind(step.tx_id.as_str())
-                    .bind(step.step_index as i64)
-                    .execute(&mut *db)
-                    .await?;
-            }
-            steps => {
-                let sql = self.q.upsert_steps(steps.len());
-                let mut query = sqlx::query(&sql);
-                for step in steps {
+            if only_state && let Some(sql) = self.q.commit_statement(c.steps.len()) {
+                // The whole change in one statement: one round trip, atomic on its own.
+                let mut query = bind_tx_update(sqlx::query(&sql), tx, next_version);
+                for step in c.steps {
                     query = bind_step(query, step);
                 }
-                query.execute(&mut *db).await?;
+                let mut conn = self.conns.get().await?;
+                let written = if self.dialect == Dialect::Sqlite && !c.steps.is_empty() {
+                    let done = query.fetch_all(&mut *conn).await;
+                    self.settle(&mut conn, &done).await;
+                    let rows = done?;
+                    let row = rows.first().ok_or_else(|| {
+                        StoreError::Permanent("the commit script returned no count".into())
+                    })?;
+                    row.try_get::<i64, _>("written")? as u64
+                } else {
+                    query.execute(&mut *conn).await?.rows_affected()
+                };
+                conn.done();
+                if written == 0 {
+                    return Err(conflict());
+                }
+                return Ok(next_version);
             }
-        }
-        if let Some(kv) = c.kv.filter(|kv| kv.has_writes()) {
-            self.write_kv(&mut db, kv, tx.updated_at).await?;
-        }
-        match c.idempotency {
-            None => {}
-            Some(IdempotencyChange::Remember(r)) => {
-                sqlx::query(&self.q.idem_put)
-                    .bind(r.key.plugin.as_str())
-                    .bind(r.key.step_name.as_str())
-                    .bind(r.key.key.as_str())
-                    .bind(r.tx_id.as_str())
-                    .bind(r.output.as_str())
-                    .bind(tx.updated_at)
-                    .bind(r.expires_at)
-                    .execute(&mut *db)
-                    .await?;
-            }
-            Some(IdempotencyChange::Forget(k)) => {
-                sqlx::query(&self.q.idem_delete)
-                    .bind(k.plugin.as_str())
-                    .bind(k.step_name.as_str())
-                    .bind(k.key.as_str())
-                    .execute(&mut *db)
-                    .await?;
-            }
-        }
-        for h in c.history {
-            sqlx::query(&self.q.history_insert)
-                .bind(h.tx_id.as_str())
-                .bind(h.at)
-                .bind(h.kind.as_str())
-                .bind(h.message.as_str())
+            let mut conn = self.conns.get().await?;
+            let mut db = sqlx::Connection::begin(&mut *conn).await?;
+            // The fence first, inside the transaction: from here the saga's row is locked until
+            // this transaction ends, and a writer that lost the saga changes nothing.
+            let updated = bind_tx_update(sqlx::query(&self.q.update_tx), tx, next_version)
                 .execute(&mut *db)
                 .await?;
-        }
-        db.commit().await?;
-        conn.done();
-        Ok(next_version)
+            if updated.rows_affected() != 1 {
+                return Err(conflict());
+            }
+            if !only_state {
+                self.pause_at(&tx.tx_id, CommitPoint::Fenced).await;
+            }
+            match c.steps {
+                [] => {}
+                [step] => {
+                    bind_step_changes(sqlx::query(&self.q.update_step), step)
+                        .bind(step.tx_id.as_str())
+                        .bind(step.step_index as i64)
+                        .execute(&mut *db)
+                        .await?;
+                }
+                steps => {
+                    let sql = self.q.upsert_steps(steps.len());
+                    let mut query = sqlx::query(&sql);
+                    for step in steps {
+                        query = bind_step(query, step);
+                    }
+                    query.execute(&mut *db).await?;
+                }
+            }
+            if let Some(kv) = c.kv.filter(|kv| kv.has_writes()) {
+                self.write_kv(&mut db, kv, tx.updated_at).await?;
+            }
+            match c.idempotency {
+                None => {}
+                Some(IdempotencyChange::Remember(r)) => {
+                    sqlx::query(&self.q.idem_put)
+                        .bind(r.key.plugin.as_str())
+                        .bind(r.key.step_name.as_str())
+                        .bind(r.key.key.as_str())
+                        .bind(r.tx_id.as_str())
+                        .bind(r.output.as_str())
+                        .bind(tx.updated_at)
+                        .bind(r.expires_at)
+                        .execute(&mut *db)
+                        .await?;
+                }
+                Some(IdempotencyChange::Forget(k)) => {
+                    sqlx::query(&self.q.idem_delete)
+                        .bind(k.plugin.as_str())
+                        .bind(k.step_name.as_str())
+                        .bind(k.key.as_str())
+                        .execute(&mut *db)
+                        .await?;
+                }
+            }
+            for h in c.history {
+                sqlx::query(&self.q.history_insert)
+                    .bind(h.tx_id.as_str())
+                    .bind(h.at)
+                    .bind(h.kind.as_str())
+                    .bind(h.message.as_str())
+                    .execute(&mut *db)
+                    .await?;
+            }
+            db.commit().await?;
+            conn.done();
+            Ok(next_version)
+        })
+        .await
     }
 
     async fn list(&self, filter: &TxFilter) -> StoreResult<Page> {
-        let mut conn = self.conns.get().await?;
-        let (where_sql, args) = filter_clauses(filter);
-        let count_sql = self
-            .dialect
-            .sql(&format!("SELECT COUNT(*) FROM rte_transactions{where_sql}"))
-            .into_owned();
-        let total: i64 = bind_filter(sqlx::query(&count_sql), &args)
-            .fetch_one(&mut *conn)
-            .await?
-            .try_get(0)?;
-        let page_sql = self
-            .dialect
-            .sql(&format!(
-                "SELECT {TX_COLS} FROM rte_transactions{where_sql} \
-                 ORDER BY created_at DESC, tx_id DESC LIMIT {} OFFSET {}",
-                filter.limit.max(1),
-                filter.offset
-            ))
-            .into_owned();
-        let rows = bind_filter(sqlx::query(&page_sql), &args)
-            .fetch_all(&mut *conn)
-            .await?;
-        conn.done();
-        let items = rows
-            .iter()
-            .map(tx_from_row)
-            .collect::<StoreResult<Vec<_>>>()?;
-        Ok(Page {
-            items,
-            total: total as u64,
+        self.bounded("list", async move {
+            let mut conn = self.conns.get().await?;
+            let (where_sql, args) = filter_clauses(filter);
+            let count_sql = self
+                .dialect
+                .sql(&format!("SELECT COUNT(*) FROM rte_transactions{where_sql}"))
+                .into_owned();
+            let total: i64 = bind_filter(sqlx::query(&count_sql), &args)
+                .fetch_one(&mut *conn)
+                .await?
+                .try_get(0)?;
+            let page_sql = self
+                .dialect
+                .sql(&format!(
+                    "SELECT {TX_COLS} FROM rte_transactions{where_sql} \
+                     ORDER BY created_at DESC, tx_id DESC LIMIT {} OFFSET {}",
+                    filter.limit.max(1),
+                    filter.offset
+                ))
+                .into_owned();
+            let rows = bind_filter(sqlx::query(&page_sql), &args)
+                .fetch_all(&mut *conn)
+                .await?;
+            conn.done();
+            let items = rows
+                .iter()
+                .map(tx_from_row)
+                .collect::<StoreResult<Vec<_>>>()?;
+            Ok(Page {
+                items,
+                total: total as u64,
+            })
         })
+        .await
     }
 
     async fn stats(&self) -> StoreResult<Vec<StatusCount>> {
@@ -1257,14 +1290,17 @@ impl TxStore for SqlStore {
     }
 
     async fn find_stuck(&self, updated_before: i64, limit: u32) -> StoreResult<Vec<String>> {
-        let mut conn = self.conns.get().await?;
-        let ids = sqlx::query_scalar(&self.q.find_stuck)
-            .bind(updated_before)
-            .bind(limit as i64)
-            .fetch_all(&mut *conn)
-            .await?;
-        conn.done();
-        Ok(ids)
+        self.bounded("find_stuck", async move {
+            let mut conn = self.conns.get().await?;
+            let ids = sqlx::query_scalar(&self.q.find_stuck)
+                .bind(updated_before)
+                .bind(limit as i64)
+                .fetch_all(&mut *conn)
+                .await?;
+            conn.done();
+            Ok(ids)
+        })
+        .await
     }
 
     async fn history(&self, tx_id: &str) -> StoreResult<Vec<HistoryEntry>> {
@@ -1301,20 +1337,23 @@ impl TxStore for SqlStore {
     }
 
     async fn kv_read(&self, namespace: &str, key: &str) -> StoreResult<Option<KvValue>> {
-        let mut conn = self.conns.get().await?;
-        let row = sqlx::query(&self.q.kv_get)
-            .bind(namespace)
-            .bind(key)
-            .fetch_optional(&mut *conn)
-            .await?;
-        conn.done();
-        row.map(|r| {
-            Ok(KvValue {
-                value: text(&r, "kv_value")?,
-                version: r.try_get("version")?,
+        self.bounded("kv_read", async move {
+            let mut conn = self.conns.get().await?;
+            let row = sqlx::query(&self.q.kv_get)
+                .bind(namespace)
+                .bind(key)
+                .fetch_optional(&mut *conn)
+                .await?;
+            conn.done();
+            row.map(|r| {
+                Ok(KvValue {
+                    value: text(&r, "kv_value")?,
+                    version: r.try_get("version")?,
+                })
             })
+            .transpose()
         })
-        .transpose()
+        .await
     }
 
     async fn idempotency_get(
@@ -1322,16 +1361,19 @@ impl TxStore for SqlStore {
         key: &IdempotencyKey,
         now_ms: i64,
     ) -> StoreResult<Option<String>> {
-        let mut conn = self.conns.get().await?;
-        let row = sqlx::query(&self.q.idem_get)
-            .bind(key.plugin.as_str())
-            .bind(key.step_name.as_str())
-            .bind(key.key.as_str())
-            .bind(now_ms)
-            .fetch_optional(&mut *conn)
-            .await?;
-        conn.done();
-        row.map(|r| text(&r, "output")).transpose()
+        self.bounded("idempotency_get", async move {
+            let mut conn = self.conns.get().await?;
+            let row = sqlx::query(&self.q.idem_get)
+                .bind(key.plugin.as_str())
+                .bind(key.step_name.as_str())
+                .bind(key.key.as_str())
+                .bind(now_ms)
+                .fetch_optional(&mut *conn)
+                .await?;
+            conn.done();
+            row.map(|r| text(&r, "output")).transpose()
+        })
+        .await
     }
 
     async fn purge_idempotency(&self, now_ms: i64, batch: u32) -> StoreResult<u64> {
