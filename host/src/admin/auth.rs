@@ -18,7 +18,7 @@ pub async fn require_token(
     };
     // Browsers' EventSource cannot send headers, so the event stream also takes the token
     // as `?access_token=` (percent-decoded: a token may hold `+`, `/` or `=`).
-    let given = {
+    let allowed = {
         let header = request
             .headers()
             .get(axum::http::header::AUTHORIZATION)
@@ -31,11 +31,14 @@ pub async fn require_token(
                 .map(super::transactions::decode)
         };
         match header {
-            Some(h) => h.to_string(),
-            None => from_query().unwrap_or_default(),
+            Some(given) => constant_time_eq(given.as_bytes(), expected.as_bytes()),
+            None => constant_time_eq(
+                from_query().unwrap_or_default().as_bytes(),
+                expected.as_bytes(),
+            ),
         }
     };
-    if constant_time_eq(given.as_bytes(), expected.as_bytes()) {
+    if allowed {
         next.run(request).await
     } else {
         ApiError::new(

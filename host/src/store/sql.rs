@@ -17,9 +17,9 @@ use crate::engine::{StepStatus, TxStatus};
 
 static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
 static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
+static MYSQL_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/mysql");
 /// Longest a host waits for another host to finish migrating a MySQL database.
 const MIGRATION_LOCK_WAIT: Duration = Duration::from_secs(300);
-static MYSQL_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/mysql");
 
 const TX_COLS: &str = "tx_id, tx_type, status, input, outputs, lock_keys, current_step, \
     total_steps, retry_count, max_retries, timeout_ms, deadline_at, last_error, version, \
@@ -666,12 +666,21 @@ impl SqlStore {
             .iter()
             .map(|r| (r.key.as_str(), r.version))
             .collect();
-        let mut check_only: Vec<&KvRead> = kv
+        let written: std::collections::HashMap<&str, bool> = kv
+            .writes
+            .iter()
+            .map(|w| (w.key.as_str(), w.value.is_some()))
+            .collect();
+        // Keys no write statement below compares: those only read, and those found absent
+        // and deleted (nothing to delete, but they must still be absent).
+        let check_only: Vec<&KvRead> = kv
             .reads
             .iter()
-            .filter(|r| !kv.writes.iter().any(|w| w.key == r.key))
+            .filter(|r| match written.get(r.key.as_str()) {
+                None => true,
+                Some(&sets) => !sets && r.version == 0,
+            })
             .collect();
-        let mut absent_deletes = Vec::new();
         for w in &kv.writes {
             let seen = read.get(w.key.as_str()).copied();
             let (q, expect_one) = match (&w.value, seen) {
@@ -706,14 +715,8 @@ impl SqlStore {
                     sqlx::query(&self.q.kv_delete).bind(ns).bind(w.key.as_str()),
                     false,
                 ),
-                // Deleting a key found absent writes nothing, but it must still be absent.
-                (None, Some(0)) => {
-                    absent_deletes.push(KvRead {
-                        key: w.key.clone(),
-                        version: 0,
-                    });
-                    continue;
-                }
+                // Deleting a key found absent writes nothing (checked with the reads).
+                (None, Some(0)) => continue,
                 (None, Some(version)) => (
                     sqlx::query(&self.q.kv_delete_seen)
                         .bind(ns)
@@ -727,7 +730,6 @@ impl SqlStore {
                 return Err(conflict(&w.key));
             }
         }
-        check_only.extend(absent_deletes.iter());
         for chunk in check_only.chunks(KV_CHECK_ROWS) {
             let sql = self
                 .dialect
