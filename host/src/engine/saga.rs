@@ -103,6 +103,7 @@ impl Engine {
             traceparent,
             lost: Arc::new(AtomicBool::new(false)),
             ended: false,
+            store_waits: 0,
         };
         tracing::Span::current().record("tx_type", run.tx.tx_type.as_str());
         let keys = match run.take_locks(&token).await? {
@@ -129,6 +130,8 @@ struct SagaRun {
     lost: Arc<AtomicBool>,
     /// Whether this run already recorded the saga's end in the metrics.
     ended: bool,
+    /// Step calls in a row that found the store unreachable.
+    store_waits: u32,
 }
 
 impl SagaRun {
@@ -414,7 +417,9 @@ impl SagaRun {
                 }
             }
             match outcome {
+                Err(f) if f.kind == FailureKind::StoreUnavailable => self.wait_for_store(&f).await,
                 Ok(done) => {
+                    self.store_waits = 0;
                     inner.breakers.record(&desc.service, true).await;
                     self.complete_step(i, attempt, &plugin, done).await?;
                 }
@@ -593,6 +598,20 @@ impl SagaRun {
         )
     }
 
+    /// A step call found the store unreachable: hold the saga where it is (the attempt is
+    /// not counted) and call again after a pause that grows to two seconds, as a commit
+    /// does; the saga's deadline still applies.
+    async fn wait_for_store(&mut self, f: &CallFailure) {
+        if self.store_waits == 0 {
+            tracing::warn!(tx_id = %self.tx.tx_id, error = %f, "store unavailable during a step call; saga paused until it returns");
+        }
+        let pause = Duration::from_millis(50)
+            .saturating_mul(1 << self.store_waits.min(6))
+            .min(Duration::from_secs(2));
+        self.store_waits += 1;
+        tokio::time::sleep(pause).await;
+    }
+
     /// After a failed attempt: wait and retry if the error allows and retries remain,
     /// else fail the saga.
     async fn retry_or_fail(&mut self, i: usize, attempt: u32, f: CallFailure) -> Result<()> {
@@ -751,6 +770,7 @@ impl SagaRun {
             };
             match outcome {
                 Ok(out) => {
+                    self.store_waits = 0;
                     // An undone step's idempotency record goes with the undo, so a later
                     // run with the same key executes again.
                     let forget = self.steps[j]
@@ -797,6 +817,7 @@ impl SagaRun {
                             ),
                     );
                 }
+                Err(f) if f.kind == FailureKind::StoreUnavailable => self.wait_for_store(&f).await,
                 Err(f) => self.compensation_failed_attempt(j, f).await?,
             }
         }
@@ -934,7 +955,11 @@ fn idempotency_lookup(
                     )
                 }),
                 Err(e) => Err(CallFailure::new(
-                    FailureKind::Unavailable,
+                    if e.is_retryable() {
+                        FailureKind::StoreUnavailable
+                    } else {
+                        FailureKind::Unavailable
+                    },
                     format!("cannot read the idempotency record: {e}"),
                 )),
             }
@@ -956,6 +981,7 @@ fn failure_label(kind: FailureKind) -> &'static str {
         FailureKind::Trap => "trap",
         FailureKind::Timeout => "timeout",
         FailureKind::Unavailable => "unavailable",
+        FailureKind::StoreUnavailable => "store_unavailable",
     }
 }
 

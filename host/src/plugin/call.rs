@@ -79,8 +79,12 @@ pub enum FailureKind {
     Trap,
     /// The call ran past its deadline and was stopped.
     Timeout,
-    /// The plugin or the host could not make the call (plugin unloaded, store down).
+    /// The plugin could not be called (not loaded, or the store refused for good).
     Unavailable,
+    /// The host's store could not be reached during the call (down, or out of
+    /// connections): nothing the call produced counts, the attempt is not counted, and the
+    /// step runs again once the store answers.
+    StoreUnavailable,
 }
 
 /// A failed call and its message (with the guest's stderr, when it wrote any).
@@ -391,6 +395,13 @@ impl PluginRuntime {
                 .inc();
         }
         let guest_stderr = || stderr.text();
+        // A call that could not read its state cannot have decided on it.
+        if let Some(e) = wasm.data().kv.store_unavailable() {
+            return Err(CallFailure::new(
+                FailureKind::StoreUnavailable,
+                format!("the step could not read its plugin state: {e}"),
+            ));
+        }
         let value = match outcome {
             Err(_) => {
                 return Err(CallFailure::new(

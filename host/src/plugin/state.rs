@@ -11,7 +11,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::http_policy::HttpPolicy;
-use crate::store::{KvChanges, KvRead, KvWrite, TxStore};
+use crate::store::{KvChanges, KvRead, KvWrite, StoreError, TxStore};
 
 /// Per-call store data.
 pub struct CallState {
@@ -56,6 +56,8 @@ pub struct KvOverlay {
     order: Vec<String>,
     /// Version of each key read from the store (`0`: absent).
     reads: HashMap<String, i64>,
+    /// The first read that failed because the store could not be reached.
+    unavailable: Option<StoreError>,
 }
 
 impl KvOverlay {
@@ -68,7 +70,13 @@ impl KvOverlay {
             changes: HashMap::new(),
             order: Vec::new(),
             reads: HashMap::new(),
+            unavailable: None,
         }
+    }
+
+    /// Why a read failed because the store could not be reached, if one did.
+    pub(crate) fn store_unavailable(&self) -> Option<&StoreError> {
+        self.unavailable.as_ref()
     }
 
     pub(crate) async fn get(&mut self, key: &str) -> Result<Option<String>, String> {
@@ -78,10 +86,16 @@ impl KvOverlay {
         let Some(store) = &self.store else {
             return Ok(None);
         };
-        let found = store
-            .kv_read(&self.namespace, key)
-            .await
-            .map_err(|e| e.to_string())?;
+        let found = match store.kv_read(&self.namespace, key).await {
+            Ok(found) => found,
+            Err(e) => {
+                let text = e.to_string();
+                if e.is_retryable() && self.unavailable.is_none() {
+                    self.unavailable = Some(e);
+                }
+                return Err(text);
+            }
+        };
         // The first read counts: a later one that differs will be refused at commit anyway.
         self.reads
             .entry(key.to_string())

@@ -73,7 +73,7 @@ impl From<sqlx::Error> for StoreError {
             | sqlx::Error::WorkerCrashed
             | sqlx::Error::Tls(_)
             | sqlx::Error::Protocol(_) => StoreError::Unavailable(e.to_string()),
-            sqlx::Error::Database(db) if is_transient_code(db.code().as_deref()) => {
+            sqlx::Error::Database(db) if is_transient_code(error_code(db.as_ref()).as_deref()) => {
                 StoreError::Unavailable(e.to_string())
             }
             sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) => {
@@ -82,6 +82,16 @@ impl From<sqlx::Error> for StoreError {
             _ => StoreError::Permanent(e.to_string()),
         }
     }
+}
+
+/// The code a database error is known by: MySQL's error number (its SQLSTATE is missing
+/// from errors sent before the handshake ends, and shared by unrelated errors otherwise),
+/// else the SQLSTATE or SQLite's result code.
+fn error_code(db: &dyn sqlx::error::DatabaseError) -> Option<String> {
+    if let Some(my) = db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
+        return Some(my.number().to_string());
+    }
+    db.code().map(|c| c.into_owned())
 }
 
 /// Codes of the three databases worth retrying: busy, locked, deadlock, serialization,
@@ -96,9 +106,10 @@ fn is_transient_code(code: Option<&str>) -> bool {
             // PostgreSQL: serialization, deadlock, shutdown, statement and lock timeouts,
             // idle-in-transaction timeout, too many connections.
             | "40001" | "40P01" | "57P01" | "57014" | "55P03" | "25P03" | "53300"
-            // MySQL/MariaDB: deadlock, lock wait timeout, too many connections, statement
-            // timeout.
-            | "1213" | "1205" | "1040" | "1969"
+            // MySQL/MariaDB error numbers: deadlock, lock wait timeout, too many
+            // connections, statement timeout (MariaDB, MySQL), server shutdown, connection
+            // killed.
+            | "1213" | "1205" | "1040" | "1969" | "3024" | "1053" | "1927"
         )
     ) || code.is_some_and(|c| c.starts_with("08"))
 }
