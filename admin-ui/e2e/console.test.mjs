@@ -2,7 +2,7 @@
 
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { api, BASE, launch, missingEndpoints, openPage, shot, startSaga, TOKEN, until } from "./helpers.mjs";
+import { api, BASE, hostBuild, hostDir, launch, missingEndpoints, openPage, shot, startHost, startSaga, TOKEN, until } from "./helpers.mjs";
 
 let browser;
 let missing = [];
@@ -28,6 +28,19 @@ async function visit(path, name, opts = {}) {
   await p.page.goto(BASE + path);
   await p.page.locator("h1").first().waitFor();
   return p;
+}
+
+/** The text of a field of the detail page. */
+async function field(page, label) {
+  const dd = page.locator(".field", { has: page.locator("dt", { hasText: new RegExp(`^${label}$`) }) }).locator("dd").first();
+  return (await dd.textContent()).replace(/\s+/g, " ").trim();
+}
+
+/** Each timeline row's execute bars, by outcome: [["completed"], ["failed", "completed"], …]. */
+async function executeOutcomes(page) {
+  return page.locator(".timeline .timeline-row").evaluateAll((rows) =>
+    rows.map((r) => [...r.querySelectorAll("rect.bar-execute")].map((b) => [...b.classList].find((c) => c.startsWith("outcome-")).slice("outcome-".length))),
+  );
 }
 
 async function settle(page) {
@@ -154,6 +167,12 @@ describe("transactions", { timeout: 120000 }, () => {
     const stepStatuses = await page.locator("table.steps tbody .badge").allTextContents();
     assert.deepEqual(stepStatuses, ["Compensated", "Compensated", "Failed"]);
     await page.getByText("test_fail: permanent failure").first().waitFor();
+    // The kind comes from its own field, the message as the step gave it.
+    const failed = page.locator("table.steps tbody tr").nth(2).locator(".err-cell");
+    assert.equal(await failed.locator(".tag").textContent(), "permanent");
+    assert.equal((await failed.textContent()).trim(), "permanent test_fail: permanent failure");
+    // Where it failed, although compensation walked back to the first step.
+    assert.match(await field(page, "Step"), /^Failed at step 3 of 3 \(test_fail\)/);
     await shot(page, "detail-compensated");
     await context.close();
     assert.deepEqual(errors, []);
@@ -191,6 +210,9 @@ describe("actions", { timeout: 120000 }, () => {
     if (!p) return;
     await until(async () => (await badge(p.page)) === "Cancelled", "the saga to be cancelled");
     await p.page.getByText("e2e: cancel a failed saga").first().waitFor();
+    // The history line names the operator and their reason.
+    const line = p.page.locator(".history-line", { hasText: "force cancel" });
+    assert.match((await line.locator(".actor").textContent()).replace(/\s+/g, " "), /^by operator: .?e2e: cancel a failed saga.?$/);
     await shot(p.page, "detail-cancelled");
     await p.context.close();
     assert.deepEqual(p.errors, []);
@@ -305,5 +327,110 @@ describe("live and forms", { timeout: 120000 }, () => {
     await dialog.getByRole("button", { name: "Continue" }).click();
     await page.locator(".card-value").first().waitFor();
     await context.close();
+  });
+});
+
+describe("durable history", { timeout: 180000 }, () => {
+  const FLAKY = { steps: ["test_ok", "test_flaky", "test_ok"], input: { flaky_times: 1 } };
+  const summary = (tx) => tx.attempts.map((a) => [a.step_index, a.step_name, a.phase, a.attempt, a.outcome, a.failure_kind]);
+  const FLAKY_ATTEMPTS = [
+    [0, "test_ok", "execute", 1, "completed", null],
+    [1, "test_flaky", "execute", 1, "failed", "retryable"],
+    [1, "test_flaky", "execute", 2, "completed", null],
+    [2, "test_ok", "execute", 1, "completed", null],
+  ];
+
+  /** The detail page of a flaky saga: bars on their own rows although a step name repeats. */
+  async function checkFlakyPage(page, tx) {
+    await page.locator(".timeline svg").waitFor();
+    await page.locator(".timeline .bar-execute").nth(3).waitFor();
+    assert.deepEqual(await executeOutcomes(page), [["completed"], ["failed", "completed"], ["completed"]]);
+    const failedBar = page.locator('.timeline-row[data-step="1"] rect.outcome-failed');
+    assert.equal(await failedBar.getAttribute("data-failure-kind"), "retryable");
+    const tip = await failedBar.locator("title").textContent();
+    assert.match(tip, /test_flaky: execute attempt 1, failed \(retryable\): test_flaky: attempt 1 of 1 failing attempts/);
+    assert.ok(tip.includes(`host ${tx.attempts[1].host}`), tip);
+    if (tx.attempts[1].plugin_digest) assert.ok(tip.includes(tx.attempts[1].plugin_digest), tip);
+    assert.equal(await page.locator("table.attempts tbody tr").count(), 4);
+    assert.equal(await page.locator('table.attempts tbody tr[data-step="1"].outcome-failed .tag').textContent(), "retryable");
+    assert.equal(await field(page, "Retries"), `0 of ${tx.max_retries}`);
+  }
+
+  /** A saga's detail page with the host's event log hidden from it: what it shows comes from the saga. */
+  async function detailWithoutEvents(base, txId) {
+    const p = await openPage(browser, { allowed: missing });
+    await p.context.route(/\/api\/events\?/, (route) => route.fulfill({ json: { events: [] } }));
+    await p.page.goto(`${base}/transactions/${txId}`);
+    await settle(p.page);
+    await p.page.getByText("The host holds no recent events for this saga.").waitFor();
+    return p;
+  }
+
+  it("draws the timeline from the saga's stored attempts, not the event log", async () => {
+    const tx = await startSaga(FLAKY);
+    assert.equal(tx.status, "COMPLETED", JSON.stringify(tx));
+    const { body } = await api(`/api/transactions/${tx.tx_id}`);
+    assert.deepEqual(summary(body), FLAKY_ATTEMPTS);
+    const p = await detailWithoutEvents(BASE, tx.tx_id);
+    await checkFlakyPage(p.page, body);
+    await shot(p.page, "detail-flaky");
+    await p.context.close();
+    assert.deepEqual(p.errors, []);
+  });
+
+  it("shows the same timeline after the host restarts, and labels recovery's actions as recovery", async (t) => {
+    const build = hostBuild();
+    if (!build) return t.skip("no rte binary and plugins here to start a host of the test's own (set CARGO_TARGET_DIR or RTE_BIN)");
+    const scratch = hostDir(build);
+    const settings = ["retry_interval=20ms", "stuck_threshold=1s", "recovery_interval=300ms"];
+    let host = await startHost(build, scratch.dir, settings);
+    try {
+      const flaky = await startSaga(FLAKY, "10s", host.url);
+      assert.equal(flaky.status, "COMPLETED", JSON.stringify(flaky));
+      // A saga cut off mid-step by the crash, for recovery to finish.
+      const sleepy = await startSaga({ steps: ["test_ok", "test_sleep"], input: { sleep_ms: 3000 } }, "", host.url);
+      await until(async () => (await api(`/api/transactions/${sleepy.tx_id}`, { base: host.url })).body?.steps?.[1]?.status === "EXECUTING", "the sleeping step to start");
+      const before = (await api(`/api/transactions/${flaky.tx_id}`, { base: host.url })).body;
+      assert.deepEqual(summary(before), FLAKY_ATTEMPTS);
+
+      await host.stop("SIGKILL");
+      host = await startHost(build, scratch.dir, settings);
+
+      const after = (await api(`/api/transactions/${flaky.tx_id}`, { base: host.url })).body;
+      assert.deepEqual(after.attempts, before.attempts, "the same attempts from the next host");
+      assert.deepEqual(after.history, before.history);
+      let p = await detailWithoutEvents(host.url, flaky.tx_id);
+      await checkFlakyPage(p.page, after);
+      await shot(p.page, "detail-flaky-after-restart");
+      await p.context.close();
+      assert.deepEqual(p.errors, []);
+
+      // Recovery takes the cut-off saga over: the lost call, then the one recovery made.
+      const done = await until(async () => {
+        const v = (await api(`/api/transactions/${sleepy.tx_id}`, { base: host.url })).body;
+        return v?.status === "COMPLETED" ? v : null;
+      }, "recovery to finish the saga", 60000);
+      const recovery = done.history.find((h) => h.kind === "recovery");
+      assert.equal(recovery?.actor?.type, "recovery", JSON.stringify(done.history));
+      assert.equal(done.retry_count, 0, "a recovery is not a retry");
+      p = await detailWithoutEvents(host.url, sleepy.tx_id);
+      await p.page.locator(".timeline svg").waitFor();
+      assert.deepEqual(await executeOutcomes(p.page), [["completed"], ["failed", "completed"]]);
+      assert.equal(await p.page.locator('.timeline-row[data-step="1"] rect.outcome-failed').getAttribute("data-failure-kind"), "lost");
+      const line = p.page.locator(".history-line", { hasText: "recovery" }).first();
+      assert.equal(await line.locator(".actor").textContent(), `by recovery on ${recovery.actor.host}`);
+      assert.equal(await p.page.locator(".history-line.by-operator").count(), 0, "nothing here was done by an operator");
+      assert.equal(await p.page.locator(".timeline .history-mark-recovery").count(), done.history.filter((h) => h.actor?.type === "recovery").length);
+      assert.equal(await field(p.page, "Retries"), `0 of ${done.max_retries}`);
+      await shot(p.page, "detail-recovered");
+      await p.context.close();
+      assert.deepEqual(p.errors, []);
+    } catch (e) {
+      t.diagnostic(`own host's log:\n${host.logTail()}`);
+      throw e;
+    } finally {
+      await host.stop();
+      scratch.remove();
+    }
   });
 });

@@ -1,7 +1,10 @@
 // Shared set-up for the end-to-end tests: the host under test, an API client and a browser.
 
-import { mkdirSync } from "node:fs";
-import { dirname, join } from "node:path";
+import { spawn } from "node:child_process";
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { basename, dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
 
@@ -10,12 +13,12 @@ export const TOKEN = process.env.RTE_TOKEN ?? "";
 export const SHOTS = join(dirname(fileURLToPath(import.meta.url)), "screenshots");
 mkdirSync(SHOTS, { recursive: true });
 
-/** Call the host's API; returns { status, body }. */
-export async function api(path, { method = "GET", json, token = TOKEN } = {}) {
+/** Call the host's API (the host under test, or the one at `base`); returns { status, body }. */
+export async function api(path, { method = "GET", json, token = TOKEN, base = BASE } = {}) {
   const headers = { accept: "application/json" };
   if (token) headers.authorization = `Bearer ${token}`;
   if (json !== undefined) headers["content-type"] = "application/json";
-  const res = await fetch(BASE + path, { method, headers, body: json === undefined ? undefined : JSON.stringify(json) });
+  const res = await fetch(base + path, { method, headers, body: json === undefined ? undefined : JSON.stringify(json) });
   const text = await res.text();
   let body = null;
   try {
@@ -27,8 +30,8 @@ export async function api(path, { method = "GET", json, token = TOKEN } = {}) {
 }
 
 /** Start a saga and wait (up to 10 s) for its outcome. */
-export async function startSaga(request, wait = "10s") {
-  const { status, body } = await api(`/api/transactions${wait ? `?wait=${wait}` : ""}`, { method: "POST", json: request });
+export async function startSaga(request, wait = "10s", base = BASE) {
+  const { status, body } = await api(`/api/transactions${wait ? `?wait=${wait}` : ""}`, { method: "POST", json: request, base });
   if (status !== 201 && status !== 200) throw new Error(`starting a saga gave ${status}: ${JSON.stringify(body)}`);
   return body;
 }
@@ -101,4 +104,72 @@ export async function openPage(browser, { token = TOKEN, allowed = [], width = 1
 
 export async function shot(page, name) {
   await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true });
+}
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
+
+/**
+ * The `rte` binary and example plugins the host under test runs (as scripts/with-host.sh
+ * finds them: under CARGO_TARGET_DIR, or target/), or null when they are not here (a host
+ * elsewhere, given by RTE_URL only). RTE_BIN names another binary.
+ */
+export function hostBuild() {
+  const target = resolve(ROOT, process.env.CARGO_TARGET_DIR || "target");
+  const binary = process.env.RTE_BIN || join(target, "debug", "rte");
+  const plugins = ["bank", "testkit"].map((p) => join(target, "plugins", "wasm32-wasip2", "release", `${p}.wasm`));
+  return existsSync(binary) && plugins.every((p) => existsSync(p)) ? { binary, plugins } : null;
+}
+
+async function freePort() {
+  const server = createServer();
+  await new Promise((ok, fail) => server.once("error", fail).listen(0, "127.0.0.1", ok));
+  const { port } = server.address();
+  await new Promise((ok) => server.close(ok));
+  return port;
+}
+
+/**
+ * A scratch place for hosts of a test's own: a SQLite database and a plugins folder that
+ * outlive any one host, so a host can be stopped and another started on the same data.
+ * The host under test cannot be restarted from here: the script that started it owns it.
+ */
+export function hostDir(build) {
+  const dir = mkdtempSync(join(tmpdir(), "rte-e2e-"));
+  mkdirSync(join(dir, "plugins"));
+  for (const p of build.plugins) copyFileSync(p, join(dir, "plugins", basename(p)));
+  return { dir, remove: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+/**
+ * Start `rte serve` on `dir`'s database (with the same admin token as the host under test)
+ * and wait until it is ready. `settings` are `--set` values. `stop(signal)` ends it:
+ * SIGKILL is a crash, as a host that loses its machine.
+ */
+export async function startHost(build, dir, settings = []) {
+  const port = await freePort();
+  const url = `http://127.0.0.1:${port}`;
+  const logFile = join(dir, "host.log");
+  const log = openSync(logFile, "a");
+  const args = ["serve", "--listen", `127.0.0.1:${port}`, "--database-url", `sqlite://${join(dir, "host.db")}`];
+  args.push("--plugins-dir", join(dir, "plugins"), "--sagas-file", join(ROOT, "sagas.toml"));
+  if (TOKEN) args.push("--admin-token", TOKEN);
+  for (const s of settings) args.push("--set", s);
+  const child = spawn(build.binary, args, { cwd: dir, stdio: ["ignore", log, log] });
+  const exited = new Promise((ok) => child.once("exit", ok));
+  const stop = async (signal = "SIGTERM") => {
+    if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+    await exited;
+  };
+  const logTail = () => readFileSync(logFile, "utf8").split("\n").slice(-30).join("\n");
+  try {
+    await until(async () => {
+      if (child.exitCode !== null) throw new Error(`the host exited with ${child.exitCode}`);
+      const r = await fetch(`${url}/readyz`).catch(() => null);
+      return r?.ok;
+    }, `a host at ${url} to be ready`, 60000);
+  } catch (e) {
+    await stop("SIGKILL");
+    throw new Error(`${e.message}; its log ends:\n${logTail()}`);
+  }
+  return { url, stop, logTail };
 }

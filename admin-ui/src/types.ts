@@ -27,6 +27,21 @@ export const STEP_STATUSES = [
 ] as const;
 export type StepStatus = (typeof STEP_STATUSES)[number];
 
+/** Why a step call failed (its own field; older hosts put it before the error text instead). */
+export const FAILURE_KINDS = [
+  "retryable",
+  "permanent",
+  "trap",
+  "memory",
+  "timeout",
+  "breaker_open",
+  "kv_conflict",
+  "unavailable",
+  "store_unavailable",
+  "lost",
+] as const;
+export type FailureKind = (typeof FAILURE_KINDS)[number];
+
 export interface StepView {
   step_index: number;
   step_name: string;
@@ -34,16 +49,47 @@ export interface StepView {
   attempts: number;
   compensation_attempts: number;
   output: Record<string, unknown> | null;
+  /** The latest failure's message (rows stored by older hosts may still start with "kind: "). */
   error: string | null;
   idempotency_key: string | null;
   plugin_digest: string | null;
   started_at: string | null;
   finished_at: string | null;
+  /** The kind of the latest failure. */
+  failure_kind: FailureKind | null;
 }
+
+export type AttemptPhase = "execute" | "compensate" | "confirm";
+export type AttemptOutcome = "completed" | "replayed" | "failed" | "nothing_to_undo";
+
+/** One call of one step, as stored with the saga (it outlives the host's event log). */
+export interface AttemptView {
+  step_index: number;
+  step_name: string;
+  phase: AttemptPhase;
+  /** Its number within the phase, from 1. */
+  attempt: number;
+  started_at: string;
+  ended_at: string;
+  duration_ms: number;
+  outcome: AttemptOutcome;
+  failure_kind: FailureKind | null;
+  message: string | null;
+  /** The host that made the call. */
+  host: string;
+  plugin_digest: string | null;
+}
+
+/** Who changed a saga: an operator (with why), a host's recovery worker, or the driving host. */
+export type Actor = { type: "operator"; reason: string } | { type: "recovery"; host: string } | { type: "host"; host: string };
+
+export type HistoryKind = "force_complete" | "force_cancel" | "retry" | "recovery" | "recovery_given_up";
 
 export interface HistoryEntry {
   at: string;
-  kind: string;
+  kind: HistoryKind | (string & {});
+  /** Null on lines written before actors were recorded. */
+  actor: Actor | null;
   message: string;
 }
 
@@ -56,6 +102,7 @@ export interface TxView {
   lock_keys: string[];
   current_step: number;
   total_steps: number;
+  /** Whole-saga retries (an operator's or recovery's retry; recovery resuming a saga is not one). */
   retry_count: number;
   max_retries: number;
   timeout_ms: number;
@@ -66,7 +113,12 @@ export interface TxView {
   updated_at: string;
   completed_at: string | null;
   steps?: StepView[];
+  /** Operator and recovery actions (detail only). */
   history?: HistoryEntry[];
+  /** Every attempt of every step, oldest first (detail only). */
+  attempts?: AttemptView[];
+  /** The step whose failure ended or compensated the saga (detail only; absent if none). */
+  failed_step?: number;
 }
 
 export interface TxPage {

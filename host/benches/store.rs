@@ -36,6 +36,7 @@ fn saga() -> (TxRecord, Vec<StepRecord>) {
         created_at: now,
         updated_at: now,
         completed_at: None,
+        undo: None,
     };
     let steps = (0..3)
         .map(|i| StepRecord::pending(&tx_id, i, "test_ok"))

@@ -19,6 +19,9 @@ pub enum Error {
     /// The operation does not fit the transaction's current status.
     #[error("conflict: {0}")]
     Conflict(String),
+    /// The saga's status does not allow this change (see [`crate::lifecycle`]).
+    #[error(transparent)]
+    Refused(#[from] crate::lifecycle::Refused),
     /// The durable store failed.
     #[error(transparent)]
     Store(#[from] StoreError),

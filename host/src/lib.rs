@@ -3,7 +3,8 @@
 //!
 //! | module | holds |
 //! |---|---|
-//! | [`engine`] | the [`Engine`], saga definitions, statuses, and the coordinator that drives sagas |
+//! | [`lifecycle`] | the saga state machine: statuses, failure and history kinds, the transition table |
+//! | [`engine`] | the [`Engine`], saga definitions, and the coordinator that drives sagas |
 //! | [`plugin`] | the wasmtime plugin runtime: loading, sandboxing, calling steps, hot reload |
 //! | [`store`] | the durable [`TxStore`] contract over SQLite, PostgreSQL and MySQL/MariaDB |
 //! | [`lock`] | the [`LockManager`] contract: in-process, or Redis for several hosts |
@@ -51,6 +52,7 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod events;
+pub mod lifecycle;
 pub mod lock;
 pub mod plugin;
 pub mod recovery;

@@ -10,8 +10,10 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::engine::{Engine, TxStatus};
+use crate::engine::{Patience, With};
 use crate::events::{Event, kinds};
-use crate::store::{Commit, HistoryEntry, StoreError, TxFilter, now_ms};
+use crate::lifecycle::{Actor, FailureKind, HistoryKind, TxEvent};
+use crate::store::{HistoryEntry, StepRecord, StoreError, TxFilter, now_ms};
 
 /// How many stuck sagas one scan takes at most.
 const SCAN_BATCH: u32 = 200;
@@ -174,20 +176,15 @@ impl RecoveryWorker {
             };
             let fixable = steps.iter().any(|s| {
                 s.status == crate::engine::StepStatus::Failed
-                    && s.error
-                        .as_deref()
-                        .is_some_and(|e| !e.starts_with("permanent:"))
+                    && s.failure_kind.is_some_and(FailureKind::is_retryable)
             });
             if !fixable {
                 continue;
             }
-            let reason = format!(
-                "retried by recovery on {} ({} of {})",
-                self.engine.host_id(),
-                tx.retry_count + 1,
-                tx.max_retries
-            );
-            match self.engine.retry(&tx.tx_id, None, &reason).await {
+            let actor = Actor::Recovery {
+                host: self.engine.host_id().to_string(),
+            };
+            match self.engine.retry_as(&tx.tx_id, None, actor).await {
                 Ok(_) => {
                     retried += 1;
                     self.stats.processed.fetch_add(1, Ordering::Relaxed);
@@ -196,7 +193,8 @@ impl RecoveryWorker {
                 // Another host retried it first, or its state moved on.
                 Err(
                     crate::Error::Store(StoreError::VersionConflict { .. })
-                    | crate::Error::Conflict(_),
+                    | crate::Error::Conflict(_)
+                    | crate::Error::Refused(_),
                 ) => {}
                 Err(e) => {
                     self.stats.failed.fetch_add(1, Ordering::Relaxed);
@@ -209,23 +207,31 @@ impl RecoveryWorker {
 
     /// Take a stuck saga over with a fenced write; `false` when another host got it first
     /// or it has been recovered too often (then it is left to an operator).
-    async fn claim(&self, tx_id: &str) -> Result<bool, StoreError> {
-        let Some((mut tx, _)) = self.engine.store().get(tx_id).await? else {
+    async fn claim(&self, tx_id: &str) -> Result<bool, crate::Error> {
+        let Some((mut tx, mut steps)) = self.engine.store().get(tx_id).await? else {
             return Ok(false);
         };
         if tx.status.is_terminal() {
             return Ok(false);
         }
+        let host = self.engine.host_id().to_string();
         let history = self.engine.store().history(tx_id).await?;
-        let recoveries = history.iter().filter(|h| h.kind == "recovery").count() as u32;
+        let recoveries = history
+            .iter()
+            .filter(|h| h.kind == HistoryKind::Recovery)
+            .count() as u32;
         let now = now_ms();
         if recoveries >= self.config.max_retries.max(1) * 4 {
             // Repeatedly stuck: stop resuming it and tell someone, once.
-            if history.last().is_none_or(|h| h.kind != "recovery_given_up") {
+            if history
+                .last()
+                .is_none_or(|h| h.kind != HistoryKind::RecoveryGivenUp)
+            {
                 let entry = HistoryEntry {
                     tx_id: tx_id.into(),
                     at: now,
-                    kind: "recovery_given_up".into(),
+                    kind: HistoryKind::RecoveryGivenUp,
+                    actor: Some(Actor::Recovery { host }),
                     message: format!(
                         "recovered {recoveries} times without finishing; needs an operator"
                     ),
@@ -241,29 +247,36 @@ impl RecoveryWorker {
             return Ok(false);
         }
         let from = tx.status;
-        tx.updated_at = now;
-        if from == TxStatus::Executing || from == TxStatus::Confirming {
-            tx.retry_count += 1;
-        }
+        let changed = crate::engine::note_lost_calls(&mut steps, &host, now);
+        let changed: Vec<&StepRecord> = changed.iter().map(|&i| &steps[i]).collect();
+        let actor = Actor::Recovery { host };
         let entry = HistoryEntry {
             tx_id: tx_id.into(),
             at: now,
-            kind: "recovery".into(),
-            message: format!("resumed in {from} by {}", self.engine.host_id()),
+            kind: HistoryKind::Recovery,
+            message: format!("resumed in {from} by {actor}"),
+            actor: Some(actor),
         };
-        let commit = Commit {
-            tx: &tx,
-            steps: &[],
-            kv: None,
-            idempotency: None,
+        let with = With {
             history: std::slice::from_ref(&entry),
+            ..With::default()
         };
-        match self.engine.store().commit(&commit).await {
-            Ok(_) => {
+        let claimed = self
+            .engine
+            .apply(
+                &mut tx,
+                TxEvent::Progress,
+                &changed,
+                with,
+                Patience::Bounded(Duration::ZERO),
+            )
+            .await;
+        match claimed {
+            Ok(()) => {
                 tracing::info!(%tx_id, status = %from, "recovering stuck saga");
                 Ok(true)
             }
-            Err(StoreError::VersionConflict { .. }) => Ok(false),
+            Err(crate::Error::Store(StoreError::VersionConflict { .. })) => Ok(false),
             Err(e) => Err(e),
         }
     }

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use rte_tests::rte_host::engine::{StepStatus, TxStatus};
+use rte_tests::rte_host::lifecycle::FailureKind;
 use rte_tests::rte_host::store::{Commit, StepRecord, TxRecord, now_ms};
 use rte_tests::{HostOptions, TestHost};
 use serde_json::{Value, json};
@@ -212,6 +213,7 @@ async fn plant(
         created_at: old,
         updated_at: old,
         completed_at: None,
+        undo: None,
     };
     let pending: Vec<StepRecord> = steps
         .iter()
@@ -353,7 +355,7 @@ async fn recovery_retries_a_fixable_failure_by_policy_but_not_a_permanent_one() 
             ..HostOptions::default()
         })
         .await?;
-        let plant_failed = |error: &'static str| {
+        let plant_failed = |kind: FailureKind, error: &'static str| {
             let h = &h;
             async move {
                 let tx_id = plant(
@@ -368,20 +370,26 @@ async fn recovery_retries_a_fixable_failure_by_policy_but_not_a_permanent_one() 
                 let store = h.engine().store();
                 let (tx, mut steps) = store.get(&tx_id).await?.unwrap();
                 steps[0].error = Some(error.to_string());
+                steps[0].failure_kind = Some(kind);
                 store.commit(&Commit::new(&tx, &[&steps[0]])).await?;
                 anyhow::Ok(tx_id)
             }
         };
-        let fixable = plant_failed("retryable: downstream unavailable").await?;
-        let permanent = plant_failed("permanent: insufficient funds").await?;
+        let fixable = plant_failed(FailureKind::Retryable, "downstream unavailable").await?;
+        let permanent = plant_failed(FailureKind::Permanent, "insufficient funds").await?;
         assert!(h.host.recovery.scan_once().await? >= 1);
         let done = wait_status(&h, &fixable, "COMPLETED").await?;
         assert_eq!(done["retry_count"], 1, "{done}");
+        assert_eq!(done["history"][0]["kind"], "retry", "{done}");
+        assert_eq!(
+            done["history"][0]["actor"]["type"], "recovery",
+            "labelled as recovery, not an operator: {done}"
+        );
         assert!(
             done["history"][0]["message"]
                 .as_str()
                 .unwrap()
-                .contains("retried by recovery"),
+                .contains("by recovery on host"),
             "{done}"
         );
         let (_, still) = h.get(&format!("/api/transactions/{permanent}")).await?;
@@ -422,7 +430,7 @@ async fn each_action_is_allowed_or_refused_by_status() -> anyhow::Result<()> {
         (Created, true, true, false),
         (Locked, true, true, false),
         (Executing, true, true, false),
-        (Confirming, true, true, false),
+        (Confirming, true, false, false),
         (Completed, false, false, false),
         (Failed, true, true, true),
         (Compensating, false, false, false),
@@ -512,7 +520,8 @@ async fn recovery_gives_up_on_a_saga_stuck_too_often() -> anyhow::Result<()> {
             .append_history(&rte_tests::rte_host::store::HistoryEntry {
                 tx_id: tx_id.clone(),
                 at: now_ms() - 3_000_000 + n,
-                kind: "recovery".into(),
+                kind: rte_tests::rte_host::lifecycle::HistoryKind::Recovery,
+                actor: None,
                 message: format!("resumed (earlier run {n})"),
             })
             .await?;

@@ -30,9 +30,9 @@ async fn strict_host() -> anyhow::Result<TestHost> {
 
 /// The hostile cases: step, input, and what its error must say.
 const HOSTILE: &[(&str, &str, &[&str])] = &[
-    ("test_spin", "{}", &["timeout:", "deadline"]),
-    ("test_oom", "{}", &["trap:", "memory limit of 32 MiB"]),
-    ("test_recurse", "{}", &["trap:", "stack"]),
+    ("test_spin", "{}", &["kind:timeout", "deadline"]),
+    ("test_oom", "{}", &["kind:memory", "memory limit of 32 MiB"]),
+    ("test_recurse", "{}", &["kind:trap", "stack"]),
     (
         "test_big_output",
         r#"{"bytes": 1048576}"#,
@@ -42,7 +42,8 @@ const HOSTILE: &[(&str, &str, &[&str])] = &[
         "test_trap",
         "{}",
         &[
-            "trap: plugin aborted",
+            "kind:trap",
+            "plugin aborted",
             "panicked",
             "test_trap: deliberate panic",
         ],
@@ -66,7 +67,10 @@ async fn assert_fails_clearly(
     assert_eq!(s["attempts"], 1, "{step}: {v}");
     let err = s["error"].as_str().unwrap_or_default();
     for needle in needles {
-        assert!(err.contains(needle), "{step}: `{needle}` not in: {err}");
+        match needle.strip_prefix("kind:") {
+            Some(kind) => assert_eq!(s["failure_kind"], *kind, "{step}: {v}"),
+            None => assert!(err.contains(needle), "{step}: `{needle}` not in: {err}"),
+        }
     }
     Ok(())
 }
@@ -89,7 +93,7 @@ async fn assert_healthy(h: &TestHost) -> anyhow::Result<()> {
 async fn endless_loop_is_stopped_at_its_deadline() -> anyhow::Result<()> {
     let h = strict_host().await?;
     let started = Instant::now();
-    assert_fails_clearly(&h, "test_spin", "{}", &["timeout:", "deadline of 1s"]).await?;
+    assert_fails_clearly(&h, "test_spin", "{}", &["kind:timeout", "deadline of 1s"]).await?;
     // Only a generous upper bound: the loop must not run on past its deadline.
     let elapsed = started.elapsed();
     assert!(
@@ -122,7 +126,7 @@ async fn a_host_call_blocked_past_the_deadline_is_cut() -> anyhow::Result<()> {
         &h,
         "test_sleep",
         r#"{"sleep_ms": 60000}"#,
-        &["timeout:", "deadline"],
+        &["kind:timeout", "deadline"],
     )
     .await?;
     assert!(started.elapsed() < STEP_TIMEOUT + Duration::from_secs(5));
@@ -168,7 +172,10 @@ async fn a_spinning_guest_does_not_hold_its_worker_thread() -> anyhow::Result<()
         .await?;
     assert_eq!(v["status"], "COMPLETED", "{v}");
     let (_, spin) = h.get(&format!("/api/transactions/{spin_id}")).await?;
-    assert_eq!(spin["status"], "EXECUTING", "still spinning: {spin}");
+    assert_eq!(
+        spin["status"], "LOCKED",
+        "still spinning in its first step: {spin}"
+    );
     // And its deadline still ends it.
     loop {
         let (_, spin) = h.get(&format!("/api/transactions/{spin_id}")).await?;

@@ -8,6 +8,10 @@ use std::time::Duration;
 
 use rte_tests::faults::Proxy;
 use rte_tests::rte_host::engine::{StepStatus, TxStatus};
+use rte_tests::rte_host::lifecycle::{
+    Actor, AttemptOutcome, FailureKind, HistoryKind, Phase, Undo,
+};
+use rte_tests::rte_host::store::Attempt;
 use rte_tests::rte_host::store::{
     self, Commit, CreateOutcome, HistoryEntry, IdempotencyChange, IdempotencyKey,
     IdempotencyRecord, KvChanges, KvRead, KvWrite, StepRecord, TxFilter, TxRecord, TxStore, now_ms,
@@ -35,6 +39,7 @@ fn tx(id: &str, tx_type: &str, status: TxStatus, created_at: i64) -> TxRecord {
         created_at,
         updated_at: created_at,
         completed_at: None,
+        undo: None,
     }
 }
 
@@ -137,6 +142,7 @@ async fn conformance(s: &dyn TxStore) -> anyhow::Result<()> {
     next.current_step = 1;
     next.outputs.insert("x".into(), json!(1));
     next.updated_at = t0 + 5;
+    next.undo = Some(Undo::Cancel);
     let mut s0 = got_steps[0].clone();
     s0.status = StepStatus::Completed;
     s0.attempts = 2;
@@ -145,6 +151,20 @@ async fn conformance(s: &dyn TxStore) -> anyhow::Result<()> {
     s0.plugin_digest = Some("d".repeat(64));
     s0.started_at = Some(t0 + 1);
     s0.finished_at = Some(t0 + 4);
+    s0.failure_kind = Some(FailureKind::Trap);
+    for (n, outcome) in [(1, AttemptOutcome::Failed), (2, AttemptOutcome::Completed)] {
+        s0.log_attempt(Attempt {
+            phase: Phase::Execute,
+            attempt: n,
+            started_at: t0 + n as i64,
+            ended_at: t0 + 2 * n as i64,
+            outcome,
+            failure_kind: (n == 1).then_some(FailureKind::Trap),
+            message: (n == 1).then(|| "plugin aborted".into()),
+            host: "host-a".into(),
+            plugin_digest: Some("d".repeat(64)),
+        });
+    }
     let kv = bank_writes(&[("acct/1", Some("100")), ("gone", None)]);
     let idem = IdempotencyRecord {
         key: idem_key("bank", "one", "one:tx-a"),
@@ -155,7 +175,10 @@ async fn conformance(s: &dyn TxStore) -> anyhow::Result<()> {
     let history = [HistoryEntry {
         tx_id: "tx-a".into(),
         at: t0 + 5,
-        kind: "note".into(),
+        kind: HistoryKind::Retry,
+        actor: Some(Actor::Operator {
+            reason: "card fixed".into(),
+        }),
         message: "hello".into(),
     }];
     let v1 = s
@@ -505,7 +528,8 @@ async fn conformance(s: &dyn TxStore) -> anyhow::Result<()> {
     s.append_history(&HistoryEntry {
         tx_id: "old-done".into(),
         at: t0,
-        kind: "k".into(),
+        kind: HistoryKind::Recovery,
+        actor: None,
         message: "m".into(),
     })
     .await?;

@@ -1,12 +1,23 @@
 import { expect, it } from "vitest";
 import type { StepView } from "../types";
-import { canForce, canRetry, retryStartSteps } from "./actions";
+import { canForceCancel, canForceComplete, canRetry, retryStartSteps } from "./actions";
 
 const step = (i: number, status: StepView["status"]) => ({ step_index: i, step_name: `s${i}`, status }) as StepView;
 
 it("allows forcing only sagas that are not settled", () => {
-  for (const s of ["EXECUTING", "FAILED", "TIMEOUT", "COMPENSATION_FAILED"]) expect(canForce(s)).toBe(true);
-  for (const s of ["COMPLETED", "COMPENSATED", "CANCELLED", "COMPENSATING"]) expect(canForce(s)).toBe(false);
+  for (const s of ["CREATED", "LOCKED", "EXECUTING", "FAILED", "TIMEOUT", "COMPENSATION_FAILED"]) {
+    expect(canForceComplete(s)).toBe(true);
+    expect(canForceCancel(s)).toBe(true);
+  }
+  for (const s of ["COMPLETED", "COMPENSATED", "CANCELLED", "COMPENSATING"]) {
+    expect(canForceComplete(s)).toBe(false);
+    expect(canForceCancel(s)).toBe(false);
+  }
+});
+
+it("completes but never cancels a confirming saga", () => {
+  expect(canForceComplete("CONFIRMING")).toBe(true);
+  expect(canForceCancel("CONFIRMING")).toBe(false);
 });
 
 it("allows retrying failed, timed-out and compensation-failed sagas", () => {

@@ -3,11 +3,17 @@
 
 import type { StepView } from "../types";
 
-const FORCEABLE = new Set(["CREATED", "LOCKED", "EXECUTING", "CONFIRMING", "FAILED", "TIMEOUT", "COMPENSATION_FAILED"]);
+const COMPLETABLE = new Set(["CREATED", "LOCKED", "EXECUTING", "CONFIRMING", "FAILED", "TIMEOUT", "COMPENSATION_FAILED"]);
+// Confirms are never followed by compensation, so a confirming saga cannot be cancelled.
+const CANCELLABLE = new Set(["CREATED", "LOCKED", "EXECUTING", "FAILED", "TIMEOUT", "COMPENSATION_FAILED"]);
 const RETRYABLE = new Set(["FAILED", "TIMEOUT", "COMPENSATION_FAILED"]);
 
-export function canForce(status: string): boolean {
-  return FORCEABLE.has(status);
+export function canForceComplete(status: string): boolean {
+  return COMPLETABLE.has(status);
+}
+
+export function canForceCancel(status: string): boolean {
+  return CANCELLABLE.has(status);
 }
 
 export function canRetry(status: string): boolean {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { between, formatAgo, formatClock, formatBytes, formatDuration, formatShortTime, isoToLocalInput, localInputToIso, splitErrorKind } from "./format";
+import { between, failureOf, formatAgo, formatClock, formatBytes, formatDuration, formatShortTime, isoToLocalInput, kindLabel, localInputToIso, shortDigest, splitErrorKind } from "./format";
 
 describe("formatDuration", () => {
   it.each([
@@ -61,7 +61,26 @@ it("formats byte sizes", () => {
   expect(formatBytes(64 * 1024 * 1024)).toBe("64 MiB");
 });
 
-it("splits a step error into kind and message", () => {
+it("takes a failure's kind from its field, the message as given", () => {
+  expect(failureOf("no funds", "permanent")).toEqual({ kind: "permanent", message: "no funds" });
+  // a message that merely looks like a prefix is left alone when the kind differs
+  expect(failureOf("trap: in the message", "retryable")).toEqual({ kind: "retryable", message: "trap: in the message" });
+  // rows stored by older hosts: kind backfilled, prefix still in the text
+  expect(failureOf("trap: wasm `unreachable`", "trap")).toEqual({ kind: "trap", message: "wasm `unreachable`" });
+  expect(failureOf(null, "lost")).toEqual({ kind: "lost", message: "" });
+  expect(failureOf(null, null)).toBeNull();
+  // no kind at all: the old prefix is the fallback
+  expect(failureOf("permanent: no funds", null)).toEqual({ kind: "permanent", message: "no funds" });
+  expect(failureOf("plain", null)).toEqual({ kind: null, message: "plain" });
+});
+
+it("names failure kinds and shortens digests", () => {
+  expect(kindLabel("store_unavailable")).toBe("store unavailable");
+  expect(shortDigest("0123456789abcdef0123")).toBe("0123456789ab…");
+  expect(shortDigest(null)).toBe("—");
+});
+
+it("splits an old-style step error into kind and message", () => {
   expect(splitErrorKind("permanent: no funds")).toEqual({ kind: "permanent", message: "no funds" });
   expect(splitErrorKind("trap: wasm `unreachable`")).toEqual({ kind: "trap", message: "wasm `unreachable`" });
   expect(splitErrorKind("something else")).toEqual({ kind: null, message: "something else" });

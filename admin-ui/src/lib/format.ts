@@ -103,8 +103,33 @@ export function isoToLocalInput(iso: string): string {
   return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}T${p(d.getHours())}:${p(d.getMinutes())}`;
 }
 
-/** Step errors carry their kind as a prefix: "retryable: …", "permanent: …", "trap: …", "timeout: …". */
+/**
+ * Older hosts stored a step error's kind as a prefix ("permanent: …", "trap: …"). Only a
+ * fallback now: steps and attempts carry `failure_kind` beside a plain message.
+ */
 export function splitErrorKind(error: string): { kind: string | null; message: string } {
-  const m = /^(permanent|retryable|trap|timeout):\s*(.*)$/s.exec(error);
+  const m = /^(permanent|retryable|trap|timeout|unavailable):\s*(.*)$/s.exec(error);
   return m ? { kind: m[1], message: m[2] } : { kind: null, message: error };
+}
+
+/**
+ * A failure's kind and message: the kind from its own field, the message as given, less the
+ * kind prefix that rows written by older hosts still carry; with no kind, the prefix is read.
+ */
+export function failureOf(error: string | null | undefined, kind: string | null | undefined): { kind: string | null; message: string } | null {
+  if (!error && !kind) return null;
+  if (!kind) return splitErrorKind(error ?? "");
+  const text = error ?? "";
+  return { kind, message: text.startsWith(`${kind}: `) ? text.slice(kind.length + 2) : text };
+}
+
+/** "breaker_open" → "breaker open". */
+export function kindLabel(kind: string): string {
+  return kind.replace(/_/g, " ");
+}
+
+/** The first characters of a digest, for tight places (the full one goes in a tooltip). */
+export function shortDigest(digest: string | null | undefined, n = 12): string {
+  if (!digest) return "—";
+  return digest.length > n ? `${digest.slice(0, n)}…` : digest;
 }

@@ -1,6 +1,6 @@
 import { expect, it } from "vitest";
 import { TX_STATUSES, STEP_STATUSES } from "../types";
-import { isTerminal, statusColour, statusLabel, statusTone, TONE_COLOURS } from "./status";
+import { failedStepOf, isTerminal, statusColour, statusLabel, statusTone, TONE_COLOURS } from "./status";
 
 it("maps saga statuses to the agreed colours", () => {
   expect(statusTone("COMPLETED")).toBe("ok");
@@ -23,4 +23,13 @@ it("knows terminal statuses and labels them", () => {
   expect(isTerminal("COMPENSATING")).toBe(false);
   expect(statusLabel("COMPENSATION_FAILED")).toBe("Compensation failed");
   expect(statusLabel("half_open")).toBe("Half open");
+});
+
+it("names the step that failed the saga, not the one compensation has walked back to", () => {
+  expect(failedStepOf({ status: "COMPENSATED", failed_step: 2 })).toBe(2);
+  expect(failedStepOf({ status: "COMPENSATING", failed_step: 2 })).toBe(2);
+  expect(failedStepOf({ status: "FAILED", failed_step: 0 })).toBe(0);
+  expect(failedStepOf({ status: "COMPLETED" })).toBeNull();
+  // moving forward, a failed attempt is about to be retried
+  for (const status of ["CREATED", "LOCKED", "EXECUTING", "CONFIRMING"]) expect(failedStepOf({ status, failed_step: 1 })).toBeNull();
 });

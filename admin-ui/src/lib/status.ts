@@ -59,3 +59,16 @@ export function statusLabel(status: string): string {
   const s = status.replace(/_/g, " ").toLowerCase();
   return s.charAt(0).toUpperCase() + s.slice(1);
 }
+
+/** Statuses of a saga moving forward: a step failure seen then is being retried, not final. */
+const FORWARD = new Set(["CREATED", "LOCKED", "EXECUTING", "CONFIRMING"]);
+
+/**
+ * The step whose failure ended the saga or turned it to compensation ("failed at step N of
+ * M"), from the host's `failed_step`; null while the saga still moves forward (a failed
+ * attempt then is about to be retried) and when no step failed.
+ */
+export function failedStepOf(tx: { status: string; failed_step?: number | null }): number | null {
+  if (FORWARD.has(tx.status)) return null;
+  return tx.failed_step ?? null;
+}

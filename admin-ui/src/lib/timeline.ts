@@ -1,29 +1,43 @@
-// The timeline picture of a saga: one row per step, an execute bar and, after a failure, a
-// compensation bar, laid out on a shared time axis. Pure geometry; the component only draws.
+// The timeline picture of a saga: one row per step, one bar per attempt (execute on the upper
+// lane; compensate and confirm on the lower one), laid out on a shared time axis, with the
+// saga's history (operator and recovery actions) as marks. Pure geometry; the component only
+// draws.
 //
-// Steps keep `started_at` and one `finished_at` (overwritten when a compensation settles), so
-// an execution's end is recovered from the next step's start, and a compensation's start from
-// the failure or the compensation of the step after it. Events of the saga, while the host
-// still holds them, add retry markers and stand in for a missing stored time.
+// Everything comes from the saga as stored: its `attempts` (every call of every step, kept
+// with the saga, so the picture is the same after the host restarts or on another host) and
+// its `history`. Attempts are placed by `step_index`, so a saga that runs one step twice gets
+// each call on its own row. A call still running has no attempt yet: it is drawn from the end
+// of the saga's latest attempt (or the step's start) up to now. Steps stored by older hosts,
+// which kept no attempts, get one bar from the step's own times.
 
-import type { RteEvent, TxView } from "../types";
-import { formatDuration, parseTime, splitErrorKind } from "./format";
+import type { AttemptView, StepView, TxView } from "../types";
+import { failureOf, formatDuration, kindLabel, parseTime } from "./format";
+import { actorOf, describeHistory, type ActorType } from "./history";
 import { isTerminal, type Tone } from "./status";
 
+export type BarKind = "execute" | "compensate" | "confirm";
+
 export interface TimelineBar {
-  kind: "execute" | "compensate";
+  kind: BarKind;
   x: number;
   width: number;
   start: number;
   end: number;
   tone: Tone;
   running: boolean;
+  /** How the attempt ended; "running" for a call in progress, "unknown" for a bar drawn from step times. */
+  outcome: AttemptView["outcome"] | "running" | "unknown";
+  /** The attempt's number within its phase (null when not from an attempt). */
+  attempt: number | null;
+  failureKind: string | null;
+  host: string | null;
+  digest: string | null;
   title: string;
 }
 
 export interface TimelineMarker {
   x: number;
-  kind: "retry" | "error";
+  kind: "error";
   title: string;
 }
 
@@ -37,6 +51,14 @@ export interface TimelineRow {
   note: string;
 }
 
+export interface TimelineMark {
+  x: number;
+  kind: string;
+  /** Who acted: an operator, recovery, or (rarely) the host; null when not recorded. */
+  actor: ActorType | null;
+  title: string;
+}
+
 export interface TimelineLayout {
   width: number;
   height: number;
@@ -48,8 +70,8 @@ export interface TimelineLayout {
   t1: number;
   rows: TimelineRow[];
   ticks: { x: number; label: string }[];
-  /** Operator actions and other history entries, as vertical lines. */
-  marks: { x: number; kind: string; title: string }[];
+  /** Operator and recovery actions, as vertical lines. */
+  marks: TimelineMark[];
 }
 
 export interface TimelineOptions {
@@ -70,123 +92,147 @@ export function tickStep(span: number, target = 6): number {
   return 10 * mag;
 }
 
-type Timed = { e: RteEvent; t: number };
-
-const COMPENSATING = ["COMPENSATING", "COMPENSATED", "COMPENSATION_FAILED"];
-
-function isCompensationEvent(e: RteEvent): boolean {
-  return e.type === "step.compensated" || (e.type === "step.failed" && e.data?.compensation === true);
+/** Green for work done, amber for an undo, red for a failure, grey for "nothing to undo". */
+export function attemptTone(a: Pick<AttemptView, "phase" | "outcome">): Tone {
+  if (a.outcome === "failed") return "bad";
+  if (a.outcome === "nothing_to_undo") return "muted";
+  return a.phase === "compensate" ? "warn" : "ok";
 }
 
-/**
- * Events name a step, not its position, and one saga may run the same step twice. So events
- * are matched to positions in the order they happened: a first attempt's `step.started` moves
- * to the step's next position, and compensations walk the positions backwards.
- * `events` are newest first, as the API returns them.
- */
-export function assignEvents(tx: TxView, events: RteEvent[]): Timed[][] {
-  const steps = [...(tx.steps ?? [])].sort((a, b) => a.step_index - b.step_index);
-  const out: Timed[][] = steps.map(() => []);
-  const positions = new Map<string, number[]>();
-  steps.forEach((s, i) => positions.set(s.step_name, [...(positions.get(s.step_name) ?? []), i]));
-  const execAt = new Map<string, number>();
-  const compAt = new Map<string, number>();
-  const chronological = events
-    .filter((e) => e.tx_id === tx.tx_id && e.step_name && positions.has(e.step_name))
-    .reverse()
-    .map((e) => ({ e, t: parseTime(e.timestamp) ?? 0 }))
-    .sort((a, b) => a.t - b.t);
-  for (const ev of chronological) {
-    const name = ev.e.step_name!;
-    const all = positions.get(name)!;
-    if (isCompensationEvent(ev.e)) {
-      const undo = all.filter((i) => COMPENSATING.includes(steps[i].status));
-      if (!undo.length) continue;
-      const k = Math.min(compAt.get(name) ?? 0, undo.length - 1);
-      out[undo[undo.length - 1 - k]].push(ev);
-      if (ev.e.type === "step.compensated") compAt.set(name, k + 1);
-    } else {
-      let k = execAt.get(name) ?? -1;
-      if (ev.e.type === "step.started" && (ev.e.data?.attempt ?? 1) === 1) k++;
-      k = Math.max(0, Math.min(k, all.length - 1));
-      execAt.set(name, k);
-      out[all[k]].push(ev);
+/** What an attempt's tooltip says: what, how it ended, how long, where and with which plugin. */
+export function describeAttempt(a: AttemptView): string {
+  let how: string;
+  switch (a.outcome) {
+    case "failed": {
+      const f = failureOf(a.message, a.failure_kind);
+      how = `failed${f?.kind ? ` (${kindLabel(f.kind)})` : ""}${f?.message ? `: ${f.message}` : ""}`;
+      break;
     }
+    case "replayed":
+      how = "replayed (the stored output of its idempotency key was reused)";
+      break;
+    case "nothing_to_undo":
+      how = "nothing to undo (the step has no compensation)";
+      break;
+    default:
+      how = a.outcome;
+  }
+  const lines = [`${a.step_name}: ${a.phase} attempt ${a.attempt}, ${how}`, `took ${formatDuration(a.duration_ms)}`, `host ${a.host}`];
+  if (a.plugin_digest) lines.push(`plugin ${a.plugin_digest}`);
+  return lines.join("\n");
+}
+
+type Span = Omit<TimelineBar, "x" | "width">;
+
+/** The attempts of each row (rows are the steps in order), placed by step index. */
+export function attemptsByRow(tx: TxView): AttemptView[][] {
+  const steps = sortedSteps(tx);
+  const row = new Map(steps.map((s, i) => [s.step_index, i]));
+  const out: AttemptView[][] = steps.map(() => []);
+  for (const a of tx.attempts ?? []) {
+    const i = row.get(a.step_index);
+    if (i != null) out[i].push(a);
   }
   return out;
 }
 
-export function layoutTimeline(tx: TxView, events: RteEvent[] = [], opts: TimelineOptions = {}): TimelineLayout {
+function sortedSteps(tx: TxView): StepView[] {
+  return [...(tx.steps ?? [])].sort((a, b) => a.step_index - b.step_index);
+}
+
+export function layoutTimeline(tx: TxView, opts: TimelineOptions = {}): TimelineLayout {
   const width = opts.width ?? 960;
   const labelWidth = opts.labelWidth ?? 170;
   const rowHeight = opts.rowHeight ?? 30;
   const axisHeight = opts.axisHeight ?? 26;
   const now = opts.now ?? Date.now();
-  const steps = [...(tx.steps ?? [])].sort((a, b) => a.step_index - b.step_index);
-  const running = !isTerminal(tx.status);
+  const steps = sortedSteps(tx);
+  const live = !isTerminal(tx.status);
+  const byRow = attemptsByRow(tx);
 
-  // Pass 1: times.
-  type Span = { start: number; end: number; running: boolean };
-  const exec: (Span | null)[] = [];
-  const comp: (Span | null)[] = [];
-  const evs = assignEvents(tx, events);
-  const failureAt = Math.max(
-    -Infinity,
-    ...steps.filter((s) => s.status === "FAILED").map((s) => parseTime(s.finished_at) ?? -Infinity),
+  // Pass 1: spans in time.
+  let latestEnd = -Infinity;
+  const spans: Span[][] = byRow.map((attempts) =>
+    attempts.flatMap((a) => {
+      const start = parseTime(a.started_at);
+      if (start == null) return [];
+      const end = Math.max(start, parseTime(a.ended_at) ?? start + Math.max(0, a.duration_ms));
+      latestEnd = Math.max(latestEnd, end);
+      return [
+        {
+          kind: a.phase,
+          start,
+          end,
+          tone: attemptTone(a),
+          running: false,
+          outcome: a.outcome,
+          attempt: a.attempt,
+          failureKind: a.failure_kind,
+          host: a.host,
+          digest: a.plugin_digest,
+          title: describeAttempt(a),
+        } satisfies Span,
+      ];
+    }),
   );
 
   steps.forEach((s, i) => {
-    const started = parseTime(s.started_at) ?? evs[i].find((x) => x.e.type === "step.started")?.t ?? null;
-    if (started == null) {
-      exec.push(null);
+    const started = parseTime(s.started_at);
+    // A call in progress: it began after the saga's latest settled attempt.
+    if (live && (s.status === "EXECUTING" || s.status === "COMPENSATING")) {
+      const kind: BarKind = s.status === "EXECUTING" ? "execute" : "compensate";
+      const from = Math.max(kind === "execute" ? started ?? -Infinity : -Infinity, latestEnd);
+      const start = Number.isFinite(from) ? Math.min(from, now) : (started ?? now);
+      const n = kind === "execute" ? s.attempts : s.compensation_attempts;
+      spans[i].push({
+        kind,
+        start,
+        end: now,
+        tone: "run",
+        running: true,
+        outcome: "running",
+        attempt: null,
+        failureKind: null,
+        host: null,
+        digest: null,
+        title: `${s.step_name}: ${kind} running for ${formatDuration(now - start)}${n > 0 ? ` (${n} attempt${n === 1 ? "" : "s"} so far)` : ""}`,
+      });
       return;
     }
-    const finished = parseTime(s.finished_at);
-    // The next step is marked started at the instant this one completed.
-    const nextStart = parseTime(steps[i + 1]?.started_at);
-    let end: number | null;
-    let live = false;
-    switch (s.status) {
-      case "EXECUTING":
-        end = now;
-        live = true;
-        break;
-      case "COMPLETED":
-      case "FAILED":
-        end = finished ?? now;
-        break;
-      default: // compensating or compensated: the execute ended before the next step began
-        end = nextStart ?? evs[i].findLast((x) => x.e.type === "step.completed")?.t ?? null;
+    // A step stored before attempts were kept: one bar from its own times.
+    if (!spans[i].length && started != null && s.status !== "PENDING") {
+      const next = parseTime(steps[i + 1]?.started_at);
+      const end = parseTime(s.finished_at) ?? next ?? (live ? now : started);
+      const tone: Tone = s.status === "FAILED" || s.status === "COMPENSATION_FAILED" ? "bad" : s.status.startsWith("COMPENSAT") ? "warn" : "ok";
+      spans[i].push({
+        kind: "execute",
+        start: started,
+        end: Math.max(started, end),
+        tone,
+        running: false,
+        outcome: "unknown",
+        attempt: null,
+        failureKind: s.failure_kind,
+        host: null,
+        digest: s.plugin_digest,
+        title: `${s.step_name}: ${s.status.toLowerCase().replace(/_/g, " ")} (from the step's times; no attempts were recorded)`,
+      });
     }
-    exec.push({ start: started, end: end ?? started, running: live });
   });
-
-  // Compensation runs in reverse order: walk from the last step back.
-  let laterCompEnd = -Infinity;
-  for (let i = steps.length - 1; i >= 0; i--) {
-    const s = steps[i];
-    if (!["COMPENSATING", "COMPENSATED", "COMPENSATION_FAILED"].includes(s.status)) {
-      comp[i] = null;
-      continue;
-    }
-    const live = s.status === "COMPENSATING";
-    const end = live ? now : parseTime(s.finished_at) ?? now;
-    const begin = Math.max(exec[i]?.end ?? -Infinity, failureAt, laterCompEnd);
-    const start = Number.isFinite(begin) ? Math.min(begin, end) : end;
-    comp[i] = { start, end, running: live };
-    laterCompEnd = Math.max(laterCompEnd, end);
-  }
 
   // Axis domain.
   const times: number[] = [];
   const created = parseTime(tx.created_at);
   if (created != null) times.push(created);
-  for (const sp of [...exec, ...comp]) if (sp) times.push(sp.start, sp.end);
-  const history = (tx.history ?? []).map((h) => ({ h, t: parseTime(h.at) })).filter((x) => x.t != null) as { h: { kind: string; message: string }; t: number }[];
+  for (const row of spans) for (const sp of row) times.push(sp.start, sp.end);
+  const history = (tx.history ?? []).flatMap((h) => {
+    const t = parseTime(h.at);
+    return t == null ? [] : [{ h, t }];
+  });
   for (const { t } of history) times.push(t);
   const done = parseTime(tx.completed_at);
   if (done != null) times.push(done);
-  if (running) times.push(now);
+  if (live) times.push(now);
   const t0 = times.length ? Math.min(...times) : now;
   let t1 = times.length ? Math.max(...times) : now;
   if (t1 - t0 < 1) t1 = t0 + 1;
@@ -194,37 +240,23 @@ export function layoutTimeline(tx: TxView, events: RteEvent[] = [], opts: Timeli
   const plotX = labelWidth;
   const plotWidth = Math.max(50, width - labelWidth - 16);
   const x = (t: number) => plotX + ((t - t0) / (t1 - t0)) * plotWidth;
-  const clampX = (t: number) => Math.min(plotX + plotWidth, Math.max(plotX, x(t)));
-  const bar = (kind: TimelineBar["kind"], sp: Span, tone: Tone, title: string): TimelineBar => {
+  const place = (sp: Span): TimelineBar => {
     const bx = x(sp.start);
     const w = Math.max(MIN_BAR, x(sp.end) - bx);
-    return { kind, x: Math.min(bx, plotX + plotWidth - w), width: w, start: sp.start, end: sp.end, tone, running: sp.running, title };
+    return { ...sp, x: Math.min(bx, plotX + plotWidth - w), width: w };
   };
 
   const rows: TimelineRow[] = steps.map((s, i) => {
-    const bars: TimelineBar[] = [];
+    const bars = spans[i].map(place);
     const markers: TimelineMarker[] = [];
-    const e = exec[i];
-    const c = comp[i];
-    if (e) {
-      const tone: Tone = s.status === "FAILED" ? "bad" : e.running ? "run" : "ok";
-      const attempts = s.attempts > 1 ? `, ${s.attempts} attempts` : "";
-      bars.push(bar("execute", e, tone, `${s.step_name}: execute ${formatDuration(e.end - e.start)}${e.running ? " (running)" : ""}${attempts}`));
-    }
-    if (c) {
-      const tone: Tone = s.status === "COMPENSATION_FAILED" ? "bad" : c.running ? "run" : "warn";
-      const n = s.compensation_attempts;
-      bars.push(bar("compensate", c, tone, `${s.step_name}: compensate ${formatDuration(c.end - c.start)}${c.running ? " (running)" : ""}${n > 1 ? `, ${n} attempts` : ""}`));
-    }
-    // Stored times draw the bars; events, while the host still holds them, add the retries.
-    for (const { e: ev, t } of evs[i]) {
-      if (ev.type !== "step.failed" || ev.data?.will_retry !== true) continue;
-      const what = ev.data?.compensation ? "compensation attempt failed, retried" : "attempt failed, retried";
-      markers.push({ x: clampX(t), kind: "retry", title: `${what}: ${ev.error ?? ""}` });
-    }
-    if (s.error && (s.status === "FAILED" || s.status === "COMPENSATION_FAILED")) {
-      const last = bars[bars.length - 1];
-      if (last) markers.push({ x: last.x + last.width, kind: "error", title: splitErrorKind(s.error).message });
+    // The failure that ended the saga (or its compensation) is marked at the end of its bar.
+    const failedHere = s.step_index === tx.failed_step || s.status === "FAILED" || s.status === "COMPENSATION_FAILED";
+    if (failedHere && !(live && s.status === "EXECUTING")) {
+      const phase: BarKind = s.status === "COMPENSATION_FAILED" ? "compensate" : "execute";
+      const last = bars.findLast((b) => b.kind === phase && (b.outcome === "failed" || b.outcome === "unknown"));
+      const lastAttempt = byRow[i].findLast((a) => a.phase === phase && a.outcome === "failed");
+      const f = failureOf(s.error ?? lastAttempt?.message, s.failure_kind ?? lastAttempt?.failure_kind);
+      if (last && f) markers.push({ x: last.x + last.width, kind: "error", title: f.kind ? `${kindLabel(f.kind)}: ${f.message}` : f.message });
     }
     const parts: string[] = [];
     if (s.attempts > 0) parts.push(`${s.attempts} attempt${s.attempts === 1 ? "" : "s"}`);
@@ -236,6 +268,6 @@ export function layoutTimeline(tx: TxView, events: RteEvent[] = [], opts: Timeli
   const ticks: { x: number; label: string }[] = [];
   for (let off = 0; off <= t1 - t0 + 1e-9; off += step) ticks.push({ x: x(t0 + off), label: off === 0 ? "0" : `+${formatDuration(off)}` });
 
-  const marks = history.map(({ h, t }) => ({ x: x(t), kind: h.kind, title: `${h.kind}: ${h.message}` }));
+  const marks = history.map(({ h, t }) => ({ x: x(t), kind: h.kind, actor: actorOf(h)?.type ?? null, title: describeHistory(h) }));
   return { width, height: axisHeight + steps.length * rowHeight + 6, plotX, plotWidth, rowHeight, axisHeight, t0, t1, rows, ticks, marks };
 }

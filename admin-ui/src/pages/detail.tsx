@@ -7,12 +7,14 @@ import { ConfirmDialog } from "../components/dialog";
 import { Timeline } from "../components/timeline";
 import { CopyButton, Empty, ErrorState, Field, JsonBlock, Loading, PageHeader, StatusBadge } from "../components/ui";
 import { useApi, useDebounced, useNow } from "../hooks";
-import { between, formatClock, formatDuration, formatTime, splitErrorKind } from "../lib/format";
-import { canForce, canRetry, retryStartSteps } from "../lib/actions";
-import { isTerminal } from "../lib/status";
+import { between, failureOf, formatClock, formatDuration, formatTime, kindLabel, shortDigest } from "../lib/format";
+import { canForceCancel, canForceComplete, canRetry, retryStartSteps } from "../lib/actions";
+import { actorOf, historyKindLabel } from "../lib/history";
+import { attemptTone } from "../lib/timeline";
+import { failedStepOf, isTerminal, TONE_COLOURS } from "../lib/status";
 import { Link } from "../router";
 import { subscribe, type StreamState } from "../stream";
-import type { RteEvent, StepView, TxView } from "../types";
+import type { AttemptView, HistoryEntry, RteEvent, StepView, TxView } from "../types";
 
 type Action = "force-complete" | "force-cancel" | "retry";
 
@@ -72,10 +74,10 @@ export function TxDetail({ txId }: { txId: string }) {
         <button type="button" class="btn" onClick={() => setAction("retry")} disabled={!canRetry(t.status)} title={canRetry(t.status) ? undefined : NOT_NOW(t.status)}>
           Retry…
         </button>
-        <button type="button" class="btn btn-danger-outline" onClick={() => setAction("force-cancel")} disabled={!canForce(t.status)} title={canForce(t.status) ? undefined : NOT_NOW(t.status)}>
+        <button type="button" class="btn btn-danger-outline" onClick={() => setAction("force-cancel")} disabled={!canForceCancel(t.status)} title={canForceCancel(t.status) ? undefined : NOT_NOW(t.status)}>
           Force cancel…
         </button>
-        <button type="button" class="btn btn-danger-outline" onClick={() => setAction("force-complete")} disabled={!canForce(t.status)} title={canForce(t.status) ? undefined : NOT_NOW(t.status)}>
+        <button type="button" class="btn btn-danger-outline" onClick={() => setAction("force-complete")} disabled={!canForceComplete(t.status)} title={canForceComplete(t.status) ? undefined : NOT_NOW(t.status)}>
           Force complete…
         </button>
       </PageHeader>
@@ -106,10 +108,7 @@ export function TxDetail({ txId }: { txId: string }) {
           <Field label="Status">
             <StatusBadge status={t.status} />
           </Field>
-          <Field label="Step">
-            {Math.min(t.current_step + 1, t.total_steps)} of {t.total_steps}
-            {steps[t.current_step] ? <span class="muted"> ({steps[t.current_step].step_name})</span> : null}
-          </Field>
+          <StepField tx={t} steps={steps} />
           <Field label="Retries">
             {t.retry_count} of {t.max_retries}
           </Field>
@@ -136,12 +135,17 @@ export function TxDetail({ txId }: { txId: string }) {
 
       <section class="panel" aria-labelledby="tl-title">
         <h2 id="tl-title">Timeline</h2>
-        <Timeline tx={t} events={events} now={now} />
+        <Timeline tx={t} now={now} />
       </section>
 
       <section class="panel" aria-labelledby="steps-title">
         <h2 id="steps-title">Steps</h2>
         <StepsTable steps={steps} now={now} current={isTerminal(t.status) ? -1 : t.current_step} />
+      </section>
+
+      <section class="panel" aria-labelledby="attempts-title">
+        <h2 id="attempts-title">Attempts</h2>
+        <AttemptsTable attempts={t.attempts ?? []} now={now} />
       </section>
 
       <div class="grid-2">
@@ -159,13 +163,7 @@ export function TxDetail({ txId }: { txId: string }) {
           {t.history?.length ? (
             <ol class="history">
               {t.history.map((h, i) => (
-                <li key={i}>
-                  <time dateTime={h.at} title={formatTime(h.at, true)}>
-                    {formatClock(h.at, now)}
-                  </time>
-                  <span class="tag">{h.kind}</span>
-                  <span>{h.message}</span>
-                </li>
+                <HistoryLine key={i} h={h} now={now} />
               ))}
             </ol>
           ) : (
@@ -174,6 +172,7 @@ export function TxDetail({ txId }: { txId: string }) {
         </section>
         <section class="panel" aria-labelledby="ev-title">
           <h2 id="ev-title">Events</h2>
+          <p class="muted small">Recent events from the host's event log, which keeps only so many; the timeline, attempts and history above are stored with the saga.</p>
           {events.length ? (
             <ol class="history">
               {events.slice(0, 100).map((e, i) => (
@@ -227,6 +226,118 @@ function mergeEvents(live: RteEvent[], fetched: RteEvent[]): RteEvent[] {
   return [...live, ...fetched.filter((e) => !seen.has(key(e)))].sort((a, b) => (a.timestamp < b.timestamp ? 1 : a.timestamp > b.timestamp ? -1 : 0));
 }
 
+/**
+ * Where the saga is. Once a step's failure has ended the saga or turned it to compensation,
+ * that step (`failed_step`): `current_step` walks back while compensating.
+ */
+function StepField({ tx, steps }: { tx: TxView; steps: StepView[] }) {
+  const failed = failedStepOf(tx);
+  const name = (i: number) => steps.find((s) => s.step_index === i)?.step_name;
+  if (failed != null) {
+    return (
+      <Field label="Step">
+        Failed at step {failed + 1} of {tx.total_steps}
+        {name(failed) ? <span class="muted"> ({name(failed)})</span> : null}
+        {tx.status === "COMPENSATING" ? <div class="sub">undoing step {tx.current_step + 1}</div> : null}
+      </Field>
+    );
+  }
+  const at = Math.min(tx.current_step, Math.max(0, tx.total_steps - 1));
+  return (
+    <Field label="Step">
+      {tx.status === "COMPLETED" ? tx.total_steps : Math.min(tx.current_step + 1, tx.total_steps)} of {tx.total_steps}
+      {tx.status !== "COMPLETED" && name(at) ? <span class="muted"> ({name(at)})</span> : null}
+      {tx.status === "COMPENSATING" ? <div class="sub">undoing</div> : null}
+    </Field>
+  );
+}
+
+/** A history line: what, who (an operator and why, or recovery and on which host), and the change. */
+function HistoryLine({ h, now }: { h: HistoryEntry; now: number }) {
+  const who = actorOf(h);
+  return (
+    <li class={`history-line${who ? ` by-${who.type}` : ""}`}>
+      <time dateTime={h.at} title={formatTime(h.at, true)}>
+        {formatClock(h.at, now)}
+      </time>
+      <span class={`tag tag-history-${h.kind}`}>{historyKindLabel(h.kind)}</span>
+      <span>
+        {who ? (
+          <span class={`actor actor-${who.type}`} title={who.host ? `host ${who.host}` : undefined}>
+            {who.type === "operator" ? "by operator" : who.type === "recovery" ? (who.host ? `by recovery on ${who.host}` : "by recovery") : `by ${who.label}`}
+            {who.reason ? (
+              <>
+                : <q class="reason">{who.reason}</q>
+              </>
+            ) : null}
+          </span>
+        ) : null}
+        {who ? " · " : null}
+        <span class="history-message">{h.message}</span>
+      </span>
+    </li>
+  );
+}
+
+/** Every attempt of every step, oldest first, as stored with the saga. */
+function AttemptsTable({ attempts, now }: { attempts: AttemptView[]; now: number }) {
+  if (!attempts.length) return <p class="muted">No attempts recorded.</p>;
+  return (
+    <div class="table-wrap attempts-wrap">
+      <table class="attempts">
+        <thead>
+          <tr>
+            <th scope="col">Step</th>
+            <th scope="col">Phase</th>
+            <th scope="col" class="num">
+              #
+            </th>
+            <th scope="col">Outcome</th>
+            <th scope="col">Started</th>
+            <th scope="col" class="num">
+              Took
+            </th>
+            <th scope="col">Host</th>
+            <th scope="col">Plugin</th>
+          </tr>
+        </thead>
+        <tbody>
+          {attempts.map((a, i) => {
+            const f = a.outcome === "failed" ? failureOf(a.message, a.failure_kind) : null;
+            return (
+              <tr key={i} data-step={a.step_index} class={`attempt outcome-${a.outcome}`}>
+                <td class="nowrap">
+                  {a.step_index + 1}. {a.step_name}
+                </td>
+                <td>{a.phase}</td>
+                <td class="num">{a.attempt}</td>
+                <td class="outcome-cell">
+                  <span class="dot" style={{ background: TONE_COLOURS[attemptTone(a)] }} aria-hidden="true" /> {a.outcome.replace(/_/g, " ")}
+                  {f?.kind ? (
+                    <>
+                      {" "}
+                      <span class={`tag tag-${f.kind}`}>{kindLabel(f.kind)}</span>
+                    </>
+                  ) : null}
+                  {f?.message ? <span class="err-text"> {f.message}</span> : null}
+                </td>
+                <td class="nowrap" title={formatTime(a.started_at, true)}>
+                  {formatClock(a.started_at, now)}
+                </td>
+                <td class="num nowrap">{formatDuration(a.duration_ms)}</td>
+                <td class="mono nowrap">{a.host}</td>
+                <td class="mono nowrap" title={a.plugin_digest ?? undefined}>
+                  {a.plugin_digest ? shortDigest(a.plugin_digest) : <span class="muted">—</span>}
+                </td>
+              </tr>
+            );
+          })}
+        </tbody>
+      </table>
+    </div>
+  );
+}
+
 function StepsTable({ steps, now, current }: { steps: StepView[]; now: number; current: number }) {
   if (!steps.length) return <p class="muted">No steps.</p>;
   return (
@@ -253,7 +364,7 @@ function StepsTable({ steps, now, current }: { steps: StepView[]; now: number; c
         </thead>
         <tbody>
           {steps.map((s) => {
-            const err = s.error ? splitErrorKind(s.error) : null;
+            const err = failureOf(s.error, s.failure_kind);
             return (
               <tr key={s.step_index} class={s.step_index === current ? "current" : ""}>
                 <td class="num">{s.step_index + 1}</td>
@@ -272,7 +383,7 @@ function StepsTable({ steps, now, current }: { steps: StepView[]; now: number; c
                 <td class="err-cell wide">
                   {err ? (
                     <>
-                      {err.kind ? <span class={`tag tag-${err.kind}`}>{err.kind}</span> : null} {err.message}
+                      {err.kind ? <span class={`tag tag-${err.kind}`}>{kindLabel(err.kind)}</span> : null} {err.message}
                     </>
                   ) : (
                     <span class="muted">—</span>

@@ -124,7 +124,7 @@ function Progress({ tx }: { tx: TxView }) {
   const done = running ? tx.current_step : tx.total_steps;
   const pct = tx.total_steps ? Math.min(100, (done / tx.total_steps) * 100) : 0;
   return (
-    <div class="progress" title={running ? `at step ${tx.current_step + 1} of ${tx.total_steps}` : "all steps completed"}>
+    <div class="progress" title={running ? `${tx.status === "COMPENSATING" ? "undoing" : "at"} step ${tx.current_step + 1} of ${tx.total_steps}` : "all steps completed"}>
       <div class="progress-track">
         <div class="progress-fill" style={{ width: `${pct}%`, background: statusColour(tx.status) }} />
       </div>

@@ -65,6 +65,7 @@ impl From<Error> for ApiError {
             }
             Error::NotFound(id) => Self::not_found(format!("transaction {id} not found")),
             Error::Conflict(m) => Self::new(StatusCode::CONFLICT, "conflict", m),
+            Error::Refused(r) => Self::new(StatusCode::CONFLICT, "conflict", r.to_string()),
             Error::Store(StoreError::VersionConflict { .. }) => Self::new(
                 StatusCode::CONFLICT,
                 "conflict",

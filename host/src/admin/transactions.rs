@@ -246,7 +246,7 @@ pub async fn list(
             s.trim()
                 .to_ascii_uppercase()
                 .parse::<TxStatus>()
-                .map_err(ApiError::bad_request)?,
+                .map_err(|e| ApiError::bad_request(e.to_string()))?,
         );
     }
     let number = |k: &str, default: u64| -> Result<u64, ApiError> {

@@ -4,7 +4,8 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::engine::{StepStatus, TxStatus};
-use crate::store::{HistoryEntry, StepRecord, TxRecord};
+use crate::lifecycle::{Actor, AttemptOutcome, FailureKind, HistoryKind, Phase};
+use crate::store::{Attempt, HistoryEntry, StepRecord, TxRecord};
 
 /// Milliseconds since the epoch as RFC 3339.
 pub fn rfc3339(ms: i64) -> String {
@@ -54,9 +55,16 @@ pub struct TxView {
     /// Steps (detail only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub steps: Option<Vec<StepView>>,
-    /// History (detail only).
+    /// Operator and recovery actions (detail only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub history: Option<Vec<HistoryView>>,
+    /// Every attempt of every step, in the order they started (detail only): the durable
+    /// timeline.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<Vec<AttemptView>>,
+    /// The step whose failure ended or compensated the saga (detail only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failed_step: Option<u32>,
 }
 
 /// A step as the API shows it.
@@ -85,15 +93,67 @@ pub struct StepView {
     pub started_at: Option<String>,
     /// Settled.
     pub finished_at: Option<String>,
+    /// The kind of the latest failure.
+    pub failure_kind: Option<FailureKind>,
 }
 
-/// A history line.
+/// One attempt of one step.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct AttemptView {
+    /// The step's position.
+    pub step_index: u32,
+    /// The step's name.
+    pub step_name: String,
+    /// Which call.
+    pub phase: Phase,
+    /// Its number within the phase.
+    pub attempt: u32,
+    /// Started.
+    pub started_at: String,
+    /// Settled.
+    pub ended_at: String,
+    /// Milliseconds from start to settlement.
+    pub duration_ms: i64,
+    /// How it ended.
+    pub outcome: AttemptOutcome,
+    /// Why it failed.
+    pub failure_kind: Option<FailureKind>,
+    /// The failure's message.
+    pub message: Option<String>,
+    /// The host that made the call.
+    pub host: String,
+    /// Digest of the plugin that ran it.
+    pub plugin_digest: Option<String>,
+}
+
+impl AttemptView {
+    fn new(step: &StepRecord, a: &Attempt) -> Self {
+        Self {
+            step_index: step.step_index,
+            step_name: step.step_name.clone(),
+            phase: a.phase,
+            attempt: a.attempt,
+            started_at: rfc3339(a.started_at),
+            ended_at: rfc3339(a.ended_at),
+            duration_ms: (a.ended_at - a.started_at).max(0),
+            outcome: a.outcome,
+            failure_kind: a.failure_kind,
+            message: a.message.clone(),
+            host: a.host.clone(),
+            plugin_digest: a.plugin_digest.clone(),
+        }
+    }
+}
+
+/// A history line: an operator's or recovery's action.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct HistoryView {
     /// When.
     pub at: String,
     /// Kind.
-    pub kind: String,
+    pub kind: HistoryKind,
+    /// Who acted.
+    pub actor: Option<Actor>,
     /// What and why.
     pub message: String,
 }
@@ -121,6 +181,8 @@ impl TxView {
             completed_at: tx.completed_at.map(rfc3339),
             steps: None,
             history: None,
+            attempts: None,
+            failed_step: None,
         }
     }
 
@@ -133,11 +195,30 @@ impl TxView {
                 .iter()
                 .map(|h| HistoryView {
                     at: rfc3339(h.at),
-                    kind: h.kind.clone(),
+                    kind: h.kind,
+                    actor: h.actor.clone(),
                     message: h.message.clone(),
                 })
                 .collect(),
         );
+        let mut attempts: Vec<(i64, AttemptView)> = steps
+            .iter()
+            .flat_map(|s| {
+                s.attempt_log
+                    .iter()
+                    .map(move |a| (a.started_at, AttemptView::new(s, a)))
+            })
+            .collect();
+        attempts.sort_by_key(|(at, _)| *at);
+        view.attempts = Some(attempts.into_iter().map(|(_, a)| a).collect());
+        view.failed_step = steps
+            .iter()
+            .rev()
+            .find(|s| {
+                s.status == StepStatus::Failed
+                    || (s.failure_kind.is_some() && s.output.is_none() && s.attempts > 0)
+            })
+            .map(|s| s.step_index);
         view
     }
 }
@@ -156,6 +237,7 @@ impl From<&StepRecord> for StepView {
             plugin_digest: s.plugin_digest.clone(),
             started_at: s.started_at.map(rfc3339),
             finished_at: s.finished_at.map(rfc3339),
+            failure_kind: s.failure_kind,
         }
     }
 }

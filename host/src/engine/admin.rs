@@ -1,41 +1,54 @@
-//! Operator actions with clear rules: force-complete, force-cancel and retry. Each checks
-//! the saga's status, writes its change fenced by the version it read (a host driving the
-//! saga at the same moment stops at its next write), and records who did what and why in
-//! the saga's history.
+//! Operator actions with clear rules: force-complete, force-cancel and retry. Each is an
+//! event of the transition table ([`crate::lifecycle`]) applied through the engine's one
+//! writer, fenced by the version it read (a host driving the saga at the same moment stops
+//! at its next write), and recorded in the saga's history with who acted and why.
+
+use std::time::Duration;
 
 use super::saga::needs_undo;
 use super::{Engine, StepStatus, TxStatus};
+use super::{Patience, With};
 use crate::error::{Error, Result};
 use crate::events::{Event, kinds};
-use crate::store::{Commit, HistoryEntry, StepRecord, TxRecord, now_ms};
+use crate::lifecycle::{Actor, AttemptOutcome, FailureKind, HistoryKind, Phase, TxEvent, Undo};
+use crate::store::{Attempt, HistoryEntry, StepRecord, TxRecord, now_ms};
 
-/// Who asked, for the history.
-const OPERATOR: &str = "operator";
+/// How long an operator's change waits for an unreachable store before it is refused.
+const OPERATOR_PATIENCE: Duration = Duration::from_secs(3);
 
 impl Engine {
-    /// Mark a saga `COMPLETED` by hand (a stuck or failed saga whose effects the operator
-    /// has settled outside RTE). Refused for sagas that completed, were compensated or
-    /// cancelled, or are compensating now.
+    /// Mark a saga `COMPLETED` by hand (a failed, timed-out or stuck saga whose effects
+    /// the operator has settled outside RTE). Refused with a conflict while a host is
+    /// driving the saga (a step call may be running: wait for the saga to settle, or
+    /// force-cancel it), and for sagas that completed, were compensated or cancelled, or
+    /// are compensating. A step whose call was cut off by a stopped host is marked
+    /// `FAILED` (`lost`), never left `EXECUTING` inside a finished saga.
     pub async fn force_complete(&self, tx_id: &str, reason: &str) -> Result<TxRecord> {
         let (mut tx, mut steps) = self.get(tx_id).await?;
-        use TxStatus::*;
-        if !matches!(
-            tx.status,
-            Created | Locked | Executing | Confirming | Failed | Timeout | CompensationFailed
-        ) {
-            return Err(refused("force-complete", &tx));
+        tx.status.on(TxEvent::ForceComplete)?;
+        if self.is_live(&tx) {
+            return Err(Error::Conflict(format!(
+                "saga {tx_id} is running (status {}, updated {} ms ago); wait for it to settle, \
+                 or force-cancel it",
+                tx.status,
+                now_ms() - tx.updated_at
+            )));
         }
         let from = tx.status;
-        tx.status = Completed;
-        tx.completed_at = Some(now_ms());
+        let actor = Actor::Operator {
+            reason: reason.to_string(),
+        };
+        let mut changed = skip_pending(&mut steps);
+        changed.extend(cut_off_calls(&mut steps, &self.inner.host_id));
         tx.last_error = None;
-        let changed = skip_pending(&mut steps);
-        self.admin_commit(
-            &tx,
+        self.operator_apply(
+            &mut tx,
+            TxEvent::ForceComplete,
             &steps,
             &changed,
-            "force_complete",
-            format!("{from} → COMPLETED by {OPERATOR}: {reason}"),
+            HistoryKind::ForceComplete,
+            actor,
+            format!("{from} → COMPLETED"),
         )
         .await?;
         self.inner.events.publish(
@@ -47,17 +60,11 @@ impl Engine {
         self.after_change(tx_id).await
     }
 
-    /// Cancel a saga: compensate what completed (in reverse order), then `CANCELLED`.
-    /// Refused for sagas that completed, were compensated or cancelled, or are compensating.
+    /// Cancel a saga: compensate what may have taken effect (in reverse order), then
+    /// `CANCELLED`. Refused for sagas that completed, were compensated or cancelled, are
+    /// compensating, or are confirming (confirms are never followed by compensation).
     pub async fn force_cancel(&self, tx_id: &str, reason: &str) -> Result<TxRecord> {
         let (mut tx, mut steps) = self.get(tx_id).await?;
-        use TxStatus::*;
-        if !matches!(
-            tx.status,
-            Created | Locked | Executing | Confirming | Failed | Timeout | CompensationFailed
-        ) {
-            return Err(refused("force-cancel", &tx));
-        }
         let from = tx.status;
         let mut changed = skip_pending(&mut steps);
         for (i, s) in steps.iter_mut().enumerate() {
@@ -67,21 +74,28 @@ impl Engine {
             }
         }
         let undo = steps.iter().any(needs_undo);
+        // Checked before anything is written: the table decides.
+        tx.status.on(TxEvent::ForceCancel { undo })?;
         if undo {
-            tx.status = Compensating;
             tx.current_step = tx.total_steps.saturating_sub(1);
             tx.completed_at = None;
-        } else {
-            tx.status = Cancelled;
-            tx.completed_at = Some(now_ms());
+            tx.undo = Some(Undo::Cancel);
         }
-        tx.last_error = Some(format!("cancelled by {OPERATOR}: {reason}"));
-        self.admin_commit(
-            &tx,
+        tx.last_error = Some(format!("cancelled by an operator: {reason}"));
+        let actor = Actor::Operator {
+            reason: reason.to_string(),
+        };
+        self.operator_apply(
+            &mut tx,
+            TxEvent::ForceCancel { undo },
             &steps,
             &changed,
-            "force_cancel",
-            format!("{from} → {} by {OPERATOR}: {reason}", tx.status),
+            HistoryKind::ForceCancel,
+            actor,
+            format!(
+                "{from} → {}",
+                if undo { "COMPENSATING" } else { "CANCELLED" }
+            ),
         )
         .await?;
         if undo {
@@ -107,10 +121,23 @@ impl Engine {
         from_step: Option<u32>,
         reason: &str,
     ) -> Result<TxRecord> {
+        let actor = Actor::Operator {
+            reason: reason.to_string(),
+        };
+        self.retry_as(tx_id, from_step, actor).await
+    }
+
+    /// [`Engine::retry`] on behalf of `actor` (an operator, or recovery's retry policy).
+    pub(crate) async fn retry_as(
+        &self,
+        tx_id: &str,
+        from_step: Option<u32>,
+        actor: Actor,
+    ) -> Result<TxRecord> {
         let (mut tx, mut steps) = self.get(tx_id).await?;
         let from = tx.status;
         let mut changed = Vec::new();
-        match tx.status {
+        let event = match tx.status {
             TxStatus::Failed | TxStatus::Timeout => {
                 let first_open = steps
                     .iter()
@@ -137,8 +164,10 @@ impl Engine {
                     )));
                 }
                 for (i, s) in steps.iter_mut().enumerate().skip(start) {
+                    // The step starts over; its attempts so far stay in its log.
                     *s = StepRecord {
                         plugin_digest: s.plugin_digest.take(),
+                        attempt_log: std::mem::take(&mut s.attempt_log),
                         ..StepRecord::pending(&s.tx_id, s.step_index, &s.step_name)
                     };
                     changed.push(i);
@@ -148,9 +177,10 @@ impl Engine {
                     .filter_map(|s| s.output.clone())
                     .flatten()
                     .collect();
-                tx.status = TxStatus::Created;
                 tx.current_step = start as u32;
                 tx.deadline_at = now_ms() + tx.timeout_ms as i64;
+                tx.undo = None;
+                TxEvent::Retry
             }
             TxStatus::CompensationFailed => {
                 for (i, s) in steps.iter_mut().enumerate() {
@@ -159,55 +189,73 @@ impl Engine {
                         changed.push(i);
                     }
                 }
-                tx.status = TxStatus::Compensating;
                 tx.current_step = tx.total_steps.saturating_sub(1);
+                TxEvent::RetryCompensation
             }
-            _ => return Err(refused("retry", &tx)),
-        }
+            _ => return Err(tx.status.on(TxEvent::Retry).unwrap_err().into()),
+        };
         tx.retry_count += 1;
         tx.completed_at = None;
         tx.last_error = None;
         let step_note = from_step
             .map(|n| format!(" from step {n}"))
             .unwrap_or_default();
-        self.admin_commit(
-            &tx,
+        let to = tx.status.on(event)?;
+        self.operator_apply(
+            &mut tx,
+            event,
             &steps,
             &changed,
-            "retry",
-            format!("{from} → {}{step_note} by {OPERATOR}: {reason}", tx.status),
+            HistoryKind::Retry,
+            actor,
+            format!("{from} → {to}{step_note}"),
         )
         .await?;
         self.spawn(tx_id.to_string(), None);
         self.after_change(tx_id).await
     }
 
-    async fn admin_commit(
+    /// Whether a host may be driving the saga now (this one, or another that wrote it
+    /// within the stuck threshold).
+    fn is_live(&self, tx: &TxRecord) -> bool {
+        !tx.status.is_terminal()
+            && (self.is_driving(&tx.tx_id)
+                || now_ms() - tx.updated_at < self.inner.config.stuck_threshold.as_millis() as i64)
+    }
+
+    /// Apply an operator's (or recovery's) event with its history line.
+    #[allow(clippy::too_many_arguments)]
+    async fn operator_apply(
         &self,
-        tx: &TxRecord,
+        tx: &mut TxRecord,
+        event: TxEvent,
         steps: &[StepRecord],
         changed: &[usize],
-        kind: &str,
+        kind: HistoryKind,
+        actor: Actor,
         message: String,
     ) -> Result<()> {
-        let mut tx = tx.clone();
-        tx.updated_at = now_ms();
         let history = [HistoryEntry {
             tx_id: tx.tx_id.clone(),
-            at: tx.updated_at,
-            kind: kind.to_string(),
-            message,
+            at: now_ms(),
+            kind,
+            message: format!("{message} by {actor}"),
+            actor: Some(actor),
         }];
         let steps: Vec<&StepRecord> = changed.iter().map(|&i| &steps[i]).collect();
-        let commit = Commit {
-            tx: &tx,
-            steps: &steps,
-            kv: None,
-            idempotency: None,
+        let with = With {
             history: &history,
+            ..With::default()
         };
-        self.inner.store.commit(&commit).await?;
-        tracing::info!(tx_id = %tx.tx_id, action = kind, "operator action applied");
+        self.apply(
+            tx,
+            event,
+            &steps,
+            with,
+            Patience::Bounded(OPERATOR_PATIENCE),
+        )
+        .await?;
+        tracing::info!(tx_id = %tx.tx_id, action = %kind, status = %tx.status, "operator action applied");
         Ok(())
     }
 
@@ -228,11 +276,57 @@ fn skip_pending(steps: &mut [StepRecord]) -> Vec<usize> {
     changed
 }
 
-fn refused(action: &str, tx: &TxRecord) -> Error {
-    Error::Conflict(format!(
-        "cannot {action} transaction {} in status {}",
-        tx.tx_id, tx.status
-    ))
+/// Steps whose call a stopped host cut off (`EXECUTING`) become `FAILED` with kind
+/// `lost`, the lost attempt logged; returns their indexes.
+fn cut_off_calls(steps: &mut [StepRecord], noted_by: &str) -> Vec<usize> {
+    let now = now_ms();
+    let changed = note_lost_calls(steps, noted_by, now);
+    for &i in &changed {
+        let s = &mut steps[i];
+        if s.status == StepStatus::Executing {
+            s.status = StepStatus::Failed;
+            s.failure_kind = Some(FailureKind::Lost);
+            s.error = s.attempt_log.last().and_then(|a| a.message.clone());
+            s.finished_at = Some(now);
+        }
+    }
+    changed
+}
+
+/// A call under way when its host stopped answered nobody: log it as a lost attempt of
+/// its step (counted), which runs again; returns the steps changed.
+pub(crate) fn note_lost_calls(steps: &mut [StepRecord], host: &str, now: i64) -> Vec<usize> {
+    let mut changed = Vec::new();
+    for (i, s) in steps.iter_mut().enumerate() {
+        let (phase, attempt) = match s.status {
+            StepStatus::Executing if s.started_at.is_some() => {
+                s.attempts += 1;
+                (Phase::Execute, s.attempts)
+            }
+            StepStatus::Compensating => {
+                s.compensation_attempts += 1;
+                (Phase::Compensate, s.compensation_attempts)
+            }
+            _ => continue,
+        };
+        let started_at = s
+            .attempt_log
+            .last()
+            .map_or(s.started_at.unwrap_or(now), |a| a.ended_at);
+        s.log_attempt(Attempt {
+            phase,
+            attempt,
+            started_at,
+            ended_at: now,
+            outcome: AttemptOutcome::Failed,
+            failure_kind: Some(FailureKind::Lost),
+            message: Some("the host making the call stopped before it answered".into()),
+            host: host.to_string(),
+            plugin_digest: s.plugin_digest.clone(),
+        });
+        changed.push(i);
+    }
+    changed
 }
 
 /// The seed's `Admin`: what an operator does, in the library — the REST API calls the same.

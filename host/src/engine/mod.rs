@@ -5,10 +5,10 @@
 //! [`PluginRuntime`].
 
 mod admin;
+mod apply;
 mod definitions;
 mod retry;
 mod saga;
-mod state;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -17,10 +17,12 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+pub use crate::lifecycle::{StepStatus, TxStatus};
+pub(crate) use admin::note_lost_calls;
 pub use admin::{Admin, TxDetail};
+pub use apply::{Patience, With};
 pub use definitions::{Definitions, SagaDefinition, render_lock_keys};
 pub use retry::backoff;
-pub use state::{StepStatus, TxStatus};
 
 use crate::breaker::{BreakerConfig, Breakers};
 use crate::config::Config;
@@ -58,6 +60,8 @@ pub struct EngineConfig {
     pub breaker: BreakerConfig,
     /// Events kept for the event log.
     pub event_log_size: usize,
+    /// A saga not updated for this long has no live host driving it.
+    pub stuck_threshold: Duration,
 }
 
 impl From<&Config> for EngineConfig {
@@ -77,6 +81,7 @@ impl From<&Config> for EngineConfig {
                 half_open_reqs: c.circuit_half_open_reqs,
             },
             event_log_size: c.event_log_size,
+            stuck_threshold: c.stuck_threshold,
         }
     }
 }
@@ -490,6 +495,7 @@ impl Engine {
             created_at: now,
             updated_at: now,
             completed_at: None,
+            undo: None,
         };
         let steps: Vec<StepRecord> = tx
             .steps

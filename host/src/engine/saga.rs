@@ -10,13 +10,15 @@ use serde_json::{Map, Value};
 use tracing::Instrument;
 
 use super::{Engine, StepStatus, TxStatus, backoff};
+use super::{Patience, With};
 use crate::error::{Error, Result};
 use crate::events::{Event, kinds};
+use crate::lifecycle::{AttemptOutcome, Phase, TxEvent, Undo};
 use crate::lock;
 use crate::plugin::{CallFailure, FailureKind, KeyLookup, Keyed, LoadedPlugin, StepCall};
 use crate::store::{
-    Commit, HistoryEntry, IdempotencyChange, IdempotencyKey, IdempotencyRecord, KvChanges,
-    StepRecord, StoreError, TxRecord, now_ms,
+    Attempt, IdempotencyChange, IdempotencyKey, IdempotencyRecord, KvChanges, StepRecord,
+    StoreError, TxRecord, now_ms,
 };
 use crate::telemetry;
 
@@ -25,10 +27,7 @@ use crate::telemetry;
 pub(crate) fn needs_undo(step: &StepRecord) -> bool {
     step.status.needs_compensation()
         || (step.status == StepStatus::Failed
-            && step
-                .error
-                .as_deref()
-                .is_some_and(|e| e.starts_with("trap:") || e.starts_with("timeout:")))
+            && step.failure_kind.is_some_and(FailureKind::may_have_acted))
 }
 
 impl Engine {
@@ -104,6 +103,7 @@ impl Engine {
             lost: Arc::new(AtomicBool::new(false)),
             ended: false,
             store_waits: 0,
+            call_started: 0,
         };
         tracing::Span::current().record("tx_type", run.tx.tx_type.as_str());
         let keys = match run.take_locks(&token).await? {
@@ -132,14 +132,17 @@ struct SagaRun {
     ended: bool,
     /// Step calls in a row that found the store unreachable.
     store_waits: u32,
+    /// When the current attempt's call started (ms since epoch).
+    call_started: i64,
 }
 
 impl SagaRun {
     async fn advance(&mut self) -> Result<()> {
         loop {
             match self.tx.status {
-                TxStatus::Created | TxStatus::Locked => self.start().await?,
-                TxStatus::Executing | TxStatus::Confirming => self.forward().await?,
+                TxStatus::Created => self.start().await?,
+                TxStatus::Locked | TxStatus::Executing => self.forward().await?,
+                TxStatus::Confirming => self.confirm().await?,
                 TxStatus::Compensating => self.backward().await?,
                 _ => return Ok(()),
             }
@@ -154,82 +157,59 @@ impl SagaRun {
         Event::new(kind).tx(&self.tx.tx_id, &self.tx.tx_type)
     }
 
-    /// Write the saga row and the steps at `changed` (plus what the step call produced).
+    /// Move the saga by `event` and write the steps at `changed` (plus what the step call
+    /// produced), through the engine's one writer.
     async fn commit(
         &mut self,
+        event: TxEvent,
         changed: &[usize],
         kv: Option<&KvChanges>,
         idem: Option<IdempotencyChange<'_>>,
-        history: &[HistoryEntry],
     ) -> Result<()> {
-        if self.lost.load(Ordering::SeqCst) {
-            return Err(Error::Conflict(format!(
-                "saga {} lost its locks",
-                self.tx.tx_id
-            )));
-        }
-        self.tx.updated_at = now_ms();
         let steps: Vec<&StepRecord> = changed.iter().map(|&i| &self.steps[i]).collect();
-        let commit = Commit {
-            tx: &self.tx,
-            steps: &steps,
+        let with = With {
             kv,
             idempotency: idem,
-            history,
+            history: &[],
         };
-        let store = &self.engine.inner.store;
-        let mut pause = Duration::from_millis(50);
-        let mut retried = false;
-        loop {
-            let started = std::time::Instant::now();
-            let result = store
-                .commit(&commit)
-                .instrument(tracing::info_span!("store.commit"))
-                .await;
-            telemetry::metrics()
-                .store_commit_duration
-                .observe(started.elapsed().as_secs_f64());
-            match result {
-                Ok(version) => {
-                    self.tx.version = version;
-                    self.record_end();
-                    return Ok(());
-                }
-                // The database is unreachable: hold the saga where it is and try again, so
-                // it continues as soon as the connection is back. The locks keep extending.
-                Err(e) if e.is_retryable() && !self.lost.load(Ordering::SeqCst) => {
-                    if !retried {
-                        tracing::warn!(tx_id = %self.tx.tx_id, error = %e, "store unavailable; saga paused until it returns");
-                    }
-                    retried = true;
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(Duration::from_secs(2));
-                }
-                // A retried commit may have landed before its answer was lost: the stored
-                // row then carries exactly this write.
-                Err(StoreError::VersionConflict { .. }) if retried => {
-                    let stored = store.get(&self.tx.tx_id).await?.map(|(tx, _)| tx);
-                    match stored {
-                        Some(tx)
-                            if tx.version == self.tx.version + 1
-                                && tx.updated_at == self.tx.updated_at =>
-                        {
-                            self.tx.version = tx.version;
-                            self.record_end();
-                            return Ok(());
-                        }
-                        _ => {
-                            return Err(StoreError::VersionConflict {
-                                tx_id: self.tx.tx_id.clone(),
-                                expected: self.tx.version,
-                            }
-                            .into());
-                        }
-                    }
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
+        self.engine
+            .apply(
+                &mut self.tx,
+                event,
+                &steps,
+                with,
+                Patience::UntilBack(&self.lost),
+            )
+            .await?;
+        self.record_end();
+        Ok(())
+    }
+
+    /// Record an attempt of step `i` that started at `started_at`, in the step's log
+    /// (written with the step's next change).
+    fn log_attempt(
+        &mut self,
+        i: usize,
+        phase: Phase,
+        attempt: u32,
+        started_at: i64,
+        outcome: AttemptOutcome,
+        failure: Option<&CallFailure>,
+    ) {
+        let host = self.engine.inner.host_id.clone();
+        let step = &mut self.steps[i];
+        let entry = Attempt {
+            phase,
+            attempt,
+            started_at,
+            ended_at: now_ms(),
+            outcome,
+            failure_kind: failure.map(|f| f.kind),
+            message: failure.map(|f| crate::error::truncate_text(f.message.clone(), 1024)),
+            host,
+            plugin_digest: step.plugin_digest.clone(),
+        };
+        step.log_attempt(entry);
     }
 
     /// Count the saga's end once it is durable.
@@ -254,13 +234,22 @@ impl SagaRun {
             .observe(secs);
     }
 
+    /// The locks are held: `LOCKED`, with the first step's call announced in the same
+    /// commit.
     async fn start(&mut self) -> Result<()> {
         let now = now_ms();
-        self.tx.status = TxStatus::Executing;
         let first = self.tx.current_step as usize;
         self.steps[first].status = StepStatus::Executing;
         self.steps[first].started_at.get_or_insert(now);
-        self.commit(&[first], None, None, &[]).await
+        self.commit(TxEvent::LocksHeld, &[first], None, None).await
+    }
+
+    /// Every step executed and some have a confirm. Plugins of `rte:saga@0.1.0` have
+    /// none, so nothing is called yet: the saga completes.
+    async fn confirm(&mut self) -> Result<()> {
+        self.commit(TxEvent::Confirmed, &[], None, None).await?;
+        self.events().publish(self.event(kinds::TX_COMPLETED));
+        Ok(())
     }
 
     /// A saga that could not even start (its locks stayed taken) fails with nothing to undo.
@@ -295,39 +284,39 @@ impl SagaRun {
                     }
                     return Ok(Some(keys));
                 }
-                Err(e @ lock::LockError::Busy { .. })
-                    if matches!(self.tx.status, TxStatus::Created | TxStatus::Locked) =>
-                {
+                Err(e @ lock::LockError::Busy { .. }) if self.tx.status == TxStatus::Created => {
                     if now_ms() >= self.tx.deadline_at {
-                        self.fail_before_start(
-                            TxStatus::Timeout,
-                            format!("timed out waiting for locks: {e}"),
-                        )
-                        .await?;
+                        self.time_out_before_start(format!("timed out waiting for locks: {e}"))
+                            .await?;
                         return Ok(None);
                     }
-                    self.commit(&[], None, None, &[]).await?;
+                    self.commit(TxEvent::Progress, &[], None, None).await?;
                 }
                 Err(e) => return Err(e.into()),
             }
         }
     }
 
-    async fn fail_before_start(&mut self, status: TxStatus, message: String) -> Result<()> {
-        self.tx.status = status;
+    /// The saga passed its deadline before it held its locks: `TIMEOUT`, nothing ran.
+    async fn time_out_before_start(&mut self, message: String) -> Result<()> {
+        tracing::warn!(tx_id = %self.tx.tx_id, %message, "saga timed out before it started");
         self.tx.last_error = Some(message.clone());
-        self.tx.completed_at = Some(now_ms());
-        for s in &mut self.steps {
-            s.status = StepStatus::Skipped;
+        let mut changed = Vec::new();
+        for (i, s) in self.steps.iter_mut().enumerate() {
+            if s.status == StepStatus::Pending {
+                s.status = StepStatus::Skipped;
+                changed.push(i);
+            }
         }
-        let all: Vec<usize> = (0..self.steps.len()).collect();
-        self.commit(&all, None, None, &[]).await?;
-        let kind = if status == TxStatus::Timeout {
-            kinds::TX_TIMEOUT
-        } else {
-            kinds::TX_FAILED
-        };
-        self.events().publish(self.event(kind).error(message));
+        self.commit(
+            TxEvent::DeadlinePassed { undo: false },
+            &changed,
+            None,
+            None,
+        )
+        .await?;
+        self.events()
+            .publish(self.event(kinds::TX_TIMEOUT).error(message));
         Ok(())
     }
 
@@ -360,7 +349,7 @@ impl SagaRun {
     /// Run steps forward from the current one.
     async fn forward(&mut self) -> Result<()> {
         let inner = self.engine.inner.clone();
-        while self.tx.status == TxStatus::Executing {
+        while matches!(self.tx.status, TxStatus::Locked | TxStatus::Executing) {
             let i = self.tx.current_step as usize;
             if now_ms() >= self.tx.deadline_at {
                 let f = CallFailure::new(
@@ -370,6 +359,7 @@ impl SagaRun {
                 return self.fail(i, f, TxStatus::Timeout, None).await;
             }
             let attempt = self.steps[i].attempts + 1;
+            self.call_started = now_ms();
             let plugin = match self.plugin(i) {
                 Ok(p) => p,
                 Err(f) => {
@@ -384,7 +374,7 @@ impl SagaRun {
                 .expect("plugin_for returns the plugin with the step");
             if !inner.breakers.allow(&desc.service).await {
                 let f = CallFailure::new(
-                    FailureKind::Retryable,
+                    FailureKind::BreakerOpen,
                     format!("circuit breaker for service `{}` is open", desc.service),
                 );
                 self.retry_or_fail(i, attempt, f).await?;
@@ -410,9 +400,9 @@ impl SagaRun {
                     m.step_completed.with_label_values(&[name.as_str()]).inc();
                 }
                 Err(f) => {
-                    span.record("outcome", failure_label(f.kind));
+                    span.record("outcome", f.kind.as_str());
                     m.step_failed
-                        .with_label_values(&[name.as_str(), "execute", failure_label(f.kind)])
+                        .with_label_values(&[name.as_str(), "execute", f.kind.as_str()])
                         .inc();
                 }
             }
@@ -531,31 +521,38 @@ impl SagaRun {
             .kv
             .has_writes()
             .then(|| (self.tx.clone(), self.steps.clone()));
+        let outcome = if done.replayed {
+            AttemptOutcome::Replayed
+        } else {
+            AttemptOutcome::Completed
+        };
+        self.log_attempt(i, Phase::Execute, attempt, self.call_started, outcome, None);
         let step = &mut self.steps[i];
         step.status = StepStatus::Completed;
         step.attempts = attempt;
         step.error = None;
+        step.failure_kind = None;
         step.idempotency_key = done.key;
         step.finished_at = Some(now);
         step.output = Some(done.outputs.clone());
         self.tx.outputs.extend(done.outputs);
         let mut changed = vec![i];
-        if i + 1 < self.steps.len() {
+        let event = if i + 1 < self.steps.len() {
             let next = &mut self.steps[i + 1];
             next.status = StepStatus::Executing;
             next.started_at.get_or_insert(now);
             self.tx.current_step = (i + 1) as u32;
             changed.push(i + 1);
+            TxEvent::StepCompleted
         } else {
-            self.tx.status = TxStatus::Completed;
-            self.tx.completed_at = Some(now);
-        }
+            TxEvent::AllExecuted { confirm: false }
+        };
         let committed = self
             .commit(
+                event,
                 &changed,
                 Some(&done.kv),
                 idem.as_ref().map(IdempotencyChange::Remember),
-                &[],
             )
             .await;
         if let Err(Error::Store(StoreError::KvConflict { key, .. })) = &committed
@@ -591,7 +588,7 @@ impl SagaRun {
             .inc();
         tracing::warn!(tx_id = %self.tx.tx_id, step = name, phase, %key, "plugin key changed since the step read it; its writes are discarded and the step runs again");
         CallFailure::new(
-            FailureKind::Retryable,
+            FailureKind::KvConflict,
             format!(
                 "plugin key `{key}` changed since the step read it; the step runs again on fresh state"
             ),
@@ -621,10 +618,20 @@ impl SagaRun {
             return self.fail(i, f, TxStatus::Failed, Some(attempt)).await;
         }
         let delay = backoff(cfg.retry_interval, cfg.retry_max_interval, attempt);
+        tracing::info!(tx_id = %self.tx.tx_id, step = %self.steps[i].step_name, attempt, kind = %f.kind, error = %f.message, "step attempt failed; retrying");
+        self.log_attempt(
+            i,
+            Phase::Execute,
+            attempt,
+            self.call_started,
+            AttemptOutcome::Failed,
+            Some(&f),
+        );
         let step = &mut self.steps[i];
         step.attempts = attempt;
         step.error = Some(step_error(&f));
-        self.commit(&[i], None, None, &[]).await?;
+        step.failure_kind = Some(f.kind);
+        self.commit(TxEvent::Progress, &[i], None, None).await?;
         self.events().publish(
             self.event(kinds::STEP_FAILED)
                 .step(&self.steps[i].step_name)
@@ -650,13 +657,34 @@ impl SagaRun {
     ) -> Result<()> {
         let now = now_ms();
         let name = self.steps[i].step_name.clone();
+        if let Some(attempt) = attempt {
+            self.log_attempt(
+                i,
+                Phase::Execute,
+                attempt,
+                self.call_started,
+                AttemptOutcome::Failed,
+                Some(&f),
+            );
+        }
+        // A step whose execute was never called (the deadline passed first) has nothing
+        // to undo: it ends SKIPPED, and the saga's error says why.
+        let called = self.steps[i]
+            .attempt_log
+            .iter()
+            .any(|a| a.phase == Phase::Execute);
         {
             let step = &mut self.steps[i];
             if let Some(attempt) = attempt {
                 step.attempts = attempt;
             }
-            step.status = StepStatus::Failed;
-            step.error = Some(step_error(&f));
+            if called {
+                step.status = StepStatus::Failed;
+                step.error = Some(step_error(&f));
+                step.failure_kind = Some(f.kind);
+            } else {
+                step.status = StepStatus::Skipped;
+            }
             step.finished_at = Some(now);
         }
         let mut changed = vec![i];
@@ -673,13 +701,16 @@ impl SagaRun {
         self.tx.last_error = Some(truncate(message.clone()));
         let undo = self.steps[..=i].iter().any(needs_undo);
         if undo {
-            self.tx.status = TxStatus::Compensating;
             self.tx.current_step = i as u32;
-        } else {
-            self.tx.status = status;
-            self.tx.completed_at = Some(now);
+            self.tx.undo = Some(Undo::Failure);
         }
-        self.commit(&changed, None, None, &[]).await?;
+        let event = if status == TxStatus::Timeout {
+            TxEvent::DeadlinePassed { undo }
+        } else {
+            TxEvent::StepFailed { undo }
+        };
+        self.commit(event, &changed, None, None).await?;
+        tracing::warn!(tx_id = %self.tx.tx_id, step = %name, kind = %f.kind, error = %f.message, status = %self.tx.status, "step failed for good");
         self.events().publish(
             self.event(kinds::STEP_FAILED)
                 .step(&name)
@@ -725,22 +756,32 @@ impl SagaRun {
             let supports = plugin.step(&name).is_some_and(|d| d.supports_compensation);
             let execute_completed = self.steps[j].output.is_some();
             if !supports {
-                // Nothing the step can undo: record that and move on, keeping the error of
-                // a step that failed (its trap message is what an operator needs).
+                // Nothing the step can undo: say so (not "compensated") and move on,
+                // keeping the error of a step that failed (what an operator needs).
+                let now = now_ms();
+                let attempt = self.steps[j].compensation_attempts + 1;
+                self.log_attempt(
+                    j,
+                    Phase::Compensate,
+                    attempt,
+                    now,
+                    AttemptOutcome::NothingToUndo,
+                    None,
+                );
                 let step = &mut self.steps[j];
-                step.status = StepStatus::Compensated;
-                step.error
-                    .get_or_insert_with(|| "step declares no compensation".into());
-                step.finished_at = Some(now_ms());
-                self.commit(&[j], None, None, &[]).await?;
+                step.status = StepStatus::Skipped;
+                step.finished_at = Some(now);
+                self.commit(TxEvent::Progress, &[j], None, None).await?;
+                tracing::info!(tx_id = %self.tx.tx_id, step = %name, "step declares no compensation; nothing to undo");
                 continue;
             }
             if self.steps[j].status != StepStatus::Compensating {
                 // The barrier: the intent is durable before the plugin is asked to undo.
                 self.steps[j].status = StepStatus::Compensating;
-                self.commit(&[j], None, None, &[]).await?;
+                self.commit(TxEvent::Progress, &[j], None, None).await?;
             }
             let attempt = self.steps[j].compensation_attempts + 1;
+            self.call_started = now_ms();
             let span = telemetry::step_span(
                 &self.tx.tx_id,
                 &self.tx.tx_type,
@@ -763,9 +804,9 @@ impl SagaRun {
                 Ok(_) => span.record("outcome", "compensated"),
                 Err(f) => {
                     m.step_failed
-                        .with_label_values(&[name.as_str(), "compensate", failure_label(f.kind)])
+                        .with_label_values(&[name.as_str(), "compensate", f.kind.as_str()])
                         .inc();
-                    span.record("outcome", failure_label(f.kind))
+                    span.record("outcome", f.kind.as_str())
                 }
             };
             match outcome {
@@ -782,16 +823,24 @@ impl SagaRun {
                             key,
                         });
                     let before = out.kv.has_writes().then(|| self.steps[j].clone());
+                    self.log_attempt(
+                        j,
+                        Phase::Compensate,
+                        attempt,
+                        self.call_started,
+                        AttemptOutcome::Completed,
+                        None,
+                    );
                     let step = &mut self.steps[j];
                     step.status = StepStatus::Compensated;
                     step.compensation_attempts = attempt;
                     step.finished_at = Some(now_ms());
                     let committed = self
                         .commit(
+                            TxEvent::Progress,
                             &[j],
                             Some(&out.kv),
                             forget.as_ref().map(IdempotencyChange::Forget),
-                            &[],
                         )
                         .await;
                     if let Err(Error::Store(StoreError::KvConflict { key, .. })) = &committed
@@ -803,6 +852,7 @@ impl SagaRun {
                         continue;
                     }
                     committed?;
+                    tracing::info!(tx_id = %self.tx.tx_id, step = %name, attempt, "step compensated");
                     self.events().publish(
                         self.event(kinds::STEP_COMPENSATED)
                             .step(&name)
@@ -831,10 +881,20 @@ impl SagaRun {
         );
         let attempt = self.steps[j].compensation_attempts + 1;
         let name = self.steps[j].step_name.clone();
+        self.log_attempt(
+            j,
+            Phase::Compensate,
+            attempt,
+            self.call_started,
+            AttemptOutcome::Failed,
+            Some(&f),
+        );
         self.steps[j].compensation_attempts = attempt;
         self.steps[j].error = Some(step_error(&f));
+        self.steps[j].failure_kind = Some(f.kind);
         if f.is_retryable() && attempt <= self.tx.max_retries {
-            self.commit(&[j], None, None, &[]).await?;
+            tracing::warn!(tx_id = %self.tx.tx_id, step = %name, attempt, kind = %f.kind, error = %f.message, "compensation attempt failed; retrying");
+            self.commit(TxEvent::Progress, &[j], None, None).await?;
             self.events().publish(
                 self.event(kinds::STEP_FAILED)
                     .step(&name)
@@ -851,10 +911,10 @@ impl SagaRun {
         );
         self.steps[j].status = StepStatus::CompensationFailed;
         self.steps[j].finished_at = Some(now_ms());
-        self.tx.status = TxStatus::CompensationFailed;
         self.tx.last_error = Some(truncate(message.clone()));
-        self.tx.completed_at = Some(now_ms());
-        self.commit(&[j], None, None, &[]).await?;
+        self.commit(TxEvent::CompensationGaveUp, &[j], None, None)
+            .await?;
+        tracing::error!(tx_id = %self.tx.tx_id, step = %name, error = %message, "compensation failed for good; the saga needs an operator");
         self.events().publish(
             self.event(kinds::TX_COMPENSATION_FAILED)
                 .step(&name)
@@ -866,24 +926,15 @@ impl SagaRun {
     }
 
     async fn finish_compensation(&mut self) -> Result<()> {
-        // An operator's force-cancel ends the saga CANCELLED once everything is undone.
-        let history = self.engine.inner.store.history(&self.tx.tx_id).await?;
-        let cancelled = history
-            .iter()
-            .rev()
-            .find(|h| h.kind.starts_with("force_") || h.kind == "retry")
-            .is_some_and(|h| h.kind == "force_cancel");
-        if cancelled {
-            self.tx.status = TxStatus::Cancelled;
-            self.tx.completed_at = Some(now_ms());
-            self.commit(&[], None, None, &[]).await?;
-            self.events().publish(self.event(kinds::TX_CANCELLED));
-            return Ok(());
-        }
-        self.tx.status = TxStatus::Compensated;
-        self.tx.completed_at = Some(now_ms());
-        self.commit(&[], None, None, &[]).await?;
-        self.events().publish(self.event(kinds::TX_COMPENSATED));
+        let cause = self.tx.undo.unwrap_or(Undo::Failure);
+        self.commit(TxEvent::Undone { cause }, &[], None, None)
+            .await?;
+        tracing::info!(tx_id = %self.tx.tx_id, status = %self.tx.status, "saga compensated");
+        let kind = match cause {
+            Undo::Cancel => kinds::TX_CANCELLED,
+            Undo::Failure => kinds::TX_COMPENSATED,
+        };
+        self.events().publish(self.event(kind));
         Ok(())
     }
 
@@ -967,22 +1018,9 @@ fn idempotency_lookup(
     })
 }
 
-/// A step's stored error: its kind first, so compensation can tell an effect-unknown
-/// failure (trap, timeout) from a clean one.
+/// A step's stored error: the failure's message (its kind has a column of its own).
 fn step_error(f: &CallFailure) -> String {
-    truncate(format!("{}: {}", failure_label(f.kind), f.message))
-}
-
-/// The stored and exported name of a failure kind.
-fn failure_label(kind: FailureKind) -> &'static str {
-    match kind {
-        FailureKind::Retryable => "retryable",
-        FailureKind::Permanent => "permanent",
-        FailureKind::Trap => "trap",
-        FailureKind::Timeout => "timeout",
-        FailureKind::Unavailable => "unavailable",
-        FailureKind::StoreUnavailable => "store_unavailable",
-    }
+    truncate(f.message.clone())
 }
 
 fn truncate(s: String) -> String {

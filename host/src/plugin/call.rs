@@ -66,26 +66,7 @@ impl StepCall {
     }
 }
 
-/// How a call failed; decides retry and compensation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FailureKind {
-    /// The step said: try again later.
-    Retryable,
-    /// The step said: this will never work.
-    Permanent,
-    /// The guest trapped (panic, out of memory, stack overflow, bad output): its effect,
-    /// if it had one outside the host, is unknown.
-    Trap,
-    /// The call ran past its deadline and was stopped.
-    Timeout,
-    /// The plugin could not be called (not loaded, or the store refused for good).
-    Unavailable,
-    /// The host's store could not be reached during the call (down, or out of
-    /// connections): nothing the call produced counts, the attempt is not counted, and the
-    /// step runs again once the store answers.
-    StoreUnavailable,
-}
+pub use crate::lifecycle::FailureKind;
 
 /// A failed call and its message (with the guest's stderr, when it wrote any).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -108,7 +89,7 @@ impl CallFailure {
 
     /// Whether trying again may succeed.
     pub fn is_retryable(&self) -> bool {
-        !matches!(self.kind, FailureKind::Permanent)
+        self.kind.is_retryable()
     }
 }
 
@@ -489,7 +470,7 @@ fn trap_failure(err: &wasmtime::Error, limits: super::Limits, stderr: String) ->
             "plugin trapped: out-of-bounds memory access (often a stack overflow from deep recursion)".to_string(),
         ),
         _ if chain.contains("forcing trap when growing memory") => (
-            FailureKind::Trap,
+            FailureKind::Memory,
             format!("plugin exceeded its memory limit of {} MiB", limits.memory_bytes >> 20),
         ),
         // What a Rust panic, a Python or JS uncaught exception and a C `abort()` all become;

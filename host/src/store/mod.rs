@@ -17,9 +17,9 @@ use crate::engine::TxStatus;
 
 pub use dialect::Dialect;
 pub use records::{
-    Commit, CreateOutcome, HistoryEntry, HostRecord, IdempotencyChange, IdempotencyKey,
-    IdempotencyRecord, KvChanges, KvRead, KvValue, KvWrite, Page, SharedEvent, StatusCount,
-    StepRecord, TxFilter, TxRecord,
+    Attempt, Commit, CreateOutcome, HistoryEntry, HostRecord, IdempotencyChange, IdempotencyKey,
+    IdempotencyRecord, KvChanges, KvRead, KvValue, KvWrite, MAX_ATTEMPT_LOG, Page, SharedEvent,
+    StatusCount, StepRecord, TxFilter, TxRecord,
 };
 pub use sql::{CommitPause, CommitPoint, SqlStore};
 

@@ -4,6 +4,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::engine::{StepStatus, TxStatus};
+use crate::lifecycle::{Actor, AttemptOutcome, FailureKind, HistoryKind, Phase, Undo};
 
 /// One saga as stored.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -44,6 +45,8 @@ pub struct TxRecord {
     pub updated_at: i64,
     /// When it reached a terminal status (ms since epoch).
     pub completed_at: Option<i64>,
+    /// While compensating: what for (a failure, or an operator's cancel).
+    pub undo: Option<Undo>,
 }
 
 /// One step of a saga as stored.
@@ -73,6 +76,51 @@ pub struct StepRecord {
     pub started_at: Option<i64>,
     /// When the step last settled (ms since epoch).
     pub finished_at: Option<i64>,
+    /// The kind of the latest failure.
+    pub failure_kind: Option<FailureKind>,
+    /// Every attempt of every phase, oldest first (at most [`MAX_ATTEMPT_LOG`]: the first
+    /// ones and the latest).
+    pub attempt_log: Vec<Attempt>,
+}
+
+/// Attempts kept per step: the first half and the latest half of this many.
+pub const MAX_ATTEMPT_LOG: usize = 64;
+
+/// One call of a step: execute, compensate or confirm.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct Attempt {
+    /// Which call.
+    pub phase: Phase,
+    /// Its number within the phase (1-based; a store outage does not count one).
+    pub attempt: u32,
+    /// When the call started (ms since epoch).
+    pub started_at: i64,
+    /// When its result was settled (ms since epoch).
+    pub ended_at: i64,
+    /// How it ended.
+    pub outcome: AttemptOutcome,
+    /// Why it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_kind: Option<FailureKind>,
+    /// The failure's message (cut to 1 KiB; the step's `error` keeps 8 KiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// The host that made the call.
+    pub host: String,
+    /// Digest of the plugin that ran it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plugin_digest: Option<String>,
+}
+
+impl StepRecord {
+    /// Record an attempt, keeping the log bounded: past [`MAX_ATTEMPT_LOG`], the oldest of
+    /// the latest half goes.
+    pub fn log_attempt(&mut self, attempt: Attempt) {
+        if self.attempt_log.len() >= MAX_ATTEMPT_LOG {
+            self.attempt_log.remove(MAX_ATTEMPT_LOG / 2);
+        }
+        self.attempt_log.push(attempt);
+    }
 }
 
 impl StepRecord {
@@ -91,6 +139,8 @@ impl StepRecord {
             plugin_digest: None,
             started_at: None,
             finished_at: None,
+            failure_kind: None,
+            attempt_log: Vec::new(),
         }
     }
 }
@@ -187,15 +237,18 @@ pub enum IdempotencyChange<'a> {
     Forget(&'a IdempotencyKey),
 }
 
-/// A line of a saga's history: admin actions and notable transitions.
+/// A line of a saga's durable history besides step attempts: operator and recovery
+/// actions, with who acted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct HistoryEntry {
     /// The saga.
     pub tx_id: String,
     /// When (ms since epoch).
     pub at: i64,
-    /// What kind of entry (`force_complete`, `retry`, `recovery`, …).
-    pub kind: String,
+    /// What kind of entry.
+    pub kind: HistoryKind,
+    /// Who acted (`None` on lines written before actors were recorded).
+    pub actor: Option<Actor>,
     /// What happened, and why.
     pub message: String,
 }

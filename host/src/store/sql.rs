@@ -14,6 +14,7 @@ use super::conns::Conns;
 use super::records::*;
 use super::{Dialect, StoreError, StoreOptions, StoreResult, TxStore};
 use crate::engine::{StepStatus, TxStatus};
+use crate::lifecycle::{Actor, FailureKind, HistoryKind, Undo};
 
 static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
 static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
@@ -23,9 +24,10 @@ const MIGRATION_LOCK_WAIT: Duration = Duration::from_secs(300);
 
 const TX_COLS: &str = "tx_id, tx_type, status, input, outputs, lock_keys, current_step, \
     total_steps, retry_count, max_retries, timeout_ms, deadline_at, last_error, version, \
-    request_key, created_at, updated_at, completed_at";
+    request_key, created_at, updated_at, completed_at, undo_cause";
 const STEP_COLS: &str = "tx_id, step_index, step_name, status, attempts, compensation_attempts, \
-    output, error, idempotency_key, plugin_digest, started_at, finished_at";
+    output, error, idempotency_key, plugin_digest, started_at, finished_at, failure_kind, \
+    attempt_log";
 /// Statuses of sagas under way, listed (not negated) so the status index finds them.
 const ACTIVE: &str = "('CREATED', 'LOCKED', 'EXECUTING', 'CONFIRMING', 'COMPENSATING')";
 const TERMINAL: &str =
@@ -76,7 +78,7 @@ impl Statements {
         Self {
             insert_tx: s(&format!(
                 "INSERT INTO rte_transactions ({TX_COLS}) VALUES ({})",
-                marks(18)
+                marks(19)
             )),
             dialect: d,
             insert_steps: (1..=PREPARED_ROWS).map(|n| steps_insert(d, n)).collect(),
@@ -94,7 +96,8 @@ impl Statements {
             update_step: s(
                 "UPDATE rte_steps SET status = ?, attempts = ?, compensation_attempts = ?, \
                 output = ?, error = ?, idempotency_key = ?, plugin_digest = ?, started_at = ?, \
-                finished_at = ? WHERE tx_id = ? AND step_index = ?",
+                finished_at = ?, failure_kind = ?, attempt_log = ? \
+                WHERE tx_id = ? AND step_index = ?",
             ),
             kv_get: s("SELECT kv_value, version FROM rte_kv WHERE namespace = ? AND kv_key = ?"),
             kv_upsert: s(&kv_upsert(d)),
@@ -129,10 +132,11 @@ impl Statements {
                 "DELETE FROM rte_idempotency WHERE plugin = ? AND step_name = ? AND idem_key = ?",
             ),
             history_insert: s(
-                "INSERT INTO rte_history (tx_id, at, kind, message) VALUES (?, ?, ?, ?)",
+                "INSERT INTO rte_history (tx_id, at, kind, actor, message) VALUES (?, ?, ?, ?, ?)",
             ),
             history_select: s(
-                "SELECT tx_id, at, kind, message FROM rte_history WHERE tx_id = ? ORDER BY id",
+                "SELECT tx_id, at, kind, actor, message FROM rte_history WHERE tx_id = ? \
+                 ORDER BY id",
             ),
             host_put: s(&d.upsert(
                 "rte_hosts",
@@ -198,19 +202,19 @@ impl Statements {
 /// The saga update, fenced by its version.
 const UPDATE_TX: &str = "UPDATE rte_transactions SET status = ?, outputs = ?, current_step = ?, \
     retry_count = ?, max_retries = ?, deadline_at = ?, last_error = ?, lock_keys = ?, \
-    version = ?, updated_at = ?, completed_at = ? WHERE tx_id = ? AND version = ?";
+    version = ?, updated_at = ?, completed_at = ?, undo_cause = ? WHERE tx_id = ? AND version = ?";
 
 /// Typed placeholders of one step row, for PostgreSQL statements that select from
 /// `VALUES` (where a bare placeholder has no column to take its type from).
 const PG_STEP_ROW: &str = "(?::text, ?::bigint, ?::text, ?::text, ?::bigint, ?::bigint, \
-    ?::text, ?::text, ?::text, ?::text, ?::bigint, ?::bigint)";
+    ?::text, ?::text, ?::text, ?::text, ?::bigint, ?::bigint, ?::text, ?::text)";
 
 fn pg_create(n: usize) -> String {
     Dialect::Postgres
         .sql(&format!(
             "WITH t AS (INSERT INTO rte_transactions ({TX_COLS}) VALUES ({})) \
              INSERT INTO rte_steps ({STEP_COLS}) VALUES {}",
-            vec!["?"; 18].join(", "),
+            vec!["?"; 19].join(", "),
             step_rows(n)
         ))
         .into_owned()
@@ -292,7 +296,7 @@ fn fresh_kv_version() -> i64 {
 const PREPARED_ROWS: usize = 4;
 
 /// Step columns a commit may change.
-const STEP_MUTABLE: [&str; 9] = [
+const STEP_MUTABLE: [&str; 11] = [
     "status",
     "attempts",
     "compensation_attempts",
@@ -302,10 +306,12 @@ const STEP_MUTABLE: [&str; 9] = [
     "plugin_digest",
     "started_at",
     "finished_at",
+    "failure_kind",
+    "attempt_log",
 ];
 
 fn step_rows(n: usize) -> String {
-    let row = format!("({})", ["?"; 12].join(", "));
+    let row = format!("({})", ["?"; 14].join(", "));
     vec![row; n].join(", ")
 }
 
@@ -390,6 +396,7 @@ fn bind_tx_insert<'q>(query: AnyQuery<'q>, tx: &'q TxRecord) -> AnyQuery<'q> {
         .bind(tx.created_at)
         .bind(tx.updated_at)
         .bind(tx.completed_at)
+        .bind(tx.undo.map(|u| u.as_str()))
 }
 
 /// Bind the arguments of the saga update (`UPDATE_TX`): its changing columns, then the
@@ -400,7 +407,7 @@ fn bind_tx_update<'q>(query: AnyQuery<'q>, tx: &'q TxRecord, next_version: i64) 
         .bind(tx.version)
 }
 
-/// Bind a saga's eleven changing columns, in `UPDATE_TX` order.
+/// Bind a saga's twelve changing columns, in `UPDATE_TX` order.
 fn bind_tx_changes<'q>(query: AnyQuery<'q>, tx: &'q TxRecord, next_version: i64) -> AnyQuery<'q> {
     query
         .bind(tx.status.as_str())
@@ -414,6 +421,7 @@ fn bind_tx_changes<'q>(query: AnyQuery<'q>, tx: &'q TxRecord, next_version: i64)
         .bind(next_version)
         .bind(tx.updated_at)
         .bind(tx.completed_at)
+        .bind(tx.undo.map(|u| u.as_str()))
 }
 
 /// Bind a step's changing columns, in [`STEP_MUTABLE`] order.
@@ -428,9 +436,11 @@ fn bind_step_changes<'q>(query: AnyQuery<'q>, step: &'q StepRecord) -> AnyQuery<
         .bind(step.plugin_digest.as_deref())
         .bind(step.started_at)
         .bind(step.finished_at)
+        .bind(step.failure_kind.map(|k| k.as_str()))
+        .bind((!step.attempt_log.is_empty()).then(|| to_json(&step.attempt_log)))
 }
 
-/// Bind one step's twelve columns, in [`STEP_COLS`] order (its key, then the changing
+/// Bind one step's fourteen columns, in [`STEP_COLS`] order (its key, then the changing
 /// columns).
 fn bind_step<'q>(query: AnyQuery<'q>, step: &'q StepRecord) -> AnyQuery<'q> {
     let query = query
@@ -880,8 +890,11 @@ fn parse_json<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> StoreRe
     serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
 }
 
-fn parse_status<T: std::str::FromStr<Err = String>>(text: &str) -> StoreResult<T> {
-    text.parse().map_err(StoreError::Corrupt)
+fn parse_status<T: std::str::FromStr<Err = crate::lifecycle::UnknownName>>(
+    text: &str,
+) -> StoreResult<T> {
+    text.parse()
+        .map_err(|e: crate::lifecycle::UnknownName| StoreError::Corrupt(e.to_string()))
 }
 
 /// A text column. MySQL reports `TEXT` columns as blobs through the `Any` driver, so
@@ -931,6 +944,9 @@ fn tx_from_row(row: &AnyRow) -> StoreResult<TxRecord> {
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
         completed_at: row.try_get("completed_at")?,
+        undo: opt_text(row, "undo_cause")?
+            .map(|u| parse_status::<Undo>(&u))
+            .transpose()?,
     })
 }
 
@@ -951,6 +967,13 @@ fn step_from_row(row: &AnyRow) -> StoreResult<StepRecord> {
         plugin_digest: opt_text(row, "plugin_digest")?,
         started_at: row.try_get("started_at")?,
         finished_at: row.try_get("finished_at")?,
+        failure_kind: opt_text(row, "failure_kind")?
+            .map(|k| parse_status::<FailureKind>(&k))
+            .transpose()?,
+        attempt_log: opt_text(row, "attempt_log")?
+            .map(|l| parse_json(&l, "attempt_log"))
+            .transpose()?
+            .unwrap_or_default(),
     })
 }
 
@@ -1195,6 +1218,7 @@ impl TxStore for SqlStore {
                     .bind(h.tx_id.as_str())
                     .bind(h.at)
                     .bind(h.kind.as_str())
+                    .bind(h.actor.as_ref().map(to_json))
                     .bind(h.message.as_str())
                     .execute(&mut *db)
                     .await?;
@@ -1317,7 +1341,10 @@ impl TxStore for SqlStore {
                 Ok(HistoryEntry {
                     tx_id: r.try_get("tx_id")?,
                     at: r.try_get("at")?,
-                    kind: r.try_get("kind")?,
+                    kind: parse_status::<HistoryKind>(&text(r, "kind")?)?,
+                    actor: opt_text(r, "actor")?
+                        .map(|a| parse_json::<Actor>(&a, "history actor"))
+                        .transpose()?,
                     message: text(r, "message")?,
                 })
             })
@@ -1331,6 +1358,7 @@ impl TxStore for SqlStore {
             .bind(h.tx_id.as_str())
             .bind(h.at)
             .bind(h.kind.as_str())
+            .bind(h.actor.as_ref().map(to_json))
             .bind(h.message.as_str())
             .execute(&mut *conn)
             .await?;
