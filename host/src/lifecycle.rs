@@ -303,6 +303,31 @@ pub enum TxEvent {
     RetryCompensation,
 }
 
+impl TxEvent {
+    /// Every event the table knows, with each value of its flags.
+    pub fn all() -> Vec<TxEvent> {
+        use TxEvent as E;
+        let mut out = vec![
+            E::LocksHeld,
+            E::StepCompleted,
+            E::Confirmed,
+            E::CompensationGaveUp,
+            E::Progress,
+            E::ForceComplete,
+            E::Retry,
+            E::RetryCompensation,
+        ];
+        out.extend([Undo::Failure, Undo::Cancel].map(|cause| E::Undone { cause }));
+        for b in [false, true] {
+            out.push(E::AllExecuted { confirm: b });
+            out.push(E::StepFailed { undo: b });
+            out.push(E::DeadlinePassed { undo: b });
+            out.push(E::ForceCancel { undo: b });
+        }
+        out
+    }
+}
+
 /// A move the table does not allow.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("a saga in status {from} cannot take {event:?}")]
@@ -423,34 +448,6 @@ mod tests {
         assert!("DONE".parse::<TxStatus>().is_err());
     }
 
-    /// Every event the table knows, with each `undo`/`confirm`/`cause` value.
-    pub(crate) fn all_events() -> Vec<TxEvent> {
-        use TxEvent as E;
-        let mut out = vec![
-            E::LocksHeld,
-            E::StepCompleted,
-            E::Confirmed,
-            E::CompensationGaveUp,
-            E::Progress,
-            E::ForceComplete,
-            E::Retry,
-            E::RetryCompensation,
-            E::Undone {
-                cause: Undo::Failure,
-            },
-            E::Undone {
-                cause: Undo::Cancel,
-            },
-        ];
-        for b in [false, true] {
-            out.push(E::AllExecuted { confirm: b });
-            out.push(E::StepFailed { undo: b });
-            out.push(E::DeadlinePassed { undo: b });
-            out.push(E::ForceCancel { undo: b });
-        }
-        out
-    }
-
     /// The table written out pair by pair: every (status, event) not listed is refused.
     #[test]
     fn every_status_event_pair_follows_the_table() {
@@ -521,7 +518,7 @@ mod tests {
         }
         let mut checked = 0;
         for &from in TxStatus::ALL {
-            for event in all_events() {
+            for event in TxEvent::all() {
                 let expected = allowed
                     .iter()
                     .find(|(s, e, _)| *s == from && *e == event)
@@ -534,13 +531,13 @@ mod tests {
                 checked += 1;
             }
         }
-        assert_eq!(checked, TxStatus::ALL.len() * all_events().len());
+        assert_eq!(checked, TxStatus::ALL.len() * TxEvent::all().len());
     }
 
     #[test]
     fn finished_sagas_stay_finished_except_by_operator() {
         for &from in TxStatus::ALL.iter().filter(|s| s.is_terminal()) {
-            for event in all_events() {
+            for event in TxEvent::all() {
                 let operator = matches!(
                     event,
                     TxEvent::ForceComplete
@@ -553,7 +550,7 @@ mod tests {
                 }
             }
         }
-        for event in all_events() {
+        for event in TxEvent::all() {
             for end in [
                 TxStatus::Completed,
                 TxStatus::Compensated,

@@ -8,38 +8,10 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use rte_tests::rte_host::engine::{Patience, TxStatus, With};
-use rte_tests::rte_host::lifecycle::{TxEvent, Undo};
+use rte_tests::rte_host::lifecycle::TxEvent;
 use rte_tests::rte_host::store::{StepRecord, TxRecord, now_ms};
 use rte_tests::{HostOptions, TestHost, plugin, repo_root};
 use serde_json::{Value, json};
-
-/// Every event the table knows, with each flag value.
-fn all_events() -> Vec<TxEvent> {
-    use TxEvent as E;
-    let mut out = vec![
-        E::LocksHeld,
-        E::StepCompleted,
-        E::Confirmed,
-        E::CompensationGaveUp,
-        E::Progress,
-        E::ForceComplete,
-        E::Retry,
-        E::RetryCompensation,
-        E::Undone {
-            cause: Undo::Failure,
-        },
-        E::Undone {
-            cause: Undo::Cancel,
-        },
-    ];
-    for b in [false, true] {
-        out.push(E::AllExecuted { confirm: b });
-        out.push(E::StepFailed { undo: b });
-        out.push(E::DeadlinePassed { undo: b });
-        out.push(E::ForceCancel { undo: b });
-    }
-    out
-}
 
 fn record(tx_id: &str, status: TxStatus) -> TxRecord {
     let now = now_ms();
@@ -81,7 +53,7 @@ async fn the_transition_table_holds_on_every_backend() -> Result<()> {
         let store = engine.store();
         let (mut allowed, mut refused) = (0, 0);
         for (n, &from) in TxStatus::ALL.iter().enumerate() {
-            for (m, event) in all_events().into_iter().enumerate() {
+            for (m, event) in TxEvent::all().into_iter().enumerate() {
                 let id = format!("table-{n}-{m}");
                 let mut tx = record(&id, from);
                 store
@@ -122,7 +94,10 @@ async fn the_transition_table_holds_on_every_backend() -> Result<()> {
                 }
             }
         }
-        assert_eq!(allowed + refused, TxStatus::ALL.len() * all_events().len());
+        assert_eq!(
+            allowed + refused,
+            TxStatus::ALL.len() * TxEvent::all().len()
+        );
         assert!(
             allowed > 30 && refused > 100,
             "{allowed} allowed, {refused} refused"

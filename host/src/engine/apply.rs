@@ -58,7 +58,7 @@ impl Engine {
         tx.status = next;
         tx.updated_at = now_ms();
         if next.is_terminal() && from != next {
-            tx.completed_at.get_or_insert(tx.updated_at);
+            tx.completed_at = Some(tx.updated_at);
         }
         match self.write(tx, steps, with, patience).await {
             Ok(version) => {
