@@ -12,7 +12,7 @@ COMPONENTIZE_PY=0.25.1
 
 [[ $# -eq 1 ]] || { echo "usage: $0 OUT_DIR" >&2; exit 2; }
 plugins=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-wit=$(dirname "$plugins")/wit
+wit=$(dirname "$plugins")/wit/0.1.0
 mkdir -p "$1"
 out=$(cd "$1" && pwd)
 

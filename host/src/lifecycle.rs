@@ -105,6 +105,8 @@ named_enum! {
         Executing = "EXECUTING",
         /// Execute succeeded.
         Completed = "COMPLETED",
+        /// Execute succeeded and the step's confirm made its effect final (TCC).
+        Confirmed = "CONFIRMED",
         /// Execute failed.
         Failed = "FAILED",
         /// Compensate was called.

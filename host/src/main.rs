@@ -189,28 +189,35 @@ async fn check_plugin(config: &Config, file: &std::path::Path) -> anyhow::Result
     })?;
     let plugin = runtime.inspect(file).await?;
     println!(
-        "{}: a valid rte:saga component, sha256 {}, {} steps",
+        "{}: a valid rte:saga@{} component, sha256 {}, {} steps",
         plugin.file,
+        plugin.wit.as_str(),
         plugin.digest,
         plugin.steps.len()
     );
-    let supports = |s: &rte_host::plugin::StepDescriptor| match (
-        s.supports_compensation,
-        s.supports_idempotency,
-    ) {
-        (true, true) => "compensate,idempotent",
-        (true, false) => "compensate",
-        (false, true) => "idempotent",
-        (false, false) => "-",
+    let supports = |s: &rte_host::plugin::StepDescriptor| {
+        let named = [
+            (s.supports_compensation, "compensate"),
+            (s.supports_idempotency, "idempotent"),
+            (s.supports_confirm, "confirm"),
+        ]
+        .into_iter()
+        .filter_map(|(on, name)| on.then_some(name))
+        .collect::<Vec<_>>();
+        if named.is_empty() {
+            "-".to_string()
+        } else {
+            named.join(",")
+        }
     };
     let w = plugin.steps.iter().map(|s| s.name.len()).max().unwrap_or(0);
     println!(
-        "{:w$}  {:8}  {:12}  {:21}  DESCRIPTION",
+        "{:w$}  {:8}  {:12}  {:29}  DESCRIPTION",
         "STEP", "VERSION", "SERVICE", "SUPPORTS"
     );
     for s in &plugin.steps {
         println!(
-            "{:w$}  {:8}  {:12}  {:21}  {}",
+            "{:w$}  {:8}  {:12}  {:29}  {}",
             s.name,
             s.version,
             s.service,

@@ -56,7 +56,17 @@ fn a_component_lists_its_steps() {
     }
     assert!(!line("test_ok").contains("idempotent"), "{text}");
     assert!(
-        text.contains("testkit.wasm: a valid rte:saga component, sha256 "),
+        line("test_confirm").contains("compensate,confirm"),
+        "{text}"
+    );
+    assert!(
+        text.contains("testkit.wasm: a valid rte:saga@0.2.0 component, sha256 "),
+        "{text}"
+    );
+    let (code, text) = check(&built_plugin("legacy"));
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains("legacy.wasm: a valid rte:saga@0.1.0 component, sha256 "),
         "{text}"
     );
 }

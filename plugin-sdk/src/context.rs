@@ -19,6 +19,17 @@ pub enum ExecuteOutcome {
     NotApplicable,
 }
 
+/// Which of a step's calls is running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// [`Step::execute`](crate::Step::execute).
+    Execute,
+    /// [`Step::compensate`](crate::Step::compensate).
+    Compensate,
+    /// [`Step::confirm`](crate::Step::confirm).
+    Confirm,
+}
+
 /// One call of a step: the saga's identity, its input, the outputs of earlier steps, and the
 /// outputs this call sets.
 #[derive(Debug, Clone)]
@@ -27,6 +38,7 @@ pub struct StepContext {
     pub(crate) tx_type: String,
     pub(crate) step_name: String,
     pub(crate) step_index: u32,
+    pub(crate) phase: Phase,
     pub(crate) attempt: u32,
     pub(crate) execute_outcome: ExecuteOutcome,
     pub(crate) input: Map<String, Value>,
@@ -56,7 +68,12 @@ impl StepContext {
         self.step_index
     }
 
-    /// One-based attempt number of this call.
+    /// Which call this is: execute, compensate or confirm.
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    /// One-based attempt number of this call within its phase.
     pub fn attempt(&self) -> u32 {
         self.attempt
     }

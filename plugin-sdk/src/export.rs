@@ -6,7 +6,7 @@
 use serde_json::{Map, Value};
 
 use crate::wit::rte::saga::types as wit;
-use crate::{ExecuteOutcome, Step, StepContext, StepError, StepInfo};
+use crate::{ExecuteOutcome, Phase, Step, StepContext, StepError, StepInfo};
 
 /// Export the listed [`Step`] types as the plugin's `rte:saga/step` interface.
 ///
@@ -33,17 +33,40 @@ macro_rules! export_steps {
                     step: ::std::string::String,
                     ctx: $crate::wit::rte::saga::types::StepContext,
                 ) -> ::std::result::Result<
-                    ::std::string::String,
+                    $crate::wit::rte::saga::types::ExecuteResult,
                     $crate::wit::rte::saga::types::StepError,
                 > {
                     $crate::__private::execute(STEPS, &step, ctx)
+                        .map($crate::wit::rte::saga::types::ExecuteResult::Done)
                 }
 
                 fn compensate(
                     step: ::std::string::String,
                     ctx: $crate::wit::rte::saga::types::StepContext,
-                ) -> ::std::result::Result<(), $crate::wit::rte::saga::types::StepError> {
+                ) -> ::std::result::Result<
+                    $crate::wit::rte::saga::types::CompensateResult,
+                    $crate::wit::rte::saga::types::StepError,
+                > {
                     $crate::__private::compensate(STEPS, &step, ctx)
+                        .map(|()| $crate::wit::rte::saga::types::CompensateResult::Done)
+                }
+
+                fn confirm(
+                    step: ::std::string::String,
+                    ctx: $crate::wit::rte::saga::types::StepContext,
+                ) -> ::std::result::Result<(), $crate::wit::rte::saga::types::StepError> {
+                    $crate::__private::confirm(STEPS, &step, ctx)
+                }
+
+                fn on_reply(
+                    step: ::std::string::String,
+                    ctx: $crate::wit::rte::saga::types::StepContext,
+                    reply: $crate::wit::rte::saga::types::Reply,
+                ) -> ::std::result::Result<
+                    $crate::wit::rte::saga::types::ExecuteResult,
+                    $crate::wit::rte::saga::types::StepError,
+                > {
+                    $crate::__private::on_reply(STEPS, &step, ctx, reply)
                 }
 
                 fn idempotency_key(
@@ -64,6 +87,7 @@ pub struct Entry {
     info: fn() -> StepInfo,
     execute: fn(&mut StepContext) -> Result<(), StepError>,
     compensate: fn(&mut StepContext) -> Result<(), StepError>,
+    confirm: fn(&mut StepContext) -> Result<(), StepError>,
     idempotency_key: fn(&StepContext) -> Option<String>,
 }
 
@@ -74,6 +98,7 @@ impl Entry {
             info: S::info,
             execute: |ctx| S::default().execute(ctx),
             compensate: |ctx| S::default().compensate(ctx),
+            confirm: |ctx| S::default().confirm(ctx),
             idempotency_key: |ctx| S::default().idempotency_key(ctx),
         }
     }
@@ -91,6 +116,7 @@ pub fn steps(table: &[Entry]) -> Vec<wit::StepInfo> {
                 service: info.service,
                 supports_compensation: info.supports_compensation,
                 supports_idempotency: info.supports_idempotency,
+                supports_confirm: info.supports_confirm,
                 description: info.description,
             }
         })
@@ -125,6 +151,33 @@ pub fn compensate(
     run().map_err(wit_error)
 }
 
+/// `confirm`: make the named step's effect final.
+pub fn confirm(table: &[Entry], step: &str, ctx: wit::StepContext) -> Result<(), wit::StepError> {
+    let run = || {
+        let entry = find(table, step)?;
+        (entry.confirm)(&mut context(ctx)?)
+    };
+    run().map_err(wit_error)
+}
+
+/// `on-reply`: steps written with this SDK never end waiting for a reply, so the host has
+/// no reason to call it; a call anyway is a permanent error naming the step.
+pub fn on_reply(
+    table: &[Entry],
+    step: &str,
+    ctx: wit::StepContext,
+    reply: wit::Reply,
+) -> Result<wit::ExecuteResult, wit::StepError> {
+    let _ = (ctx, reply);
+    let run = || {
+        find(table, step)?;
+        Err(StepError::permanent(format!(
+            "step `{step}` does not wait for replies"
+        )))
+    };
+    run().map_err(wit_error)
+}
+
 /// `idempotency-key`: the named step's key, or `None` when the step is unknown or its context
 /// unreadable (execute then reports the error).
 pub fn idempotency_key(table: &[Entry], step: &str, ctx: wit::StepContext) -> Option<String> {
@@ -147,6 +200,11 @@ fn context(ctx: wit::StepContext) -> Result<StepContext, StepError> {
         tx_type: ctx.tx_type,
         step_name: ctx.step_name,
         step_index: ctx.step_index,
+        phase: match ctx.phase {
+            wit::Phase::Execute => Phase::Execute,
+            wit::Phase::Compensate => Phase::Compensate,
+            wit::Phase::Confirm => Phase::Confirm,
+        },
         attempt: ctx.attempt,
         execute_outcome: match ctx.execute_outcome {
             wit::ExecuteOutcome::Completed => ExecuteOutcome::Completed,
@@ -238,6 +296,7 @@ mod tests {
             tx_type: "adhoc".into(),
             step_name: "echo".into(),
             step_index: 0,
+            phase: wit::Phase::Execute,
             attempt: 2,
             input: input.into(),
             outputs: outputs.into(),

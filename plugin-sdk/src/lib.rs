@@ -98,12 +98,14 @@ pub mod log;
 #[allow(missing_docs, unsafe_code, rust_2018_idioms)]
 pub mod wit;
 
-pub use context::{ExecuteOutcome, StepContext};
+pub use context::{ExecuteOutcome, Phase, StepContext};
 pub use error::StepError;
 pub use step::{Step, StepInfo};
 
 /// Used by [`export_steps!`]; not part of the API.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::export::{Entry, compensate, execute, idempotency_key, steps};
+    pub use crate::export::{
+        Entry, compensate, confirm, execute, idempotency_key, on_reply, steps,
+    };
 }

@@ -30,6 +30,18 @@ pub trait Step {
         Ok(())
     }
 
+    /// Make the effect of execute final, once every step of the saga has executed: the
+    /// "confirm" of try-confirm-cancel (turn a held seat into a booking). The host calls it
+    /// only for steps whose [`StepInfo`] declares [`confirm`](StepInfo::confirm), in step
+    /// order, and retries it until it succeeds (so it must be idempotent); a saga whose
+    /// confirms began is never compensated. `kv` writes commit with the confirm's result,
+    /// and a confirm that committed is not called again, even after a host crash. The
+    /// default does nothing.
+    fn confirm(&self, ctx: &mut StepContext) -> Result<(), StepError> {
+        let _ = ctx;
+        Ok(())
+    }
+
     /// A key naming this execution's effect, such as `debit:{tx_id}:{account}`. The default,
     /// `None`, always runs.
     ///
@@ -77,6 +89,8 @@ pub struct StepInfo {
     pub supports_compensation: bool,
     /// Whether [`Step::idempotency_key`] returns keys (default `false`).
     pub supports_idempotency: bool,
+    /// Whether [`Step::confirm`] makes the step final (default `false`).
+    pub supports_confirm: bool,
     /// One line for operators (default empty).
     pub description: String,
 }
@@ -90,6 +104,7 @@ impl StepInfo {
             service: String::new(),
             supports_compensation: false,
             supports_idempotency: false,
+            supports_confirm: false,
             description: String::new(),
         }
     }
@@ -115,6 +130,12 @@ impl StepInfo {
     /// Declare whether [`Step::idempotency_key`] returns keys.
     pub fn idempotency(mut self, supported: bool) -> Self {
         self.supports_idempotency = supported;
+        self
+    }
+
+    /// Declare whether [`Step::confirm`] makes the step's effect final (TCC).
+    pub fn confirm(mut self, supported: bool) -> Self {
+        self.supports_confirm = supported;
         self
     }
 

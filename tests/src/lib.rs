@@ -10,6 +10,7 @@ use serde_json::Value;
 
 pub mod faults;
 pub mod polyglot;
+pub mod process;
 
 pub use rte_host;
 

@@ -3,14 +3,14 @@
 //! after a host is killed and another takes over, and right when step names repeat), and
 //! operator actions leave statuses, counts and history consistent.
 
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use rte_tests::process::HostProcess;
 use rte_tests::rte_host::engine::{Patience, TxStatus, With};
 use rte_tests::rte_host::lifecycle::TxEvent;
 use rte_tests::rte_host::store::{StepRecord, TxRecord, now_ms};
-use rte_tests::{HostOptions, TestHost, plugin, repo_root};
+use rte_tests::{HostOptions, TestHost};
 use serde_json::{Value, json};
 
 fn record(tx_id: &str, status: TxStatus) -> TxRecord {
@@ -327,82 +327,6 @@ async fn operator_actions_leave_a_consistent_saga() -> Result<()> {
     Ok(())
 }
 
-/// An `rte serve` process on a SQLite file.
-struct Process {
-    child: Child,
-    url: String,
-}
-
-impl Process {
-    fn start(dir: &std::path::Path, settings: &[&str]) -> Result<Self> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
-        let plugins = dir.join("plugins");
-        std::fs::create_dir_all(&plugins)?;
-        std::fs::copy(plugin("testkit"), plugins.join("testkit.wasm"))?;
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(dir.join("rte.log"))?;
-        let child = Command::new(rte_tests::rte_binary()?)
-            .current_dir(dir)
-            .arg("serve")
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .args([
-                "--database-url",
-                &format!("sqlite://{}", dir.join("rte.db").display()),
-            ])
-            .args(["--plugins-dir", &plugins.display().to_string()])
-            .args([
-                "--sagas-file",
-                &repo_root().join("sagas.toml").display().to_string(),
-            ])
-            .args(settings.iter().flat_map(|s| ["--set", s]))
-            .env("RUST_LOG", "warn,rte_host=info")
-            .stdout(Stdio::from(log.try_clone()?))
-            .stderr(Stdio::from(log))
-            .spawn()?;
-        Ok(Self {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-        })
-    }
-
-    async fn get(&self, path: &str) -> Result<Value> {
-        for _ in 0..200 {
-            if let Ok(resp) = reqwest::get(format!("{}{path}", self.url)).await {
-                return Ok(resp.json().await?);
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        bail!("the host at {} did not answer", self.url)
-    }
-
-    async fn poll(&self, path: &str, done: impl Fn(&Value) -> bool) -> Result<Value> {
-        for _ in 0..600 {
-            let v = self.get(path).await?;
-            if done(&v) {
-                return Ok(v);
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        bail!("{path} did not get there")
-    }
-
-    fn kill(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// A host killed mid-saga: the next host shows the same attempts, then recovery runs the
 /// cut-off step again, logging the lost call, labelled as recovery; step names repeat.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -414,7 +338,7 @@ async fn attempt_history_survives_a_killed_host() -> Result<()> {
         "stuck_threshold=1s",
         "recovery_interval=300ms",
     ];
-    let first = Process::start(dir.path(), &settings)?;
+    let first = HostProcess::start(dir.path(), &["testkit"], &settings)?;
     first.get("/healthz").await?;
     let resp = reqwest::Client::new()
         .post(format!("{}/api/transactions", first.url))
@@ -461,7 +385,7 @@ async fn attempt_history_survives_a_killed_host() -> Result<()> {
     assert_eq!(before["attempts"][1]["failure_kind"], "retryable");
     first.kill();
 
-    let second = Process::start(dir.path(), &settings)?;
+    let second = HostProcess::start(dir.path(), &["testkit"], &settings)?;
     let after = second.get(&path).await?;
     assert_eq!(
         after["attempts"], before["attempts"],

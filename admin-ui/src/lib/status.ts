@@ -4,6 +4,7 @@ export type Tone = "ok" | "warn" | "bad" | "run" | "muted";
 
 const TONES: Record<string, Tone> = {
   COMPLETED: "ok",
+  CONFIRMED: "ok",
   COMPENSATED: "warn",
   FAILED: "bad",
   COMPENSATION_FAILED: "bad",

@@ -244,11 +244,175 @@ impl SagaRun {
         self.commit(TxEvent::LocksHeld, &[first], None, None).await
     }
 
-    /// Every step executed and some have a confirm. Plugins of `rte:saga@0.1.0` have
-    /// none, so nothing is called yet: the saga completes.
+    /// Whether step `i` still has a confirm to run: it executed, and its plugin declares a
+    /// confirm for it. While confirming, a step whose plugin is not loaded counts as due
+    /// (the saga waits for the plugin rather than leave an effect unconfirmed).
+    fn confirm_due(&self, i: usize) -> bool {
+        let step = &self.steps[i];
+        if step.status != StepStatus::Completed {
+            return false;
+        }
+        match self.engine.inner.plugins.plugin_for(&step.step_name) {
+            Some(p) => p.step(&step.step_name).is_some_and(|d| d.supports_confirm),
+            None => self.tx.status == TxStatus::Confirming,
+        }
+    }
+
+    /// Every step executed: call each due confirm in step order, committing each with its
+    /// plugin writes (a committed confirm is never called again), and retrying a failed one
+    /// until it succeeds. The last confirm's commit completes the saga. The saga's
+    /// deadline does not apply: confirms are never followed by compensation.
     async fn confirm(&mut self) -> Result<()> {
-        self.commit(TxEvent::Confirmed, &[], None, None).await?;
-        self.events().publish(self.event(kinds::TX_COMPLETED));
+        let inner = self.engine.inner.clone();
+        while self.tx.status == TxStatus::Confirming {
+            let Some(i) = (0..self.steps.len()).find(|&i| self.confirm_due(i)) else {
+                self.commit(TxEvent::Confirmed, &[], None, None).await?;
+                self.events().publish(self.event(kinds::TX_COMPLETED));
+                return Ok(());
+            };
+            let name = self.steps[i].step_name.clone();
+            let attempt = self.steps[i]
+                .attempt_log
+                .iter()
+                .rev()
+                .find(|a| a.phase == Phase::Confirm)
+                .map_or(1, |a| a.attempt + 1);
+            self.call_started = now_ms();
+            let plugin = match self.plugin(i) {
+                Ok(p) => p,
+                Err(f) => {
+                    self.confirm_failed_attempt(i, attempt, f).await?;
+                    continue;
+                }
+            };
+            let service = plugin
+                .step(&name)
+                .map(|d| d.service.clone())
+                .unwrap_or_else(|| name.clone());
+            if !inner.breakers.allow(&service).await {
+                let f = CallFailure::new(
+                    FailureKind::BreakerOpen,
+                    format!("circuit breaker for service `{service}` is open"),
+                );
+                self.confirm_failed_attempt(i, attempt, f).await?;
+                continue;
+            }
+            let span =
+                telemetry::step_span(&self.tx.tx_id, &self.tx.tx_type, &name, attempt, "confirm");
+            let call = span.in_scope(|| self.call_for(i, attempt, Some(true)));
+            let started = std::time::Instant::now();
+            let outcome = inner
+                .plugins
+                .confirm(&plugin, &call, inner.store.clone())
+                .instrument(span.clone())
+                .await;
+            let m = telemetry::metrics();
+            m.step_duration
+                .with_label_values(&[name.as_str(), "confirm"])
+                .observe(started.elapsed().as_secs_f64());
+            match outcome {
+                Ok(out) => {
+                    span.record("outcome", "confirmed");
+                    self.store_waits = 0;
+                    inner.breakers.record(&service, true).await;
+                    let before = out.kv.has_writes().then(|| self.steps[i].clone());
+                    self.log_attempt(
+                        i,
+                        Phase::Confirm,
+                        attempt,
+                        self.call_started,
+                        AttemptOutcome::Completed,
+                        None,
+                    );
+                    let step = &mut self.steps[i];
+                    step.status = StepStatus::Confirmed;
+                    step.error = None;
+                    step.failure_kind = None;
+                    step.finished_at = Some(now_ms());
+                    let last = !(i + 1..self.steps.len()).any(|j| self.confirm_due(j));
+                    let event = if last {
+                        TxEvent::Confirmed
+                    } else {
+                        TxEvent::Progress
+                    };
+                    let committed = self.commit(event, &[i], Some(&out.kv), None).await;
+                    if let Err(Error::Store(StoreError::KvConflict { key, .. })) = &committed
+                        && let Some(step) = before
+                    {
+                        let f = self.kv_conflict(i, "confirm", key);
+                        self.steps[i] = step;
+                        self.confirm_failed_attempt(i, attempt, f).await?;
+                        continue;
+                    }
+                    committed?;
+                    tracing::info!(tx_id = %self.tx.tx_id, step = %name, attempt, "step confirmed");
+                    self.events().publish(
+                        self.event(kinds::STEP_CONFIRMED)
+                            .step(&name)
+                            .with("attempt", attempt),
+                    );
+                    if self.tx.status == TxStatus::Completed {
+                        self.events().publish(self.event(kinds::TX_COMPLETED));
+                    }
+                }
+                Err(f) if f.kind == FailureKind::StoreUnavailable => self.wait_for_store(&f).await,
+                Err(f) => {
+                    span.record("outcome", f.kind.as_str());
+                    m.step_failed
+                        .with_label_values(&[name.as_str(), "confirm", f.kind.as_str()])
+                        .inc();
+                    if f.kind != FailureKind::Permanent {
+                        inner.breakers.record(&service, false).await;
+                    }
+                    self.confirm_failed_attempt(i, attempt, f).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A confirm attempt failed: record it and try again after a backoff, whatever the
+    /// failure (a confirm is retried until it succeeds). Once its retries are spent an
+    /// operator is alerted, once; the saga keeps confirming.
+    async fn confirm_failed_attempt(
+        &mut self,
+        i: usize,
+        attempt: u32,
+        f: CallFailure,
+    ) -> Result<()> {
+        let cfg = &self.engine.inner.config;
+        let delay = backoff(cfg.retry_interval, cfg.retry_max_interval, attempt);
+        let name = self.steps[i].step_name.clone();
+        tracing::warn!(tx_id = %self.tx.tx_id, step = %name, attempt, kind = %f.kind, error = %f.message, "confirm attempt failed; retrying");
+        self.log_attempt(
+            i,
+            Phase::Confirm,
+            attempt,
+            self.call_started,
+            AttemptOutcome::Failed,
+            Some(&f),
+        );
+        let step = &mut self.steps[i];
+        step.error = Some(step_error(&f));
+        step.failure_kind = Some(f.kind);
+        self.commit(TxEvent::Progress, &[i], None, None).await?;
+        self.events().publish(
+            self.event(kinds::STEP_FAILED)
+                .step(&name)
+                .error(f.message.clone())
+                .with("confirm", true)
+                .with("attempt", attempt)
+                .with("will_retry", true)
+                .with("retry_in_ms", delay.as_millis() as u64),
+        );
+        if attempt == self.tx.max_retries + 1 {
+            self.events()
+                .publish(self.event(kinds::ALERT_CRITICAL).step(&name).error(format!(
+                    "confirm of step `{name}` failed {attempt} times and is still retried: {}",
+                    f.message
+                )));
+        }
+        tokio::time::sleep(delay).await;
         Ok(())
     }
 
@@ -545,7 +709,8 @@ impl SagaRun {
             changed.push(i + 1);
             TxEvent::StepCompleted
         } else {
-            TxEvent::AllExecuted { confirm: false }
+            let confirm = (0..self.steps.len()).any(|j| self.confirm_due(j));
+            TxEvent::AllExecuted { confirm }
         };
         let committed = self
             .commit(
@@ -574,6 +739,9 @@ impl SagaRun {
         self.events().publish(event);
         if self.tx.status == TxStatus::Completed {
             self.events().publish(self.event(kinds::TX_COMPLETED));
+        }
+        if self.tx.status == TxStatus::Confirming {
+            tracing::info!(tx_id = %self.tx.tx_id, "every step executed; confirming");
         }
         Ok(())
     }

@@ -36,6 +36,8 @@ pub mod kinds {
     pub const STEP_FAILED: &str = "step.failed";
     /// A step was compensated.
     pub const STEP_COMPENSATED: &str = "step.compensated";
+    /// A step's confirm succeeded: its effect is final.
+    pub const STEP_CONFIRMED: &str = "step.confirmed";
     /// A circuit breaker opened.
     pub const CIRCUIT_OPENED: &str = "circuit.opened";
     /// A circuit breaker closed.

@@ -12,7 +12,6 @@ use wasmtime::{Store, StoreLimitsBuilder, Trap, UpdateDeadline};
 use wasmtime_wasi::WasiCtx;
 use wasmtime_wasi_http::WasiHttpCtx;
 
-use super::bindings::{ExecuteOutcome, Plugin, StepContext, StepError};
 use super::http_policy::HttpPolicy;
 use super::state::{CallState, KvOverlay};
 use super::stderr::StderrTail;
@@ -45,25 +44,6 @@ pub struct StepCall {
     pub execute_completed: Option<bool>,
     /// W3C trace context to pass on in outgoing HTTP.
     pub traceparent: Option<String>,
-}
-
-impl StepCall {
-    fn to_wit(&self) -> StepContext {
-        StepContext {
-            tx_id: self.tx_id.clone(),
-            tx_type: self.tx_type.clone(),
-            step_name: self.step_name.clone(),
-            step_index: self.step_index,
-            attempt: self.attempt,
-            input: self.input.clone(),
-            outputs: self.outputs.clone(),
-            execute_outcome: match self.execute_completed {
-                None => ExecuteOutcome::NotApplicable,
-                Some(true) => ExecuteOutcome::Completed,
-                Some(false) => ExecuteOutcome::Unknown,
-            },
-        }
-    }
 }
 
 pub use crate::lifecycle::FailureKind;
@@ -122,6 +102,7 @@ pub(super) enum CallKind {
     /// only when there is none: all in one instance.
     KeyedExecute,
     Compensate,
+    Confirm,
 }
 
 impl CallKind {
@@ -131,6 +112,7 @@ impl CallKind {
             CallKind::Steps => "steps",
             CallKind::Execute | CallKind::KeyedExecute => "execute",
             CallKind::Compensate => "compensate",
+            CallKind::Confirm => "confirm",
         }
     }
 }
@@ -239,6 +221,28 @@ impl PluginRuntime {
         })
     }
 
+    /// Run `confirm` of `call.step_name`.
+    pub async fn confirm(
+        &self,
+        plugin: &LoadedPlugin,
+        call: &StepCall,
+        store: Arc<dyn TxStore>,
+    ) -> Result<CallOutput<()>, CallFailure> {
+        let out = self
+            .call(
+                plugin,
+                CallKind::Confirm,
+                &call.step_name,
+                Some(call),
+                Some(store),
+            )
+            .await?;
+        Ok(CallOutput {
+            value: (),
+            kv: out.kv,
+        })
+    }
+
     pub(super) async fn call(
         &self,
         plugin: &LoadedPlugin,
@@ -299,30 +303,18 @@ impl PluginRuntime {
                 Ok(UpdateDeadline::Yield(1))
             }
         });
-        let ctx = call.map(StepCall::to_wit);
         let run = async {
-            let instance: Plugin = plugin.pre.instantiate_async(&mut wasm).await?;
-            let guest = instance.rte_saga_step();
+            let guest = plugin.pre.instantiate(&mut wasm).await?;
             let value = match kind {
-                CallKind::Steps => Ok(CallValue::Steps(
-                    guest
-                        .call_steps(&mut wasm)
-                        .await?
-                        .into_iter()
-                        .map(descriptor)
-                        .collect(),
-                )),
-                CallKind::Execute => match guest
-                    .call_execute(&mut wasm, step, ctx.as_ref().unwrap())
-                    .await?
-                {
+                CallKind::Steps => Ok(CallValue::Steps(guest.steps(&mut wasm).await?)),
+                CallKind::Execute => match guest.execute(&mut wasm, step, call.unwrap()).await? {
                     Ok(text) => parse_outputs(&text, limits.max_output_bytes),
-                    Err(e) => Err(step_error(e)),
+                    Err(f) => Err(f),
                 },
                 CallKind::KeyedExecute => {
-                    let ctx = ctx.as_ref().unwrap();
+                    let call = call.unwrap();
                     let key = guest
-                        .call_idempotency_key(&mut wasm, step, ctx)
+                        .idempotency_key(&mut wasm, step, call)
                         .await?
                         .map(bounded_key);
                     let (lookup, announce) = keyed.expect("a keyed execute comes with its look-up");
@@ -339,7 +331,7 @@ impl PluginRuntime {
                         }
                         None => {
                             announce();
-                            match guest.call_execute(&mut wasm, step, ctx).await? {
+                            match guest.execute(&mut wasm, step, call).await? {
                                 Ok(text) => match parse_outputs(&text, limits.max_output_bytes) {
                                     Ok(CallValue::Outputs(outputs)) => {
                                         Ok(CallValue::Keyed(Keyed::Ran { key, outputs }))
@@ -347,20 +339,19 @@ impl PluginRuntime {
                                     Ok(_) => unreachable!("outputs parse to outputs"),
                                     Err(f) => Err(f),
                                 },
-                                Err(e) => Err(step_error(e)),
+                                Err(f) => Err(f),
                             }
                         }
                     }
                 }
-                CallKind::Compensate => {
-                    match guest
-                        .call_compensate(&mut wasm, step, ctx.as_ref().unwrap())
-                        .await?
-                    {
-                        Ok(()) => Ok(CallValue::Unit),
-                        Err(e) => Err(step_error(e)),
-                    }
-                }
+                CallKind::Compensate => guest
+                    .compensate(&mut wasm, step, call.unwrap())
+                    .await?
+                    .map(|()| CallValue::Unit),
+                CallKind::Confirm => guest
+                    .confirm(&mut wasm, step, call.unwrap())
+                    .await?
+                    .map(|()| CallValue::Unit),
             };
             wasmtime::Result::Ok(value)
         };
@@ -403,28 +394,6 @@ impl PluginRuntime {
             _ => wasm.into_data().kv.into_changes(),
         };
         Ok(CallOutput { value, kv })
-    }
-}
-
-fn descriptor(info: super::bindings::StepInfo) -> StepDescriptor {
-    StepDescriptor {
-        service: if info.service.is_empty() {
-            info.name.clone()
-        } else {
-            info.service
-        },
-        name: info.name,
-        version: info.version,
-        supports_compensation: info.supports_compensation,
-        supports_idempotency: info.supports_idempotency,
-        description: info.description,
-    }
-}
-
-fn step_error(e: StepError) -> CallFailure {
-    match e {
-        StepError::Retryable(m) => CallFailure::new(FailureKind::Retryable, m),
-        StepError::Permanent(m) => CallFailure::new(FailureKind::Permanent, m),
     }
 }
 

@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-use super::bindings::PluginPre;
+use super::guest::GuestPre;
 use super::manifest::Manifest;
 use super::{Limits, LoadedPlugin, PluginError, PluginRuntime, RuntimeOptions, StepDescriptor};
 
@@ -70,12 +70,7 @@ pub(super) async fn load(rt: &PluginRuntime, path: &Path) -> Result<LoadedPlugin
     let manifest = Manifest::for_plugin(path).map_err(&fail)?;
     let config = manifest.resolved_config().map_err(&fail)?;
     let (component, digest) = compile(rt, bytes).await.map_err(&fail)?;
-    let instance_pre = rt
-        .linker
-        .instantiate_pre(&component)
-        .map_err(|e| fail(format!("imports what RTE does not provide: {e:#}")))?;
-    let pre = PluginPre::new(instance_pre)
-        .map_err(|e| fail(format!("does not export rte:saga/step@0.1.0: {e:#}")))?;
+    let pre = GuestPre::new(&rt.linker, &component).map_err(&fail)?;
     let limits = limits(&rt.options, &manifest).map_err(&fail)?;
     let namespace = path
         .file_stem()
@@ -85,6 +80,7 @@ pub(super) async fn load(rt: &PluginRuntime, path: &Path) -> Result<LoadedPlugin
         file: file.clone(),
         namespace,
         digest,
+        wit: pre.version(),
         steps: Vec::new(),
         limits,
         loaded_at: SystemTime::now(),

@@ -8,6 +8,7 @@
 mod bindings;
 mod call;
 mod epoch;
+mod guest;
 mod host_impl;
 mod http_policy;
 mod loader;
@@ -27,10 +28,11 @@ use wasmtime::component::Linker;
 
 pub use call::{CallFailure, CallOutput, FailureKind, KeyLookup, Keyed, StepCall};
 pub use epoch::EpochTicker;
+pub use guest::WitVersion;
 pub use manifest::Manifest;
 pub use watcher::PluginWatcher;
 
-use bindings::PluginPre;
+use guest::GuestPre;
 use state::CallState;
 
 /// Why a plugin could not be loaded or called.
@@ -86,6 +88,8 @@ pub struct StepDescriptor {
     pub supports_compensation: bool,
     /// Whether it returns idempotency keys.
     pub supports_idempotency: bool,
+    /// Whether it has a confirm that makes its effect final (TCC).
+    pub supports_confirm: bool,
     /// One line for operators.
     pub description: String,
 }
@@ -99,13 +103,15 @@ pub struct LoadedPlugin {
     pub namespace: String,
     /// SHA-256 of the file, hex.
     pub digest: String,
+    /// The `rte:saga` version it targets.
+    pub wit: WitVersion,
     /// Its steps.
     pub steps: Vec<StepDescriptor>,
     /// Its limits.
     pub limits: Limits,
     /// When it was loaded.
     pub loaded_at: SystemTime,
-    pre: PluginPre<CallState>,
+    pre: GuestPre,
     config: Arc<HashMap<String, String>>,
     http_allow: Arc<HashSet<String>>,
 }
@@ -124,6 +130,8 @@ pub struct PluginStatus {
     pub file: String,
     /// Digest of the version serving, if any.
     pub digest: Option<String>,
+    /// The `rte:saga` version the serving version targets.
+    pub wit: Option<WitVersion>,
     /// Steps of the version serving.
     pub steps: Vec<StepDescriptor>,
     /// Limits of the version serving.
@@ -174,8 +182,16 @@ impl PluginRuntime {
         let err = |e: wasmtime::Error| PluginError::Runtime(format!("{e:#}"));
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(err)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(err)?;
-        bindings::Plugin::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s)
-            .map_err(err)?;
+        bindings::v1::Plugin::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
+            &mut linker,
+            |s| s,
+        )
+        .map_err(err)?;
+        bindings::v2::Plugin::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
+            &mut linker,
+            |s| s,
+        )
+        .map_err(err)?;
         let ticker = EpochTicker::start(&engine);
         Ok(Self {
             engine,
@@ -299,6 +315,7 @@ impl PluginRuntime {
                 PluginStatus {
                     file: file.clone(),
                     digest: plugin.map(|p| p.digest.clone()),
+                    wit: plugin.map(|p| p.wit),
                     steps: plugin.map(|p| p.steps.clone()).unwrap_or_default(),
                     limits: plugin.map(|p| p.limits),
                     loaded_at: plugin

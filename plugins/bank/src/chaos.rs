@@ -23,26 +23,47 @@ pub fn inject(ctx: &StepContext, compensating: bool) -> Result<(), StepError> {
     let Ok(Some(chaos)) = ctx.input_as::<Option<Chaos>>("chaos") else {
         return Ok(());
     };
-    let phase = if compensating { "compensate" } else { "execute" };
+    let phase = if compensating {
+        "compensate"
+    } else {
+        "execute"
+    };
     let roll = |what: &str| {
-        let seed = format!("{}/{}/{phase}/{}/{what}", ctx.tx_id(), ctx.step_index(), ctx.attempt());
+        let seed = format!(
+            "{}/{}/{phase}/{}/{what}",
+            ctx.tx_id(),
+            ctx.step_index(),
+            ctx.attempt()
+        );
         // FNV-1a, mapped to [0, 1).
-        let hash = seed.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+        let hash = seed.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
         (hash >> 11) as f64 / (1u64 << 53) as f64
     };
     if roll("slow") < chaos.slow {
         std::thread::sleep(std::time::Duration::from_millis(chaos.slow_ms));
     }
     // Undo calls fail a third as often, so an undo almost never exhausts its retries.
-    let retryable = if compensating { chaos.retryable / 3.0 } else { chaos.retryable };
+    let retryable = if compensating {
+        chaos.retryable / 3.0
+    } else {
+        chaos.retryable
+    };
     if roll("retryable") < retryable {
-        return Err(StepError::retryable(format!("chaos: injected retryable failure in {}", ctx.step_name())));
+        return Err(StepError::retryable(format!(
+            "chaos: injected retryable failure in {}",
+            ctx.step_name()
+        )));
     }
     if compensating {
         return Ok(());
     }
     if roll("permanent") < chaos.permanent {
-        return Err(StepError::permanent(format!("chaos: injected permanent failure in {}", ctx.step_name())));
+        return Err(StepError::permanent(format!(
+            "chaos: injected permanent failure in {}",
+            ctx.step_name()
+        )));
     }
     if roll("trap") < chaos.trap {
         panic!("chaos: injected trap in {}", ctx.step_name());

@@ -28,6 +28,8 @@ export_steps!(
     TestReserve,
     TestCharge,
     TestLog,
+    TestConfirm,
+    TestKvRead,
 );
 
 /// Info shared by every testkit step.
@@ -379,7 +381,11 @@ pub struct TestCharge;
 
 impl Step for TestCharge {
     fn info() -> StepInfo {
-        info("test_charge", "charge amount_cents to booking (key: booking)").idempotency(true)
+        info(
+            "test_charge",
+            "charge amount_cents to booking (key: booking)",
+        )
+        .idempotency(true)
     }
 
     fn execute(&self, ctx: &mut StepContext) -> Result<(), StepError> {
@@ -416,5 +422,62 @@ impl Step for TestLog {
         let message = ctx.input_as::<Option<String>>("message")?;
         log::info(message.as_deref().unwrap_or("test_log"));
         ctx.set_output("greeting", config::get("greeting"))
+    }
+}
+
+/// `test_confirm`: a step with a confirm. Confirm fails retryably on its first
+/// `confirm_fail_times` attempts (default 0), sleeps `confirm_sleep_ms` (default 0), then
+/// counts itself in `confirmed/{tx_id}/{step_index}`: a count above one exposes a confirm
+/// whose effect happened twice.
+#[derive(Default)]
+pub struct TestConfirm;
+
+impl Step for TestConfirm {
+    fn info() -> StepInfo {
+        info(
+            "test_confirm",
+            "confirm counted in kv, optionally slow or failing",
+        )
+        .confirm(true)
+    }
+
+    fn execute(&self, _ctx: &mut StepContext) -> Result<(), StepError> {
+        Ok(())
+    }
+
+    fn confirm(&self, ctx: &mut StepContext) -> Result<(), StepError> {
+        let fail_times: u32 = ctx
+            .input_as::<Option<u32>>("confirm_fail_times")?
+            .unwrap_or(0);
+        if ctx.attempt() <= fail_times {
+            return Err(StepError::retryable(format!(
+                "test_confirm: attempt {} of {fail_times} failing attempts",
+                ctx.attempt()
+            )));
+        }
+        let ms: u64 = ctx
+            .input_as::<Option<u64>>("confirm_sleep_ms")?
+            .unwrap_or(0);
+        thread::sleep(Duration::from_millis(ms));
+        let key = format!("confirmed/{}/{}", ctx.tx_id(), ctx.step_index());
+        let count = kv::get_json::<i64>(&key)?.unwrap_or(0) + 1;
+        kv::set_json(&key, &count)
+    }
+}
+
+/// `test_kv_read`: outputs `value`, the text stored under the input `read_key` (null if
+/// none), so a test can see what other testkit steps wrote.
+#[derive(Default)]
+pub struct TestKvRead;
+
+impl Step for TestKvRead {
+    fn info() -> StepInfo {
+        info("test_kv_read", "output the kv value under read_key")
+    }
+
+    fn execute(&self, ctx: &mut StepContext) -> Result<(), StepError> {
+        let key: String = ctx.input_as("read_key")?;
+        let value = kv::get(&key)?;
+        ctx.set_output("value", value)
     }
 }
