@@ -7,7 +7,8 @@
 #
 # OLD_RTE, NEW_RTE: `rte` binaries (release builds). Needs PostgreSQL on 127.0.0.1:5432 (trust
 # auth) and the example plugins built (scripts/bench.sh builds them). Both hosts get a pool of
-# 32 connections, the older default.
+# 32 connections, the older default. OLD_PLUGINS (optional) is a folder of `bank.wasm` and
+# `testkit.wasm` built from the older commit, for an OLD_RTE that predates the plugins' WIT.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 old="$(realpath "$1")" new="$(realpath "$2")"
@@ -16,15 +17,16 @@ plugins="$(realpath "$target/plugins/wasm32-wasip2/release")"
 sagas="$(realpath sagas.toml)"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
-mkdir -p "$work/plugins"
+mkdir -p "$work/plugins" "$work/old-plugins"
 cp "$plugins"/{bank,testkit}.wasm "$work/plugins/"
-run() { # label binary database port [--set ...]
-  local label=$1 bin=$2 db=$3 port=$4
-  shift 4
+cp "${OLD_PLUGINS:-$plugins}"/{bank,testkit}.wasm "$work/old-plugins/"
+run() { # label binary plugins database port [--set ...]
+  local label=$1 bin=$2 dir=$3 db=$4 port=$5
+  shift 5
   psql -h 127.0.0.1 -U postgres -q -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db" postgres
   # From the scratch folder, so neither host reads this checkout's rte.toml.
   (cd "$work" && RUST_LOG=warn exec "$bin" serve --listen "127.0.0.1:$port" \
-    --database-url "postgres://postgres@127.0.0.1:5432/$db" --plugins-dir "$work/plugins" \
+    --database-url "postgres://postgres@127.0.0.1:5432/$db" --plugins-dir "$dir" \
     --sagas-file "$sagas" "$@" >"$work/$label.log" 2>&1) &
   local pid=$!
   for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break; sleep 0.2; done
@@ -35,6 +37,6 @@ run() { # label binary database port [--set ...]
   wait "$pid" 2>/dev/null || true
 }
 for _ in 1 2 3; do
-  run before "$old" rte_bench_before 18091
-  run after "$new" rte_bench_after 18092 --set database_max_connections=32
+  run before "$old" "$work/old-plugins" rte_bench_before 18091
+  run after "$new" "$work/plugins" rte_bench_after 18092 --set database_max_connections=32
 done

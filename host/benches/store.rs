@@ -10,7 +10,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::{Map, Value, json};
 use sqlx::Executor;
 
-use rte_host::store::{Commit, SqlStore, StepRecord, TxRecord, TxStore, now_ms};
+use rte_host::store::{Commit, SagaStore, SqlStore, StepRecord, TxRecord, now_ms};
 use rte_host::{StepStatus, TxStatus};
 
 /// A 3-step saga with its first step running.

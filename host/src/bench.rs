@@ -27,7 +27,7 @@ use sqlx::{AnyPool, Executor};
 use crate::config::Config;
 use crate::engine::{Engine, EngineConfig, TxStatus};
 use crate::plugin::{Limits, PluginRuntime, RuntimeOptions};
-use crate::store::{Dialect, SqlStore, TxStore};
+use crate::store::{AdminReads, Dialect, SqlStore, TxStore};
 
 use counting::CountingStore;
 

@@ -6,7 +6,8 @@
 //! | [`lifecycle`] | the saga state machine: statuses, failure and history kinds, the transition table |
 //! | [`engine`] | the [`Engine`], saga definitions, and the coordinator that drives sagas |
 //! | [`plugin`] | the wasmtime plugin runtime: loading, sandboxing, calling steps, hot reload |
-//! | [`store`] | the durable [`TxStore`] contract over SQLite, PostgreSQL and MySQL/MariaDB |
+//! | [`store`] | the durable store over SQLite, PostgreSQL and MySQL/MariaDB: one narrow port per role ([`store::SagaStore`], [`store::PluginKv`], ...), all of them [`TxStore`] |
+//! | [`clock`] | the wall clock the engine, breakers and recovery read; a manual one for tests |
 //! | [`lock`] | the [`LockManager`] contract: in-process, or Redis for several hosts |
 //! | [`breaker`] | per-service circuit breakers |
 //! | [`events`] | events and the [`EventBus`] |
@@ -47,6 +48,7 @@
 pub mod admin;
 pub mod bench;
 pub mod breaker;
+pub mod clock;
 pub mod cluster;
 pub mod config;
 pub mod engine;

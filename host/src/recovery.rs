@@ -13,7 +13,7 @@ use crate::engine::{Engine, TxStatus};
 use crate::engine::{Patience, With};
 use crate::events::{Event, kinds};
 use crate::lifecycle::{Actor, FailureKind, HistoryKind, TxEvent};
-use crate::store::{HistoryEntry, StepRecord, StoreError, TxFilter, now_ms};
+use crate::store::{HistoryEntry, StepRecord, StoreError, TxFilter};
 
 /// How many stuck sagas one scan takes at most.
 const SCAN_BATCH: u32 = 200;
@@ -117,7 +117,7 @@ impl RecoveryWorker {
         self.engine
             .events()
             .publish(Event::new(kinds::RECOVERY_START));
-        let before = now_ms() - self.config.stuck_threshold.as_millis() as i64;
+        let before = self.engine.now_ms() - self.config.stuck_threshold.as_millis() as i64;
         let ids = self.engine.store().find_stuck(before, SCAN_BATCH).await?;
         self.stats
             .scanned
@@ -147,7 +147,7 @@ impl RecoveryWorker {
         resumed += self.retry_failed(before).await?;
         self.stats
             .last_run_ms
-            .store(now_ms() as u64, Ordering::Relaxed);
+            .store(self.engine.now_ms() as u64, Ordering::Relaxed);
         self.stats
             .last_run_duration_ms
             .store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
@@ -220,7 +220,7 @@ impl RecoveryWorker {
             .iter()
             .filter(|h| h.kind == HistoryKind::Recovery)
             .count() as u32;
-        let now = now_ms();
+        let now = self.engine.now_ms();
         if recoveries >= self.config.max_retries.max(1) * 4 {
             // Repeatedly stuck: stop resuming it and tell someone, once.
             if history

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::store::{TxStore, now_ms};
+use crate::store::{Housekeeping, now_ms};
 
 /// Rows removed per statement.
 const BATCH: u32 = 200;
@@ -12,7 +12,7 @@ const PAUSE: Duration = Duration::from_millis(50);
 
 /// Purges on a timer until stopped.
 pub struct RetentionWorker {
-    store: std::sync::Arc<dyn TxStore>,
+    store: std::sync::Arc<dyn Housekeeping>,
     retention: Duration,
     interval: Duration,
 }
@@ -20,7 +20,7 @@ pub struct RetentionWorker {
 impl RetentionWorker {
     /// Purge every `interval`; `retention` of zero keeps finished sagas forever.
     pub fn new(
-        store: std::sync::Arc<dyn TxStore>,
+        store: std::sync::Arc<dyn Housekeeping>,
         retention: Duration,
         interval: Duration,
     ) -> Self {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use rte_tests::rte_host::engine::EngineConfig;
 use rte_tests::rte_host::lock::MemoryLocks;
 use rte_tests::rte_host::plugin::{Limits, PluginRuntime, RuntimeOptions};
-use rte_tests::rte_host::store::{CommitPoint, SqlStore, TxStore};
+use rte_tests::rte_host::store::{CommitPoint, PluginKv, SqlStore};
 use rte_tests::rte_host::{Engine, LockManager, TxStatus};
 use rte_tests::{Backend, HostOptions, TestHost, artifact_cache, fresh_database, plugin};
 use serde_json::{Value, json};

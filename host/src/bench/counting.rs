@@ -8,8 +8,9 @@ use async_trait::async_trait;
 
 use crate::engine::TxStatus;
 use crate::store::{
-    Commit, CreateOutcome, HistoryEntry, HostRecord, IdempotencyKey, KvValue, Page, SharedEvent,
-    StatusCount, StepRecord, StoreResult, TxFilter, TxRecord, TxStore,
+    AdminReads, Commit, CreateOutcome, EventLog, HistoryEntry, HostRecord, HostRegistry,
+    Housekeeping, IdempotencyKey, IdempotencyRecords, KvValue, Page, PluginKv, RecoveryScan,
+    SagaStore, SharedEvent, StatusCount, StepRecord, StoreResult, TxFilter, TxRecord, TxStore,
 };
 
 /// What went through a [`CountingStore`].
@@ -64,6 +65,13 @@ impl TxStore for CountingStore {
         self.inner.summary()
     }
 
+    async fn ping(&self) -> StoreResult<()> {
+        self.inner.ping().await
+    }
+}
+
+#[async_trait]
+impl SagaStore for CountingStore {
     async fn create(&self, tx: &TxRecord, steps: &[StepRecord]) -> StoreResult<CreateOutcome> {
         let out = self.inner.create(tx, steps).await?;
         if out == CreateOutcome::Created {
@@ -86,7 +94,10 @@ impl TxStore for CountingStore {
         }
         Ok(version)
     }
+}
 
+#[async_trait]
+impl AdminReads for CountingStore {
     async fn list(&self, filter: &TxFilter) -> StoreResult<Page> {
         self.inner.list(filter).await
     }
@@ -103,34 +114,26 @@ impl TxStore for CountingStore {
         self.inner.timeline(since_ms, bucket_ms).await
     }
 
-    async fn find_stuck(&self, updated_before: i64, limit: u32) -> StoreResult<Vec<String>> {
-        self.inner.find_stuck(updated_before, limit).await
-    }
-
     async fn history(&self, tx_id: &str) -> StoreResult<Vec<HistoryEntry>> {
         self.read();
         self.inner.history(tx_id).await
+    }
+}
+
+#[async_trait]
+impl RecoveryScan for CountingStore {
+    async fn find_stuck(&self, updated_before: i64, limit: u32) -> StoreResult<Vec<String>> {
+        self.inner.find_stuck(updated_before, limit).await
     }
 
     async fn append_history(&self, entry: &HistoryEntry) -> StoreResult<()> {
         self.counts.commits.fetch_add(1, Ordering::Relaxed);
         self.inner.append_history(entry).await
     }
+}
 
-    async fn kv_read(&self, namespace: &str, key: &str) -> StoreResult<Option<KvValue>> {
-        self.read();
-        self.inner.kv_read(namespace, key).await
-    }
-
-    async fn idempotency_get(
-        &self,
-        key: &IdempotencyKey,
-        now_ms: i64,
-    ) -> StoreResult<Option<String>> {
-        self.read();
-        self.inner.idempotency_get(key, now_ms).await
-    }
-
+#[async_trait]
+impl Housekeeping for CountingStore {
     async fn purge_idempotency(&self, now_ms: i64, batch: u32) -> StoreResult<u64> {
         self.inner.purge_idempotency(now_ms, batch).await
     }
@@ -139,6 +142,13 @@ impl TxStore for CountingStore {
         self.inner.purge_finished(before_ms, batch).await
     }
 
+    async fn purge_events(&self, before_ms: i64, batch: u32) -> StoreResult<u64> {
+        self.inner.purge_events(before_ms, batch).await
+    }
+}
+
+#[async_trait]
+impl EventLog for CountingStore {
     async fn events_append(&self, origin: &str, events: &[(i64, String)]) -> StoreResult<()> {
         self.counts.commits.fetch_add(1, Ordering::Relaxed);
         self.inner.events_append(origin, events).await
@@ -151,11 +161,10 @@ impl TxStore for CountingStore {
     async fn events_latest(&self, limit: u32) -> StoreResult<Vec<SharedEvent>> {
         self.inner.events_latest(limit).await
     }
+}
 
-    async fn purge_events(&self, before_ms: i64, batch: u32) -> StoreResult<u64> {
-        self.inner.purge_events(before_ms, batch).await
-    }
-
+#[async_trait]
+impl HostRegistry for CountingStore {
     async fn host_beat(&self, host: &HostRecord, forget_before: i64) -> StoreResult<()> {
         self.inner.host_beat(host, forget_before).await
     }
@@ -163,8 +172,24 @@ impl TxStore for CountingStore {
     async fn hosts(&self, seen_after: i64) -> StoreResult<Vec<HostRecord>> {
         self.inner.hosts(seen_after).await
     }
+}
 
-    async fn ping(&self) -> StoreResult<()> {
-        self.inner.ping().await
+#[async_trait]
+impl PluginKv for CountingStore {
+    async fn kv_read(&self, namespace: &str, key: &str) -> StoreResult<Option<KvValue>> {
+        self.read();
+        self.inner.kv_read(namespace, key).await
+    }
+}
+
+#[async_trait]
+impl IdempotencyRecords for CountingStore {
+    async fn idempotency_get(
+        &self,
+        key: &IdempotencyKey,
+        now_ms: i64,
+    ) -> StoreResult<Option<String>> {
+        self.read();
+        self.inner.idempotency_get(key, now_ms).await
     }
 }

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::clock::SharedClock;
 use crate::events::{Event, EventBus, kinds};
 
 /// A breaker's state.
@@ -147,6 +148,7 @@ pub struct Breakers {
     config: BreakerConfig,
     backend: Backend,
     events: EventBus,
+    clock: SharedClock,
 }
 
 impl Breakers {
@@ -156,7 +158,14 @@ impl Breakers {
             config,
             backend: Backend::Memory(Mutex::new(BTreeMap::new())),
             events,
+            clock: crate::clock::system(),
         }
+    }
+
+    /// Read time from `clock` instead of the system clock.
+    pub fn with_clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// Breakers kept in the Redis server at `url` under `prefix`, shared by every host.
@@ -171,6 +180,7 @@ impl Breakers {
             config,
             backend,
             events,
+            clock: crate::clock::system(),
         })
     }
 
@@ -215,7 +225,7 @@ impl Breakers {
     /// Whether a call to `service` may go ahead now. Fails open when Redis is unreachable:
     /// a broken breaker store must not stop every saga.
     pub async fn allow(&self, service: &str) -> bool {
-        let now = crate::store::now_ms();
+        let now = self.clock.now_ms();
         match self.update(service, |b| b.allow(&self.config, now)).await {
             Some((allowed, before, after)) => {
                 self.announce(service, before, after);
@@ -227,7 +237,7 @@ impl Breakers {
 
     /// Record the outcome of a call to `service`.
     pub async fn record(&self, service: &str, success: bool) {
-        let now = crate::store::now_ms();
+        let now = self.clock.now_ms();
         if let Some(((), before, after)) = self
             .update(service, |b| b.record(&self.config, success, now))
             .await
@@ -256,7 +266,7 @@ impl Breakers {
 
     /// Every breaker's state.
     pub async fn list(&self) -> Vec<BreakerStatus> {
-        let now = crate::store::now_ms();
+        let now = self.clock.now_ms();
         let all: Vec<(String, Breaker)> = match &self.backend {
             Backend::Memory(all) => all
                 .lock()
@@ -307,22 +317,28 @@ impl Breakers {
 mod tests {
     use super::*;
 
+    /// On a manual clock: the seed's 30 s timeout passes when the test moves time.
     #[tokio::test]
     async fn closed_open_half_open_closed_and_open_again() {
         let events = EventBus::new(100);
+        let clock = crate::clock::ManualClock::new();
+        let timeout = Duration::from_secs(30);
         let b = Breakers::new(
             BreakerConfig {
                 threshold: 2,
-                timeout: Duration::from_millis(20),
+                timeout,
                 half_open_reqs: 2,
             },
             events.clone(),
-        );
+        )
+        .with_clock(clock.clone());
         assert!(b.allow("svc").await);
         b.record("svc", false).await;
         b.record("svc", false).await;
         assert!(!b.allow("svc").await, "open after the threshold");
-        std::thread::sleep(Duration::from_millis(30));
+        clock.advance(timeout - Duration::from_millis(1));
+        assert!(!b.allow("svc").await, "still open just before the timeout");
+        clock.advance(Duration::from_millis(1));
         assert!(
             b.allow("svc").await && b.allow("svc").await,
             "two trials when half-open"
@@ -333,7 +349,7 @@ mod tests {
         assert!(b.allow("svc").await, "closed after the trials succeed");
         b.record("svc", false).await;
         b.record("svc", false).await;
-        std::thread::sleep(Duration::from_millis(30));
+        clock.advance(timeout);
         assert!(b.allow("svc").await);
         b.record("svc", false).await;
         assert!(!b.allow("svc").await, "a failed trial opens it again");

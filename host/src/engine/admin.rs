@@ -11,7 +11,7 @@ use super::{Patience, With};
 use crate::error::{Error, Result};
 use crate::events::{Event, kinds};
 use crate::lifecycle::{Actor, AttemptOutcome, FailureKind, HistoryKind, Phase, TxEvent, Undo};
-use crate::store::{Attempt, HistoryEntry, StepRecord, TxRecord, now_ms};
+use crate::store::{Attempt, HistoryEntry, StepRecord, TxRecord};
 
 /// How long an operator's change waits for an unreachable store before it is refused.
 const OPERATOR_PATIENCE: Duration = Duration::from_secs(3);
@@ -31,7 +31,7 @@ impl Engine {
                 "saga {tx_id} is running (status {}, updated {} ms ago); wait for it to settle, \
                  or force-cancel it",
                 tx.status,
-                now_ms() - tx.updated_at
+                self.now_ms() - tx.updated_at
             )));
         }
         let from = tx.status;
@@ -39,7 +39,11 @@ impl Engine {
             reason: reason.to_string(),
         };
         let mut changed = skip_pending(&mut steps);
-        changed.extend(cut_off_calls(&mut steps, &self.inner.host_id));
+        changed.extend(cut_off_calls(
+            &mut steps,
+            &self.inner.host_id,
+            self.now_ms(),
+        ));
         tx.last_error = None;
         self.operator_apply(
             &mut tx,
@@ -178,7 +182,7 @@ impl Engine {
                     .flatten()
                     .collect();
                 tx.current_step = start as u32;
-                tx.deadline_at = now_ms() + tx.timeout_ms as i64;
+                tx.deadline_at = self.now_ms() + tx.timeout_ms as i64;
                 tx.undo = None;
                 TxEvent::Retry
             }
@@ -220,7 +224,8 @@ impl Engine {
     fn is_live(&self, tx: &TxRecord) -> bool {
         !tx.status.is_terminal()
             && (self.is_driving(&tx.tx_id)
-                || now_ms() - tx.updated_at < self.inner.config.stuck_threshold.as_millis() as i64)
+                || self.now_ms() - tx.updated_at
+                    < self.inner.config.stuck_threshold.as_millis() as i64)
     }
 
     /// Apply an operator's (or recovery's) event with its history line.
@@ -237,7 +242,7 @@ impl Engine {
     ) -> Result<()> {
         let history = [HistoryEntry {
             tx_id: tx.tx_id.clone(),
-            at: now_ms(),
+            at: self.now_ms(),
             kind,
             message: format!("{message} by {actor}"),
             actor: Some(actor),
@@ -278,8 +283,7 @@ fn skip_pending(steps: &mut [StepRecord]) -> Vec<usize> {
 
 /// Steps whose call a stopped host cut off (`EXECUTING`) become `FAILED` with kind
 /// `lost`, the lost attempt logged; returns their indexes.
-fn cut_off_calls(steps: &mut [StepRecord], noted_by: &str) -> Vec<usize> {
-    let now = now_ms();
+fn cut_off_calls(steps: &mut [StepRecord], noted_by: &str, now: i64) -> Vec<usize> {
     let changed = note_lost_calls(steps, noted_by, now);
     for &i in &changed {
         let s = &mut steps[i];

@@ -12,7 +12,7 @@ use super::Engine;
 use crate::error::{Error, Result};
 use crate::lifecycle::TxEvent;
 use crate::store::{
-    Commit, HistoryEntry, IdempotencyChange, KvChanges, StepRecord, StoreError, TxRecord, now_ms,
+    Commit, HistoryEntry, IdempotencyChange, KvChanges, StepRecord, StoreError, TxRecord,
 };
 use crate::telemetry;
 
@@ -56,7 +56,7 @@ impl Engine {
             return Err(Error::Conflict(format!("saga {} lost its locks", tx.tx_id)));
         }
         tx.status = next;
-        tx.updated_at = now_ms();
+        tx.updated_at = self.now_ms();
         if next.is_terminal() && from != next {
             tx.completed_at = Some(tx.updated_at);
         }

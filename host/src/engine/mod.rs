@@ -25,12 +25,13 @@ pub use definitions::{Definitions, SagaDefinition, render_lock_keys};
 pub use retry::backoff;
 
 use crate::breaker::{BreakerConfig, Breakers};
+use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::events::{Event, EventBus, kinds};
 use crate::lock::{LockManager, MemoryLocks};
 use crate::plugin::PluginRuntime;
-use crate::store::{CreateOutcome, StepRecord, TxRecord, TxStore, now_ms};
+use crate::store::{CreateOutcome, StepRecord, TxRecord, TxStore};
 
 /// Saga type recorded for a saga given in full with its request.
 pub const ADHOC_TYPE: &str = "adhoc";
@@ -101,6 +102,8 @@ pub(crate) struct Inner {
     pub(crate) events: EventBus,
     pub(crate) breakers: Breakers,
     pub(crate) host_id: String,
+    /// Where "now" comes from.
+    pub(crate) clock: SharedClock,
     /// Sagas this host is advancing now, each with whether it was asked to look again; a
     /// saga is never driven twice at once here.
     pub(crate) active: Mutex<HashMap<String, bool>>,
@@ -122,6 +125,7 @@ pub struct EngineBuilder {
     definitions: Definitions,
     events: Option<EventBus>,
     breakers: Option<Breakers>,
+    clock: SharedClock,
 }
 
 impl EngineBuilder {
@@ -155,14 +159,20 @@ impl EngineBuilder {
         self
     }
 
+    /// Read time from `clock` (default: the system clock); default breakers read it too.
+    pub fn clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
+    }
+
     /// The engine.
     pub fn build(self) -> Engine {
         let events = self
             .events
             .unwrap_or_else(|| EventBus::new(self.config.event_log_size));
-        let breakers = self
-            .breakers
-            .unwrap_or_else(|| Breakers::new(self.config.breaker, events.clone()));
+        let breakers = self.breakers.unwrap_or_else(|| {
+            Breakers::new(self.config.breaker, events.clone()).with_clock(self.clock.clone())
+        });
         Engine {
             inner: Arc::new(Inner {
                 store: self.store,
@@ -173,6 +183,7 @@ impl EngineBuilder {
                 events,
                 breakers,
                 host_id: format!("host-{}", uuid::Uuid::now_v7().simple()),
+                clock: self.clock,
                 active: Mutex::new(HashMap::new()),
                 tasks: Default::default(),
             }),
@@ -328,6 +339,7 @@ impl Engine {
             definitions: Definitions::default(),
             events: None,
             breakers: None,
+            clock: crate::clock::system(),
         }
     }
 
@@ -472,7 +484,7 @@ impl Engine {
         &self,
         tx: Transaction,
     ) -> Result<(Submitted, Option<(TxRecord, Vec<StepRecord>)>)> {
-        let now = now_ms();
+        let now = self.now_ms();
         let tx_id = uuid::Uuid::now_v7().to_string();
         let timeout = tx.timeout.unwrap_or(self.inner.config.tx_timeout);
         check_tx_timeout(timeout).map_err(Error::Invalid)?;
@@ -639,6 +651,11 @@ impl Engine {
     /// The saga definitions.
     pub fn definitions(&self) -> &Definitions {
         &self.inner.definitions
+    }
+
+    /// The engine's time, in ms since the epoch.
+    pub fn now_ms(&self) -> i64 {
+        self.inner.clock.now_ms()
     }
 
     /// This host's id (in history entries and logs).

@@ -137,6 +137,11 @@ struct SagaRun {
 }
 
 impl SagaRun {
+    /// The engine clock's time.
+    fn now(&self) -> i64 {
+        self.engine.inner.clock.now_ms()
+    }
+
     async fn advance(&mut self) -> Result<()> {
         loop {
             match self.tx.status {
@@ -197,12 +202,13 @@ impl SagaRun {
         failure: Option<&CallFailure>,
     ) {
         let host = self.engine.inner.host_id.clone();
+        let ended_at = self.now();
         let step = &mut self.steps[i];
         let entry = Attempt {
             phase,
             attempt,
             started_at,
-            ended_at: now_ms(),
+            ended_at,
             outcome,
             failure_kind: failure.map(|f| f.kind),
             message: failure.map(|f| crate::error::truncate_text(f.message.clone(), 1024)),
@@ -237,7 +243,7 @@ impl SagaRun {
     /// The locks are held: `LOCKED`, with the first step's call announced in the same
     /// commit.
     async fn start(&mut self) -> Result<()> {
-        let now = now_ms();
+        let now = self.now();
         let first = self.tx.current_step as usize;
         self.steps[first].status = StepStatus::Executing;
         self.steps[first].started_at.get_or_insert(now);
@@ -277,7 +283,7 @@ impl SagaRun {
                 .rev()
                 .find(|a| a.phase == Phase::Confirm)
                 .map_or(1, |a| a.attempt + 1);
-            self.call_started = now_ms();
+            self.call_started = self.now();
             let plugin = match self.plugin(i) {
                 Ok(p) => p,
                 Err(f) => {
@@ -324,11 +330,12 @@ impl SagaRun {
                         AttemptOutcome::Completed,
                         None,
                     );
+                    let now = self.now();
                     let step = &mut self.steps[i];
                     step.status = StepStatus::Confirmed;
                     step.error = None;
                     step.failure_kind = None;
-                    step.finished_at = Some(now_ms());
+                    step.finished_at = Some(now);
                     let last = !(i + 1..self.steps.len()).any(|j| self.confirm_due(j));
                     let event = if last {
                         TxEvent::Confirmed
@@ -449,7 +456,7 @@ impl SagaRun {
                     return Ok(Some(keys));
                 }
                 Err(e @ lock::LockError::Busy { .. }) if self.tx.status == TxStatus::Created => {
-                    if now_ms() >= self.tx.deadline_at {
+                    if self.now() >= self.tx.deadline_at {
                         self.time_out_before_start(format!("timed out waiting for locks: {e}"))
                             .await?;
                         return Ok(None);
@@ -515,7 +522,7 @@ impl SagaRun {
         let inner = self.engine.inner.clone();
         while matches!(self.tx.status, TxStatus::Locked | TxStatus::Executing) {
             let i = self.tx.current_step as usize;
-            if now_ms() >= self.tx.deadline_at {
+            if self.now() >= self.tx.deadline_at {
                 let f = CallFailure::new(
                     FailureKind::Timeout,
                     "saga passed its deadline before the step ran",
@@ -523,7 +530,7 @@ impl SagaRun {
                 return self.fail(i, f, TxStatus::Timeout, None).await;
             }
             let attempt = self.steps[i].attempts + 1;
-            self.call_started = now_ms();
+            self.call_started = self.now();
             let plugin = match self.plugin(i) {
                 Ok(p) => p,
                 Err(f) => {
@@ -581,7 +588,7 @@ impl SagaRun {
                     if f.kind != FailureKind::Permanent {
                         inner.breakers.record(&desc.service, false).await;
                     }
-                    if now_ms() >= self.tx.deadline_at {
+                    if self.now() >= self.tx.deadline_at {
                         return self.fail(i, f, TxStatus::Timeout, Some(attempt)).await;
                     }
                     self.retry_or_fail(i, attempt, f).await?;
@@ -592,7 +599,7 @@ impl SagaRun {
     }
 
     fn deadline(&self) -> tokio::time::Instant {
-        let left = (self.tx.deadline_at - now_ms()).max(0) as u64;
+        let left = (self.tx.deadline_at - self.now()).max(0) as u64;
         tokio::time::Instant::now() + Duration::from_millis(left)
     }
 
@@ -635,6 +642,7 @@ impl SagaRun {
         // completed replays its stored output without running execute.
         let lookup = idempotency_lookup(
             store.clone(),
+            inner.clock.clone(),
             plugin.namespace.clone(),
             call.step_name.clone(),
         );
@@ -665,7 +673,7 @@ impl SagaRun {
         plugin: &LoadedPlugin,
         done: Executed,
     ) -> Result<()> {
-        let now = now_ms();
+        let now = self.now();
         let idem = done
             .key
             .as_ref()
@@ -823,7 +831,7 @@ impl SagaRun {
         status: TxStatus,
         attempt: Option<u32>,
     ) -> Result<()> {
-        let now = now_ms();
+        let now = self.now();
         let name = self.steps[i].step_name.clone();
         if let Some(attempt) = attempt {
             self.log_attempt(
@@ -926,7 +934,7 @@ impl SagaRun {
             if !supports {
                 // Nothing the step can undo: say so (not "compensated") and move on,
                 // keeping the error of a step that failed (what an operator needs).
-                let now = now_ms();
+                let now = self.now();
                 let attempt = self.steps[j].compensation_attempts + 1;
                 self.log_attempt(
                     j,
@@ -949,7 +957,7 @@ impl SagaRun {
                 self.commit(TxEvent::Progress, &[j], None, None).await?;
             }
             let attempt = self.steps[j].compensation_attempts + 1;
-            self.call_started = now_ms();
+            self.call_started = self.now();
             let span = telemetry::step_span(
                 &self.tx.tx_id,
                 &self.tx.tx_type,
@@ -999,10 +1007,11 @@ impl SagaRun {
                         AttemptOutcome::Completed,
                         None,
                     );
+                    let now = self.now();
                     let step = &mut self.steps[j];
                     step.status = StepStatus::Compensated;
                     step.compensation_attempts = attempt;
-                    step.finished_at = Some(now_ms());
+                    step.finished_at = Some(now);
                     let committed = self
                         .commit(
                             TxEvent::Progress,
@@ -1078,7 +1087,7 @@ impl SagaRun {
             f.message
         );
         self.steps[j].status = StepStatus::CompensationFailed;
-        self.steps[j].finished_at = Some(now_ms());
+        self.steps[j].finished_at = Some(self.now());
         self.tx.last_error = Some(truncate(message.clone()));
         self.commit(TxEvent::CompensationGaveUp, &[j], None, None)
             .await?;
@@ -1151,7 +1160,8 @@ struct Executed {
 /// The engine's idempotency look-up for one step of one plugin: the outputs stored for a
 /// key only that step of that plugin completed with.
 fn idempotency_lookup(
-    store: Arc<dyn crate::store::TxStore>,
+    store: Arc<dyn crate::store::IdempotencyRecords>,
+    clock: crate::clock::SharedClock,
     plugin: String,
     step_name: String,
 ) -> KeyLookup {
@@ -1162,7 +1172,7 @@ fn idempotency_lookup(
                 step_name,
                 key,
             };
-            match store.idempotency_get(&scope, now_ms()).await {
+            match store.idempotency_get(&scope, clock.now_ms()).await {
                 Ok(None) => Ok(None),
                 Ok(Some(text)) => serde_json::from_str(&text).map(Some).map_err(|e| {
                     CallFailure::new(

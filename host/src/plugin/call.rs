@@ -16,7 +16,7 @@ use super::http_policy::HttpPolicy;
 use super::state::{CallState, KvOverlay};
 use super::stderr::StderrTail;
 use super::{LoadedPlugin, PluginRuntime, StepDescriptor};
-use crate::store::{KvChanges, TxStore};
+use crate::store::{KvChanges, PluginKv};
 
 /// How much of a guest's stderr (its last bytes) is kept for the step's error.
 const STDERR_CAPTURE: usize = 16 << 10;
@@ -149,7 +149,7 @@ impl PluginRuntime {
         &self,
         plugin: &LoadedPlugin,
         call: &StepCall,
-        store: Arc<dyn TxStore>,
+        store: Arc<dyn PluginKv>,
     ) -> Result<CallOutput<Map<String, Value>>, CallFailure> {
         let out = self
             .call(
@@ -176,7 +176,7 @@ impl PluginRuntime {
         &self,
         plugin: &LoadedPlugin,
         call: &StepCall,
-        store: Arc<dyn TxStore>,
+        store: Arc<dyn PluginKv>,
         lookup: KeyLookup,
         on_execute: Box<dyn FnOnce() + Send>,
     ) -> Result<CallOutput<Keyed>, CallFailure> {
@@ -204,7 +204,7 @@ impl PluginRuntime {
         &self,
         plugin: &LoadedPlugin,
         call: &StepCall,
-        store: Arc<dyn TxStore>,
+        store: Arc<dyn PluginKv>,
     ) -> Result<CallOutput<()>, CallFailure> {
         let out = self
             .call(
@@ -226,7 +226,7 @@ impl PluginRuntime {
         &self,
         plugin: &LoadedPlugin,
         call: &StepCall,
-        store: Arc<dyn TxStore>,
+        store: Arc<dyn PluginKv>,
     ) -> Result<CallOutput<()>, CallFailure> {
         let out = self
             .call(
@@ -249,7 +249,7 @@ impl PluginRuntime {
         kind: CallKind,
         step: &str,
         call: Option<&StepCall>,
-        store: Option<Arc<dyn TxStore>>,
+        store: Option<Arc<dyn PluginKv>>,
     ) -> Result<CallOutput<CallValue>, CallFailure> {
         self.call_with(plugin, kind, step, call, store, None).await
     }
@@ -260,7 +260,7 @@ impl PluginRuntime {
         kind: CallKind,
         step: &str,
         call: Option<&StepCall>,
-        store: Option<Arc<dyn TxStore>>,
+        store: Option<Arc<dyn PluginKv>>,
         keyed: Option<(KeyLookup, Box<dyn FnOnce() + Send>)>,
     ) -> Result<CallOutput<CallValue>, CallFailure> {
         let limits = plugin.limits;

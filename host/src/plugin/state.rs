@@ -11,7 +11,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::http_policy::HttpPolicy;
-use crate::store::{KvChanges, KvRead, KvWrite, StoreError, TxStore};
+use crate::store::{KvChanges, KvRead, KvWrite, PluginKv, StoreError};
 
 /// Per-call store data.
 pub struct CallState {
@@ -50,7 +50,7 @@ impl WasiHttpView for CallState {
 /// (each key's version noted the first time), writes stay here until the engine commits
 /// them with the step's result, and only if none of the keys read has changed by then.
 pub struct KvOverlay {
-    store: Option<Arc<dyn TxStore>>,
+    store: Option<Arc<dyn PluginKv>>,
     namespace: String,
     changes: HashMap<String, Option<String>>,
     order: Vec<String>,
@@ -63,7 +63,7 @@ pub struct KvOverlay {
 impl KvOverlay {
     /// An overlay over `namespace` of `store` (`None`: a call with no durable store, such as
     /// `steps()` at load time; reads find nothing).
-    pub fn new(store: Option<Arc<dyn TxStore>>, namespace: &str) -> Self {
+    pub fn new(store: Option<Arc<dyn PluginKv>>, namespace: &str) -> Self {
         Self {
             store,
             namespace: namespace.to_string(),

@@ -114,13 +114,10 @@ fn is_transient_code(code: Option<&str>) -> bool {
     ) || code.is_some_and(|c| c.starts_with("08"))
 }
 
-/// The durable store of transactions, steps, idempotency records, plugin key-value data
-/// and saga history. Every write that changes a transaction is fenced by its version.
+/// The writes and reads of single sagas: what the coordinator, operator actions and
+/// recovery's claim use. Every write that changes a saga is fenced by its version.
 #[async_trait]
-pub trait TxStore: Send + Sync + 'static {
-    /// One line for startup logs: backend and location (no credentials).
-    fn summary(&self) -> String;
-
+pub trait SagaStore: Send + Sync + 'static {
     /// Record a new transaction and its steps. With a request key already used, nothing is
     /// written and the existing transaction's id is returned.
     async fn create(&self, tx: &TxRecord, steps: &[StepRecord]) -> StoreResult<CreateOutcome>;
@@ -133,7 +130,11 @@ pub trait TxStore: Send + Sync + 'static {
     /// [`StoreError::VersionConflict`] unless the stored version is `commit.tx.version`;
     /// returns the new version.
     async fn commit(&self, commit: &Commit<'_>) -> StoreResult<i64>;
+}
 
+/// The queries behind the API and the console.
+#[async_trait]
+pub trait AdminReads: Send + Sync + 'static {
     /// Transactions matching `filter`, newest first, and the total count.
     async fn list(&self, filter: &TxFilter) -> StoreResult<Page>;
 
@@ -148,30 +149,24 @@ pub trait TxStore: Send + Sync + 'static {
         bucket_ms: i64,
     ) -> StoreResult<Vec<(i64, TxStatus, u64)>>;
 
+    /// A transaction's history (admin actions, notable transitions), oldest first.
+    async fn history(&self, tx_id: &str) -> StoreResult<Vec<HistoryEntry>>;
+}
+
+/// What the recovery worker scans for and records outside a state change.
+#[async_trait]
+pub trait RecoveryScan: Send + Sync + 'static {
     /// Ids of non-terminal transactions not updated since `updated_before` (ms), oldest first.
     async fn find_stuck(&self, updated_before: i64, limit: u32) -> StoreResult<Vec<String>>;
 
-    /// A transaction's history (admin actions, notable transitions), oldest first.
-    async fn history(&self, tx_id: &str) -> StoreResult<Vec<HistoryEntry>>;
-
     /// Append to a transaction's history outside a state change.
     async fn append_history(&self, entry: &HistoryEntry) -> StoreResult<()>;
+}
 
-    /// A plugin's stored value with its version.
-    async fn kv_read(&self, namespace: &str, key: &str) -> StoreResult<Option<KvValue>>;
-
-    /// A plugin's stored value.
-    async fn kv_get(&self, namespace: &str, key: &str) -> StoreResult<Option<String>> {
-        Ok(self.kv_read(namespace, key).await?.map(|v| v.value))
-    }
-
-    /// The stored output of the step that completed with this key, unless expired.
-    async fn idempotency_get(
-        &self,
-        key: &IdempotencyKey,
-        now_ms: i64,
-    ) -> StoreResult<Option<String>>;
-
+/// Purges of what outlived its use: expired idempotency records, finished sagas past
+/// their retention, old shared events.
+#[async_trait]
+pub trait Housekeeping: Send + Sync + 'static {
     /// Delete up to `batch` expired idempotency records; returns how many went.
     async fn purge_idempotency(&self, now_ms: i64, batch: u32) -> StoreResult<u64>;
 
@@ -179,6 +174,13 @@ pub trait TxStore: Send + Sync + 'static {
     /// steps and history; returns how many went.
     async fn purge_finished(&self, before_ms: i64, batch: u32) -> StoreResult<u64>;
 
+    /// Delete up to `batch` shared events written before `before_ms`; returns how many went.
+    async fn purge_events(&self, before_ms: i64, batch: u32) -> StoreResult<u64>;
+}
+
+/// The event log hosts share.
+#[async_trait]
+pub trait EventLog: Send + Sync + 'static {
     /// Append events (time in ms, JSON payload) from host `origin` to the log hosts share.
     async fn events_append(&self, origin: &str, events: &[(i64, String)]) -> StoreResult<()>;
 
@@ -187,20 +189,62 @@ pub trait TxStore: Send + Sync + 'static {
 
     /// The newest `limit` shared events, oldest first.
     async fn events_latest(&self, limit: u32) -> StoreResult<Vec<SharedEvent>>;
+}
 
-    /// Delete up to `batch` shared events written before `before_ms`; returns how many went.
-    async fn purge_events(&self, before_ms: i64, batch: u32) -> StoreResult<u64>;
-
+/// The registry of live hosts.
+#[async_trait]
+pub trait HostRegistry: Send + Sync + 'static {
     /// Write this host's report, and forget hosts not seen since `forget_before` (ms).
     async fn host_beat(&self, host: &HostRecord, forget_before: i64) -> StoreResult<()>;
 
     /// Hosts seen since `seen_after` (ms), by id.
     async fn hosts(&self, seen_after: i64) -> StoreResult<Vec<HostRecord>>;
+}
+
+/// Plugins' durable key-value data, read by a call's overlay (writes go with a saga's
+/// commit). The only port the plugin runtime gets.
+#[async_trait]
+pub trait PluginKv: Send + Sync + 'static {
+    /// A plugin's stored value with its version.
+    async fn kv_read(&self, namespace: &str, key: &str) -> StoreResult<Option<KvValue>>;
+
+    /// A plugin's stored value.
+    async fn kv_get(&self, namespace: &str, key: &str) -> StoreResult<Option<String>> {
+        Ok(self.kv_read(namespace, key).await?.map(|v| v.value))
+    }
+}
+
+/// The engine's look-up of a completed step's idempotency key.
+#[async_trait]
+pub trait IdempotencyRecords: Send + Sync + 'static {
+    /// The stored output of the step that completed with this key, unless expired.
+    async fn idempotency_get(
+        &self,
+        key: &IdempotencyKey,
+        now_ms: i64,
+    ) -> StoreResult<Option<String>>;
+}
+
+/// The durable store of transactions, steps, idempotency records, plugin key-value data
+/// and saga history: every port, as one backend implements them. Components take the
+/// narrowest port they need.
+#[async_trait]
+pub trait TxStore:
+    SagaStore
+    + AdminReads
+    + RecoveryScan
+    + Housekeeping
+    + EventLog
+    + HostRegistry
+    + PluginKv
+    + IdempotencyRecords
+{
+    /// One line for startup logs: backend and location (no credentials).
+    fn summary(&self) -> String;
 
     /// Check the database answers.
     async fn ping(&self) -> StoreResult<()>;
 }
-
 /// Open the store named by `url` (`sqlite://…`, `postgres://…`, `mysql://…`, `mariadb://…`)
 /// with the default [`StoreOptions`], and bring its schema up to date.
 pub async fn from_url(url: &str) -> StoreResult<Arc<dyn TxStore>> {

@@ -12,7 +12,10 @@ use sqlx::{AnyPool, Row};
 
 use super::conns::Conns;
 use super::records::*;
-use super::{Dialect, StoreError, StoreOptions, StoreResult, TxStore};
+use super::{
+    AdminReads, Dialect, EventLog, HostRegistry, Housekeeping, IdempotencyRecords, PluginKv,
+    RecoveryScan, SagaStore, StoreError, StoreOptions, StoreResult, TxStore,
+};
 use crate::engine::{StepStatus, TxStatus};
 use crate::lifecycle::{Actor, FailureKind, HistoryKind, Undo};
 
@@ -1047,6 +1050,16 @@ impl TxStore for SqlStore {
         format!("{} store at {}", self.dialect.name(), self.location)
     }
 
+    async fn ping(&self) -> StoreResult<()> {
+        let mut conn = self.conns.get().await?;
+        sqlx::query("SELECT 1").execute(&mut *conn).await?;
+        conn.done();
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl SagaStore for SqlStore {
     async fn create(&self, tx: &TxRecord, steps: &[StepRecord]) -> StoreResult<CreateOutcome> {
         self.bounded("create", async move {
             let _turn = self.write_turn().await;
@@ -1229,7 +1242,10 @@ impl TxStore for SqlStore {
         })
         .await
     }
+}
 
+#[async_trait]
+impl AdminReads for SqlStore {
     async fn list(&self, filter: &TxFilter) -> StoreResult<Page> {
         self.bounded("list", async move {
             let mut conn = self.conns.get().await?;
@@ -1315,20 +1331,6 @@ impl TxStore for SqlStore {
             .collect()
     }
 
-    async fn find_stuck(&self, updated_before: i64, limit: u32) -> StoreResult<Vec<String>> {
-        self.bounded("find_stuck", async move {
-            let mut conn = self.conns.get().await?;
-            let ids = sqlx::query_scalar(&self.q.find_stuck)
-                .bind(updated_before)
-                .bind(limit as i64)
-                .fetch_all(&mut *conn)
-                .await?;
-            conn.done();
-            Ok(ids)
-        })
-        .await
-    }
-
     async fn history(&self, tx_id: &str) -> StoreResult<Vec<HistoryEntry>> {
         let mut conn = self.conns.get().await?;
         let rows = sqlx::query(&self.q.history_select)
@@ -1350,6 +1352,23 @@ impl TxStore for SqlStore {
             })
             .collect()
     }
+}
+
+#[async_trait]
+impl RecoveryScan for SqlStore {
+    async fn find_stuck(&self, updated_before: i64, limit: u32) -> StoreResult<Vec<String>> {
+        self.bounded("find_stuck", async move {
+            let mut conn = self.conns.get().await?;
+            let ids = sqlx::query_scalar(&self.q.find_stuck)
+                .bind(updated_before)
+                .bind(limit as i64)
+                .fetch_all(&mut *conn)
+                .await?;
+            conn.done();
+            Ok(ids)
+        })
+        .await
+    }
 
     async fn append_history(&self, h: &HistoryEntry) -> StoreResult<()> {
         let _turn = self.write_turn().await;
@@ -1365,47 +1384,10 @@ impl TxStore for SqlStore {
         conn.done();
         Ok(())
     }
+}
 
-    async fn kv_read(&self, namespace: &str, key: &str) -> StoreResult<Option<KvValue>> {
-        self.bounded("kv_read", async move {
-            let mut conn = self.conns.get().await?;
-            let row = sqlx::query(&self.q.kv_get)
-                .bind(namespace)
-                .bind(key)
-                .fetch_optional(&mut *conn)
-                .await?;
-            conn.done();
-            row.map(|r| {
-                Ok(KvValue {
-                    value: text(&r, "kv_value")?,
-                    version: r.try_get("version")?,
-                })
-            })
-            .transpose()
-        })
-        .await
-    }
-
-    async fn idempotency_get(
-        &self,
-        key: &IdempotencyKey,
-        now_ms: i64,
-    ) -> StoreResult<Option<String>> {
-        self.bounded("idempotency_get", async move {
-            let mut conn = self.conns.get().await?;
-            let row = sqlx::query(&self.q.idem_get)
-                .bind(key.plugin.as_str())
-                .bind(key.step_name.as_str())
-                .bind(key.key.as_str())
-                .bind(now_ms)
-                .fetch_optional(&mut *conn)
-                .await?;
-            conn.done();
-            row.map(|r| text(&r, "output")).transpose()
-        })
-        .await
-    }
-
+#[async_trait]
+impl Housekeeping for SqlStore {
     async fn purge_idempotency(&self, now_ms: i64, batch: u32) -> StoreResult<u64> {
         let _turn = self.write_turn().await;
         let mut conn = self.conns.get().await?;
@@ -1457,6 +1439,23 @@ impl TxStore for SqlStore {
         Ok(ids.len() as u64)
     }
 
+    async fn purge_events(&self, before_ms: i64, batch: u32) -> StoreResult<u64> {
+        let _turn = self.write_turn().await;
+        let mut conn = self.conns.get().await?;
+        let sql = self
+            .dialect
+            .delete_batch("rte_events", "id", "at < ?", batch.max(1));
+        let done = sqlx::query(&self.dialect.sql(&sql))
+            .bind(before_ms)
+            .execute(&mut *conn)
+            .await?;
+        conn.done();
+        Ok(done.rows_affected())
+    }
+}
+
+#[async_trait]
+impl EventLog for SqlStore {
     async fn events_append(&self, origin: &str, events: &[(i64, String)]) -> StoreResult<()> {
         let _turn = self.write_turn().await;
         let mut conn = self.conns.get().await?;
@@ -1507,21 +1506,10 @@ impl TxStore for SqlStore {
         events.reverse();
         Ok(events)
     }
+}
 
-    async fn purge_events(&self, before_ms: i64, batch: u32) -> StoreResult<u64> {
-        let _turn = self.write_turn().await;
-        let mut conn = self.conns.get().await?;
-        let sql = self
-            .dialect
-            .delete_batch("rte_events", "id", "at < ?", batch.max(1));
-        let done = sqlx::query(&self.dialect.sql(&sql))
-            .bind(before_ms)
-            .execute(&mut *conn)
-            .await?;
-        conn.done();
-        Ok(done.rows_affected())
-    }
-
+#[async_trait]
+impl HostRegistry for SqlStore {
     async fn host_beat(&self, host: &HostRecord, forget_before: i64) -> StoreResult<()> {
         let _turn = self.write_turn().await;
         let mut conn = self.conns.get().await?;
@@ -1562,15 +1550,53 @@ impl TxStore for SqlStore {
             })
             .collect()
     }
+}
 
-    async fn ping(&self) -> StoreResult<()> {
-        let mut conn = self.conns.get().await?;
-        sqlx::query("SELECT 1").execute(&mut *conn).await?;
-        conn.done();
-        Ok(())
+#[async_trait]
+impl PluginKv for SqlStore {
+    async fn kv_read(&self, namespace: &str, key: &str) -> StoreResult<Option<KvValue>> {
+        self.bounded("kv_read", async move {
+            let mut conn = self.conns.get().await?;
+            let row = sqlx::query(&self.q.kv_get)
+                .bind(namespace)
+                .bind(key)
+                .fetch_optional(&mut *conn)
+                .await?;
+            conn.done();
+            row.map(|r| {
+                Ok(KvValue {
+                    value: text(&r, "kv_value")?,
+                    version: r.try_get("version")?,
+                })
+            })
+            .transpose()
+        })
+        .await
     }
 }
 
+#[async_trait]
+impl IdempotencyRecords for SqlStore {
+    async fn idempotency_get(
+        &self,
+        key: &IdempotencyKey,
+        now_ms: i64,
+    ) -> StoreResult<Option<String>> {
+        self.bounded("idempotency_get", async move {
+            let mut conn = self.conns.get().await?;
+            let row = sqlx::query(&self.q.idem_get)
+                .bind(key.plugin.as_str())
+                .bind(key.step_name.as_str())
+                .bind(key.key.as_str())
+                .bind(now_ms)
+                .fetch_optional(&mut *conn)
+                .await?;
+            conn.done();
+            row.map(|r| text(&r, "output")).transpose()
+        })
+        .await
+    }
+}
 #[cfg(test)]
 mod tests {
     use super::*;
