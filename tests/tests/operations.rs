@@ -180,6 +180,65 @@ async fn force_cancel_compensates_a_running_saga_then_cancels_it() -> anyhow::Re
     Ok(())
 }
 
+/// A request waiting on its saga (`?wait=`) while an operator cancels it gets the
+/// cancelled saga with the operator's action in its history, not the state of the driver
+/// that was fenced out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_request_sees_an_operator_cancel() -> anyhow::Result<()> {
+    let h = TestHost::start(HostOptions {
+        configure: |c| c.step_timeout = Duration::from_secs(10),
+        ..HostOptions::default()
+    })
+    .await?;
+    let waiting = tokio::spawn({
+        let (http, url) = (
+            h.http.clone(),
+            format!("{}/api/transactions?wait=30s", h.url),
+        );
+        async move {
+            let resp = http
+                .post(url)
+                .json(&json!({"steps": ["test_ok", "test_sleep", "test_ok"], "input": {"sleep_ms": 1500}}))
+                .send()
+                .await?;
+            anyhow::Ok((resp.status().as_u16(), resp.json::<Value>().await?))
+        }
+    });
+    let tx_id = loop {
+        let (_, list) = h.get("/api/transactions?status=EXECUTING").await?;
+        if let Some(id) = list["transactions"][0]["tx_id"].as_str() {
+            break id.to_string();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let (status, c) = h
+        .post(
+            &format!("/api/transactions/{tx_id}/force-cancel"),
+            json!({"reason": "customer withdrew"}),
+        )
+        .await?;
+    assert_eq!(status, 200, "{c}");
+    let (status, done) = waiting.await??;
+    assert_eq!(status, 201, "{done}");
+    assert_eq!(done["tx_id"], tx_id.as_str());
+    assert_eq!(done["status"], "CANCELLED", "{done}");
+    assert_eq!(done["history"][0]["kind"], "force_cancel", "{done}");
+    assert_eq!(done["history"][0]["actor"]["reason"], "customer withdrew");
+    // The view handed over by a driver that ran alone equals the stored one.
+    let v = h
+        .run_saga(json!({"steps": ["test_ok", "test_ok"], "input": {"a": 1}}))
+        .await?;
+    let (_, stored) = h
+        .get(&format!(
+            "/api/transactions/{}",
+            v["tx_id"].as_str().unwrap()
+        ))
+        .await?;
+    assert_eq!(v, stored);
+    h.stop().await;
+    Ok(())
+}
+
 /// Record a saga as a host that died would have left it: in `status` at step `current`,
 /// last updated an hour ago.
 async fn plant(

@@ -172,16 +172,22 @@ pub async fn create(
         request_key,
         header("traceparent"),
     )?;
-    let submitted = engine.submit(tx).await?;
-    if let Some(wait) = wait {
-        engine.wait(&submitted.tx_id, wait).await?;
-    }
+    let (submitted, finished) = match wait {
+        Some(wait) => engine.submit_and_wait(tx, wait).await?,
+        None => (engine.submit(tx).await?, None),
+    };
     let status = if submitted.existing {
         StatusCode::OK
     } else {
         StatusCode::CREATED
     };
-    Ok((status, detail(&state, &submitted.tx_id).await?))
+    let view = match finished {
+        // Handed over by the driver that ran it, uninterrupted since it was recorded:
+        // no operator or recovery action can have written history in between.
+        Some((tx, steps)) => Json(TxView::detail(&tx, &steps, &[])),
+        None => detail(&state, &submitted.tx_id).await?,
+    };
+    Ok((status, view))
 }
 
 /// `GET /api/transactions/{tx_id}`: the saga, its steps and its history.

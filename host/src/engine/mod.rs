@@ -456,6 +456,47 @@ impl Engine {
         Ok(submitted)
     }
 
+    /// Record a saga, start it, and wait up to `limit` for its end. The driver that runs it
+    /// here hands over its final state (saga and steps) as it stops, so a saga that ends on
+    /// this host costs no read; one that another host finishes (this host's driver was
+    /// fenced out or paused) is awaited through [`Engine::wait`]. Returns the final state
+    /// when it was handed over, `None` when the caller must read it (an existing saga, the
+    /// limit passed, or another host finished it).
+    pub async fn submit_and_wait(
+        &self,
+        tx: Transaction,
+        limit: Duration,
+    ) -> Result<(Submitted, Option<(TxRecord, Vec<StepRecord>)>)> {
+        let until = tokio::time::Instant::now() + limit;
+        let traceparent = tx.traceparent.clone();
+        let (submitted, recorded) = self.record(tx).await?;
+        if let Some(state) = recorded {
+            let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+            let engine = self.clone();
+            let guard = self.inner.tasks.enter();
+            let tx_id = submitted.tx_id.clone();
+            // The driver runs in its own task: a client that gives up does not stop it.
+            tokio::spawn(async move {
+                let _guard = guard;
+                let last = engine.drive_from(&tx_id, traceparent, Some(state)).await;
+                let _ = done_tx.send(last);
+            });
+            match tokio::time::timeout_at(until, done_rx).await {
+                Ok(Ok(Some(last))) if last.0.status.is_terminal() => {
+                    return Ok((submitted, Some(last)));
+                }
+                Err(_) => return Ok((submitted, None)),
+                // Stopped before the end (fenced out, paused), or already driven here.
+                Ok(_) => {}
+            }
+        }
+        let left = until.saturating_duration_since(tokio::time::Instant::now());
+        if !left.is_zero() {
+            self.wait(&submitted.tx_id, left).await?;
+        }
+        Ok((submitted, None))
+    }
+
     /// Record a saga and run it to its end (the seed's `Execute`).
     pub async fn execute(&self, tx: Transaction) -> Result<TxResult> {
         let traceparent = tx.traceparent.clone();
@@ -465,7 +506,7 @@ impl Engine {
             let last = self
                 .drive_from(&submitted.tx_id, traceparent, Some(state))
                 .await;
-            if let Some(tx) = last.filter(|tx| tx.status.is_terminal()) {
+            if let Some((tx, _)) = last.filter(|(tx, _)| tx.status.is_terminal()) {
                 return Ok(TxResult::from(&tx));
             }
         }
@@ -595,9 +636,13 @@ impl Engine {
     }
 
     /// Wait until `tx_id` reaches a terminal status or `limit` passes; returns its state then.
+    /// Reads the saga when one of its end events arrives (from this host, or from others
+    /// through the shared event log), and otherwise now and then, backing off from 50 ms
+    /// to a second, for hosts that share no events.
     pub async fn wait(&self, tx_id: &str, limit: Duration) -> Result<TxResult> {
         let mut events = self.inner.events.stream();
         let deadline = tokio::time::Instant::now() + limit;
+        let mut pause = Duration::from_millis(50);
         loop {
             match self.get(tx_id).await {
                 Ok((tx, _)) if tx.status.is_terminal() => return Ok(TxResult::from(&tx)),
@@ -607,20 +652,24 @@ impl Engine {
                     if e.is_retryable() && tokio::time::Instant::now() < deadline => {}
                 Err(e) => return Err(e),
             }
-            // Wake on this saga's events; poll now and then for sagas other hosts drive.
-            let woken = tokio::time::timeout_at(
-                deadline.min(tokio::time::Instant::now() + Duration::from_millis(500)),
-                async {
+            let woken =
+                tokio::time::timeout_at(deadline.min(tokio::time::Instant::now() + pause), async {
                     loop {
                         match events.recv().await {
-                            Ok(e) if e.tx_id.as_deref() == Some(tx_id) => return,
+                            Ok(e)
+                                if e.tx_id.as_deref() == Some(tx_id)
+                                    && kinds::ends_saga(&e.kind) =>
+                            {
+                                return;
+                            }
                             Ok(_) => {}
+                            // Missed events: read the saga to be sure.
                             Err(_) => return,
                         }
                     }
-                },
-            )
-            .await;
+                })
+                .await;
+            pause = (pause * 2).min(Duration::from_secs(1));
             if woken.is_err() && tokio::time::Instant::now() >= deadline {
                 let (tx, _) = self.get(tx_id).await?;
                 return Ok(TxResult::from(&tx));

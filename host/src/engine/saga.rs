@@ -33,13 +33,15 @@ pub(crate) fn needs_undo(step: &StepRecord) -> bool {
 impl Engine {
     /// Drive `tx_id` until it ends or this host must stop advancing it, starting from
     /// `known` (the stored state, when the caller just wrote it) instead of reading it.
-    /// Returns the saga's state when this driver stopped, if it ran it.
+    /// Returns the saga's state (with its steps) when this driver stopped, if it ran it in
+    /// one uninterrupted pass (no other writer fenced it out, so nothing but this driver
+    /// changed the saga meanwhile, history included).
     pub(crate) async fn drive_from(
         &self,
         tx_id: &str,
         traceparent: Option<String>,
         mut known: Option<(TxRecord, Vec<StepRecord>)>,
-    ) -> Option<TxRecord> {
+    ) -> Option<(TxRecord, Vec<StepRecord>)> {
         {
             let mut active = self.inner.active.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(kicked) = active.get_mut(tx_id) {
@@ -52,6 +54,7 @@ impl Engine {
         }
         let m = telemetry::metrics();
         m.tx_in_flight.inc();
+        let mut interrupted = false;
         loop {
             let span = telemetry::saga_span(tx_id, traceparent.as_deref());
             let result = self
@@ -72,11 +75,12 @@ impl Engine {
             let mut active = self.inner.active.lock().unwrap_or_else(|p| p.into_inner());
             if active.get(tx_id) == Some(&true) {
                 active.insert(tx_id.to_string(), false);
+                interrupted = true;
                 continue;
             }
             active.remove(tx_id);
             m.tx_in_flight.dec();
-            return last;
+            return last.filter(|_| !interrupted);
         }
     }
 
@@ -86,13 +90,13 @@ impl Engine {
         tx_id: &str,
         traceparent: Option<String>,
         known: Option<(TxRecord, Vec<StepRecord>)>,
-    ) -> Result<Option<TxRecord>> {
+    ) -> Result<Option<(TxRecord, Vec<StepRecord>)>> {
         let (tx, steps) = match known {
             Some(state) => state,
             None => self.get(tx_id).await?,
         };
         if tx.status.is_terminal() {
-            return Ok(Some(tx));
+            return Ok(Some((tx, steps)));
         }
         let token = format!("{}/{}", self.inner.host_id, tx.tx_id);
         let mut run = SagaRun {
@@ -108,7 +112,7 @@ impl Engine {
         tracing::Span::current().record("tx_type", run.tx.tx_type.as_str());
         let keys = match run.take_locks(&token).await? {
             Some(keys) => keys,
-            None => return Ok(Some(run.tx)),
+            None => return Ok(Some((run.tx, run.steps))),
         };
         let extender = (!keys.is_empty()).then(|| run.extend_locks(keys.clone(), token.clone()));
         let result = run.advance().await;
@@ -117,7 +121,7 @@ impl Engine {
             handle.abort();
         }
         lock::release_all(&self.inner.locks, &keys, &token).await;
-        result.map(|()| Some(run.tx))
+        result.map(|()| Some((run.tx, run.steps)))
     }
 }
 

@@ -48,6 +48,19 @@ pub mod kinds {
     pub const ALERT_WARNING: &str = "alert.warning";
     /// Something an operator must act on.
     pub const ALERT_CRITICAL: &str = "alert.critical";
+
+    /// Whether an event of `kind` says a saga reached an end status.
+    pub fn ends_saga(kind: &str) -> bool {
+        matches!(
+            kind,
+            TX_COMPLETED
+                | TX_FAILED
+                | TX_TIMEOUT
+                | TX_CANCELLED
+                | TX_COMPENSATED
+                | TX_COMPENSATION_FAILED
+        )
+    }
 }
 
 /// One event.
