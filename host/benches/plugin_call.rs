@@ -142,6 +142,7 @@ fn plugin_call(c: &mut Criterion) {
                 memory_bytes: 64 << 20,
                 timeout: std::time::Duration::from_secs(10),
                 max_output_bytes: 1 << 20,
+                ..Limits::default()
             },
             cache_dir: None,
             max_instances: 1000,

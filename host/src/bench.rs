@@ -283,9 +283,8 @@ async fn plugins(
     let defaults = Config::default();
     let runtime = PluginRuntime::new(RuntimeOptions {
         limits: Limits {
-            memory_bytes: defaults.plugin_memory_mb << 20,
             timeout: step_timeout,
-            max_output_bytes: defaults.plugin_max_output_kb << 10,
+            ..Limits::from_config(&defaults)
         },
         cache_dir: std::path::absolute(dir.join(".rte-cache")).ok(),
         max_instances,

@@ -80,6 +80,15 @@ pub struct Config {
     pub plugin_memory_mb: u64,
     /// Largest output a step may return, in KiB.
     pub plugin_max_output_kb: u64,
+    /// Most plugin key-value data one call may write (keys and values), in KiB.
+    pub plugin_max_kv_write_kb: u64,
+    /// Most plugin keys one call may write or delete.
+    pub plugin_max_kv_keys: u64,
+    /// Most log text one call may write (through `log` and stderr), in KiB; the rest is
+    /// dropped, counted and warned about once.
+    pub plugin_max_log_kb: u64,
+    /// Largest total of a saga's outputs (all its steps'), in KiB.
+    pub saga_max_outputs_kb: u64,
     /// Largest request body the API accepts, in KiB.
     pub max_body_kb: u64,
     /// How many recent events the event log keeps.
@@ -115,6 +124,10 @@ impl Default for Config {
             admin_token: None,
             plugin_memory_mb: 64,
             plugin_max_output_kb: 1024,
+            plugin_max_kv_write_kb: 8192,
+            plugin_max_kv_keys: 10_000,
+            plugin_max_log_kb: 64,
+            saga_max_outputs_kb: 4096,
             max_body_kb: 1024,
             event_log_size: 1000,
         }
@@ -149,6 +162,10 @@ pub const KEYS: &[&str] = &[
     "admin_token",
     "plugin_memory_mb",
     "plugin_max_output_kb",
+    "plugin_max_kv_write_kb",
+    "plugin_max_kv_keys",
+    "plugin_max_log_kb",
+    "saga_max_outputs_kb",
     "max_body_kb",
     "event_log_size",
 ];
@@ -160,6 +177,10 @@ const NUMERIC_KEYS: &[&str] = &[
     "circuit_half_open_reqs",
     "plugin_memory_mb",
     "plugin_max_output_kb",
+    "plugin_max_kv_write_kb",
+    "plugin_max_kv_keys",
+    "plugin_max_log_kb",
+    "saga_max_outputs_kb",
     "max_body_kb",
     "event_log_size",
 ];

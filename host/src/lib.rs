@@ -24,7 +24,7 @@
 //!
 //! let store = rte_host::store::from_url("sqlite://rte.db").await?;
 //! let plugins = Arc::new(PluginRuntime::new(RuntimeOptions {
-//!     limits: Limits { memory_bytes: 64 << 20, timeout: std::time::Duration::from_secs(10), max_output_bytes: 1 << 20 },
+//!     limits: Limits { memory_bytes: 64 << 20, timeout: std::time::Duration::from_secs(10), ..Limits::default() },
 //!     cache_dir: None,
 //!     max_instances: 1000,
 //! })?);

@@ -150,13 +150,16 @@ named_enum! {
         /// The call's outcome was lost: its host stopped while it ran, or an operator
         /// closed the saga around it. Its effect is unknown.
         Lost = "lost",
+        /// The call went over one of its resource limits (kv data written, a saga's
+        /// total outputs): nothing it wrote counts, and another try would do the same.
+        ResourceLimit = "resource_limit",
     }
 }
 
 impl FailureKind {
     /// Whether trying again may succeed.
     pub fn is_retryable(self) -> bool {
-        !matches!(self, FailureKind::Permanent)
+        !matches!(self, FailureKind::Permanent | FailureKind::ResourceLimit)
     }
 
     /// Whether the call may have acted before it failed, so compensation must consider

@@ -179,11 +179,7 @@ async fn main() -> anyhow::Result<()> {
 async fn check_plugin(config: &Config, file: &std::path::Path) -> anyhow::Result<()> {
     use rte_host::plugin::{Limits, PluginRuntime, RuntimeOptions};
     let runtime = PluginRuntime::new(RuntimeOptions {
-        limits: Limits {
-            memory_bytes: config.plugin_memory_mb << 20,
-            timeout: config.step_timeout,
-            max_output_bytes: config.plugin_max_output_kb << 10,
-        },
+        limits: Limits::from_config(config),
         cache_dir: None,
         max_instances: 16,
     })?;

@@ -54,11 +54,7 @@ impl Host {
             crate::lock::from_url(config.redis_url.as_deref(), &config.redis_prefix).await?;
         tracing::info!(locks = %locks.summary(), "locks ready");
         let runtime = Arc::new(PluginRuntime::new(RuntimeOptions {
-            limits: Limits {
-                memory_bytes: config.plugin_memory_mb << 20,
-                timeout: config.step_timeout,
-                max_output_bytes: config.plugin_max_output_kb << 10,
-            },
+            limits: Limits::from_config(&config),
             cache_dir,
             max_instances: 1000,
         })?);

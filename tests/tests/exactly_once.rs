@@ -151,6 +151,7 @@ async fn stalled_commit(
             memory_bytes: 64 << 20,
             timeout: Duration::from_secs(5),
             max_output_bytes: 1 << 20,
+            ..Limits::default()
         },
         cache_dir: Some(artifact_cache()),
         max_instances: 16,

@@ -352,6 +352,7 @@ async fn unused_compiled_plugins_are_removed_from_the_cache() -> anyhow::Result<
             memory_bytes: 64 << 20,
             timeout: Duration::from_secs(5),
             max_output_bytes: 1 << 20,
+            ..Limits::default()
         },
         cache_dir: Some(cache.clone()),
         max_instances: 16,
@@ -403,6 +404,34 @@ async fn reading_a_plugin_file_does_not_reload_it() -> anyhow::Result<()> {
         after["loaded_at"], before["loaded_at"],
         "reads reloaded the plugin: {before} then {after}"
     );
+    h.stop().await;
+    Ok(())
+}
+
+/// Rewriting a plugin file with the same bytes (a deploy that copies what is already there,
+/// a restore from backup) does not reload it; new bytes do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rewriting_a_plugin_with_the_same_bytes_does_not_reload_it() -> anyhow::Result<()> {
+    let h = TestHost::start(host_options(vec!["testkit"])).await?;
+    let before = status_of(&h, "testkit.wasm").await?;
+    let file = plugins_dir(&h).join("testkit.wasm");
+    let bytes = std::fs::read(&file)?;
+    for _ in 0..3 {
+        std::fs::write(&file, &bytes)?;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = status_of(&h, "testkit.wasm").await?;
+    assert_eq!(
+        after["loaded_at"], before["loaded_at"],
+        "the same bytes reloaded the plugin: {before} then {after}"
+    );
+    publish(&h, "testkit.wasm", &new_version(bytes, "v2"))?;
+    let reloaded = wait_for(&h, "testkit.wasm", "a reload", |s| {
+        digest(s) != digest(&before)
+    })
+    .await?;
+    assert_ne!(reloaded["loaded_at"], before["loaded_at"], "{reloaded}");
     h.stop().await;
     Ok(())
 }

@@ -419,3 +419,85 @@ async fn a_huge_error_text_is_capped_everywhere() -> anyhow::Result<()> {
     h.stop().await;
     Ok(())
 }
+
+/// Per-call and per-saga limits: a call that writes too much plugin data or too many keys
+/// fails with kind `resource_limit` and commits none of it; log lines past the per-call
+/// limit are dropped and counted (the step still completes); a saga whose outputs would
+/// grow past their cap fails at the step that would cross it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resource_limits_fail_calls_clearly() -> anyhow::Result<()> {
+    let h = TestHost::start(HostOptions {
+        plugins: vec!["testkit"],
+        configure: |c| {
+            strict(c);
+            c.plugin_max_kv_write_kb = 64;
+            c.plugin_max_kv_keys = 100;
+            c.plugin_max_log_kb = 16;
+            c.saga_max_outputs_kb = 96;
+        },
+        ..HostOptions::default()
+    })
+    .await?;
+    let read = |key: &str| json!({"steps": ["test_kv_read"], "input": {"read_key": key}});
+
+    for (input, needle) in [
+        (
+            json!({"kv_keys": 1000, "kv_bytes": 1024}),
+            "more than its limit of 64 KiB of plugin key-value data",
+        ),
+        (
+            json!({"kv_keys": 500, "kv_bytes": 1}),
+            "more than its limit of 100 plugin keys",
+        ),
+    ] {
+        let v = h
+            .run_saga(json!({"steps": ["test_flood"], "input": input}))
+            .await?;
+        assert_eq!(v["status"], "FAILED", "{v}");
+        assert_eq!(v["steps"][0]["failure_kind"], "resource_limit", "{v}");
+        let err = v["steps"][0]["error"].as_str().unwrap_or_default();
+        assert!(err.contains(needle), "{err}");
+        assert_eq!(v["steps"][0]["attempts"], 1, "not retried: {v}");
+        let kept = h.run_saga(read("flood/0")).await?;
+        assert_eq!(
+            kept["output"]["value"],
+            Value::Null,
+            "nothing committed: {kept}"
+        );
+    }
+
+    let v = h
+        .run_saga(json!({"steps": ["test_flood"], "input": {"log_lines": 2000, "log_bytes": 1024}}))
+        .await?;
+    assert_eq!(v["status"], "COMPLETED", "{v}");
+    let metrics = h
+        .http
+        .get(format!("{}/metrics", h.url))
+        .send()
+        .await?
+        .text()
+        .await?;
+    let dropped: f64 = metrics
+        .lines()
+        .find(|l| l.starts_with("rte_plugin_log_dropped_bytes_total{"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0.0);
+    assert!(
+        dropped >= ((2000 - 16) * 1024) as f64,
+        "dropped {dropped} bytes:\n{metrics}"
+    );
+
+    let v = h
+        .run_saga(
+            json!({"steps": ["test_big_output", "test_big_output"], "input": {"bytes": 60000}}),
+        )
+        .await?;
+    assert_eq!(v["status"], "COMPENSATED", "{v}");
+    assert_eq!(v["steps"][1]["failure_kind"], "resource_limit", "{v}");
+    let err = v["steps"][1]["error"].as_str().unwrap_or_default();
+    assert!(err.contains("saga_max_outputs_kb"), "{err}");
+    assert_healthy(&h).await?;
+    h.stop().await;
+    Ok(())
+}

@@ -63,6 +63,8 @@ pub struct EngineConfig {
     pub event_log_size: usize,
     /// A saga not updated for this long has no live host driving it.
     pub stuck_threshold: Duration,
+    /// Largest total of a saga's outputs, in bytes of JSON.
+    pub max_outputs_bytes: u64,
 }
 
 impl From<&Config> for EngineConfig {
@@ -83,6 +85,7 @@ impl From<&Config> for EngineConfig {
             },
             event_log_size: c.event_log_size,
             stuck_threshold: c.stuck_threshold,
+            max_outputs_bytes: c.saga_max_outputs_kb << 10,
         }
     }
 }

@@ -677,6 +677,22 @@ impl SagaRun {
         plugin: &LoadedPlugin,
         done: Executed,
     ) -> Result<()> {
+        let max = self.engine.inner.config.max_outputs_bytes;
+        // An upper bound (a key the step sets again counts twice), without building it.
+        let total = json_len(&self.tx.outputs).saturating_add(json_len(&done.outputs));
+        if total > max {
+            telemetry::metrics()
+                .plugin_limit_hits
+                .with_label_values(&[plugin.file.as_str(), "saga_outputs"])
+                .inc();
+            let f = CallFailure::new(
+                FailureKind::ResourceLimit,
+                format!(
+                    "the saga's outputs would reach {total} bytes; the limit is {max} (saga_max_outputs_kb)"
+                ),
+            );
+            return self.retry_or_fail(i, attempt, f).await;
+        }
         let now = self.now();
         let idem = done
             .key
@@ -1198,6 +1214,25 @@ fn idempotency_lookup(
             }
         })
     })
+}
+
+/// The length of `map` as JSON, counted without writing it out.
+fn json_len(map: &Map<String, Value>) -> u64 {
+    struct Count(u64);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len() as u64;
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    match serde_json::to_writer(&mut count, map) {
+        Ok(()) => count.0,
+        Err(_) => u64::MAX,
+    }
 }
 
 /// A step's stored error: the failure's message (its kind has a column of its own).

@@ -8,12 +8,12 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 use wasmtime::component::ResourceTable;
-use wasmtime::{Store, StoreLimitsBuilder, Trap, UpdateDeadline};
+use wasmtime::{Store, Trap, UpdateDeadline};
 use wasmtime_wasi::WasiCtx;
 use wasmtime_wasi_http::WasiHttpCtx;
 
 use super::http_policy::HttpPolicy;
-use super::state::{CallState, KvOverlay};
+use super::state::{CallLimiter, CallState, KvOverlay, MemoryCapHit};
 use super::stderr::StderrTail;
 use super::{LoadedPlugin, PluginRuntime, StepDescriptor};
 use crate::store::{KvChanges, PluginKv};
@@ -281,15 +281,17 @@ impl PluginRuntime {
                 call.and_then(|c| c.traceparent.clone()),
                 limits.timeout,
             ),
-            limits: StoreLimitsBuilder::new()
-                .memory_size(limits.memory_bytes as usize)
-                .instances(64)
-                .tables(64)
-                .memories(32)
-                .trap_on_grow_failure(true)
-                .build(),
+            limits: CallLimiter::new(limits.memory_bytes),
+            log_budget: limits.max_log_bytes,
+            log_dropped: 0,
+            plugin_file: plugin.file.clone(),
             deadline: Instant::now() + limits.timeout,
-            kv: KvOverlay::new(store, &plugin.namespace),
+            kv: KvOverlay::bounded(
+                store,
+                &plugin.namespace,
+                limits.max_kv_write_bytes,
+                limits.max_kv_keys,
+            ),
             config: plugin.config.clone(),
             log_span: span,
         };
@@ -367,6 +369,16 @@ impl PluginRuntime {
                 .inc();
         }
         let guest_stderr = || stderr.text();
+        // A call over its kv write limit fails as such, whatever it returned.
+        if let Some(hit) = wasm.data().kv.limit_hit() {
+            m.plugin_limit_hits
+                .with_label_values(&[plugin.file.as_str(), "kv"])
+                .inc();
+            return Err(CallFailure::new(
+                FailureKind::ResourceLimit,
+                hit.to_string(),
+            ));
+        }
         // A call that could not read its state cannot have decided on it.
         if let Some(e) = wasm.data().kv.store_unavailable() {
             return Err(CallFailure::new(
@@ -428,6 +440,17 @@ fn parse_outputs(text: &str, max: u64) -> Result<CallValue, CallFailure> {
 /// Describe a trap plainly, with what the guest wrote to stderr (a panic message, a traceback).
 fn trap_failure(err: &wasmtime::Error, limits: super::Limits, stderr: String) -> CallFailure {
     let chain = format!("{err:#}");
+    if let Some(hit) = err.chain().find_map(|e| e.downcast_ref::<MemoryCapHit>()) {
+        let what = hit.to_string();
+        return if stderr.is_empty() {
+            CallFailure::new(FailureKind::Memory, what)
+        } else {
+            CallFailure::new(
+                FailureKind::Memory,
+                format!("{what}; plugin stderr: {stderr}"),
+            )
+        };
+    }
     let (kind, what) = match err.downcast_ref::<Trap>() {
         Some(Trap::Interrupt) => (
             FailureKind::Timeout,

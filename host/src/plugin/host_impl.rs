@@ -22,6 +22,21 @@ enum Level {
 
 impl CallState {
     fn log(&mut self, level: Level, message: &str) {
+        let size = message.len() as u64;
+        if size > self.log_budget {
+            if self.log_dropped == 0 {
+                let _entered = self.log_span.enter();
+                tracing::warn!(target: "rte::plugin", "plugin log output over its per-call limit; further lines of this call are dropped");
+            }
+            self.log_budget = 0;
+            self.log_dropped += size;
+            crate::telemetry::metrics()
+                .plugin_log_dropped
+                .with_label_values(&[self.plugin_file.as_str()])
+                .inc_by(size);
+            return;
+        }
+        self.log_budget -= size;
         let _entered = self.log_span.enter();
         match level {
             Level::Trace => tracing::trace!(target: "rte::plugin", "{message}"),
@@ -39,12 +54,11 @@ impl CallState {
         if value.len() > MAX_KV_VALUE {
             return Err(format!("value must be at most {MAX_KV_VALUE} bytes"));
         }
-        self.kv.put(key, Some(value));
-        Ok(())
+        self.kv.put(key, Some(value))
     }
 
-    fn kv_delete(&mut self, key: String) {
-        self.kv.put(key, None);
+    fn kv_delete(&mut self, key: String) -> Result<(), String> {
+        self.kv.put(key, None)
     }
 
     fn config_get(&self, key: &str) -> Option<String> {
@@ -86,8 +100,7 @@ macro_rules! imports_of {
             }
 
             async fn delete(&mut self, key: String) -> Result<Result<(), String>> {
-                self.kv_delete(key);
-                Ok(Ok(()))
+                Ok(self.kv_delete(key))
             }
         }
 

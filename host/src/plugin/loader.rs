@@ -152,6 +152,7 @@ fn limits(options: &RuntimeOptions, manifest: &Manifest) -> Result<Limits, Strin
         memory_bytes,
         timeout,
         max_output_bytes,
+        ..defaults
     })
 }
 

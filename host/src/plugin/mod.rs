@@ -62,6 +62,33 @@ pub struct Limits {
     pub timeout: Duration,
     /// Largest output, in bytes.
     pub max_output_bytes: u64,
+    /// Most key-value bytes (keys and values) one call may write.
+    pub max_kv_write_bytes: u64,
+    /// Most keys one call may write or delete.
+    pub max_kv_keys: u64,
+    /// Most log bytes one call may write; the rest is dropped.
+    pub max_log_bytes: u64,
+}
+
+impl Default for Limits {
+    /// The defaults of [`crate::Config`].
+    fn default() -> Self {
+        Self::from_config(&crate::Config::default())
+    }
+}
+
+impl Limits {
+    /// The limits `config` sets for plugins whose manifest sets none.
+    pub fn from_config(config: &crate::Config) -> Self {
+        Self {
+            memory_bytes: config.plugin_memory_mb << 20,
+            timeout: config.step_timeout,
+            max_output_bytes: config.plugin_max_output_kb << 10,
+            max_kv_write_bytes: config.plugin_max_kv_write_kb << 10,
+            max_kv_keys: config.plugin_max_kv_keys,
+            max_log_bytes: config.plugin_max_log_kb << 10,
+        }
+    }
 }
 
 /// How to set up the runtime.

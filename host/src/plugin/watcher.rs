@@ -39,7 +39,7 @@ impl PluginWatcher {
                 }
             })?;
         watcher.watch(dir, RecursiveMode::NonRecursive)?;
-        let task = tokio::spawn(apply_changes(runtime, rx));
+        let task = tokio::spawn(apply_changes(runtime, dir.to_path_buf(), rx));
         Ok(Self {
             _watcher: watcher,
             task,
@@ -62,21 +62,45 @@ fn plugin_path(path: &Path) -> Option<PathBuf> {
     }
 }
 
-/// Size and modification time of a plugin and its manifest: a change event that leaves
-/// them as they were (a `touch` of the directory, an attribute change) reloads nothing.
-type Fingerprint = [Option<(u64, std::time::SystemTime)>; 2];
+/// The content digests of a plugin and its manifest: a change event that leaves the
+/// bytes as they were (a `touch`, an attribute change, a file rewritten with the same
+/// bytes, a copy back from a backup) reloads nothing.
+type Fingerprint = [Option<[u8; 32]>; 2];
 
 fn fingerprint(wasm: &Path) -> Fingerprint {
-    let of = |p: &Path| {
-        let m = std::fs::metadata(p).ok()?;
-        Some((m.len(), m.modified().ok()?))
-    };
+    use sha2::{Digest, Sha256};
+    let of = |p: &Path| std::fs::read(p).ok().map(|b| Sha256::digest(&b).into());
     [of(wasm), of(&wasm.with_extension("toml"))]
 }
 
-async fn apply_changes(runtime: Arc<PluginRuntime>, mut rx: mpsc::UnboundedReceiver<PathBuf>) {
+/// What is serving now: each loaded plugin's digest, with its manifest's.
+fn serving(runtime: &PluginRuntime, dir: &Path) -> HashMap<PathBuf, Fingerprint> {
+    use sha2::{Digest, Sha256};
+    let mut out = HashMap::new();
+    for status in runtime.plugins() {
+        let digest = status
+            .digest
+            .as_deref()
+            .and_then(|d| hex::decode(d).ok())
+            .and_then(|d| <[u8; 32]>::try_from(d).ok());
+        if let Some(digest) = digest {
+            let path = dir.join(&status.file);
+            let manifest = std::fs::read(path.with_extension("toml"))
+                .ok()
+                .map(|b| Sha256::digest(&b).into());
+            out.insert(path, [Some(digest), manifest]);
+        }
+    }
+    out
+}
+
+async fn apply_changes(
+    runtime: Arc<PluginRuntime>,
+    dir: PathBuf,
+    mut rx: mpsc::UnboundedReceiver<PathBuf>,
+) {
     let mut pending: HashMap<PathBuf, Instant> = HashMap::new();
-    let mut applied: HashMap<PathBuf, Fingerprint> = HashMap::new();
+    let mut applied: HashMap<PathBuf, Fingerprint> = serving(&runtime, &dir);
     loop {
         let next_due = pending.values().min().copied();
         tokio::select! {
@@ -93,7 +117,10 @@ async fn apply_changes(runtime: Arc<PluginRuntime>, mut rx: mpsc::UnboundedRecei
                 let due: Vec<PathBuf> = pending.iter().filter(|(_, t)| **t <= now).map(|(p, _)| p.clone()).collect();
                 for path in due {
                     pending.remove(&path);
-                    let now_seen = fingerprint(&path);
+                    let seen = path.clone();
+                    let now_seen = tokio::task::spawn_blocking(move || fingerprint(&seen))
+                        .await
+                        .unwrap_or_default();
                     if applied.get(&path) == Some(&now_seen) {
                         continue;
                     }

@@ -52,6 +52,10 @@ pub mod names {
     pub const PLUGIN_RELOADS: &str = "rte_plugin_reloads_total";
     /// Plugin calls that trapped or ran out of time.
     pub const PLUGIN_TRAPS: &str = "rte_plugin_traps_total";
+    /// Plugin calls stopped by a resource limit.
+    pub const PLUGIN_LIMIT_HITS: &str = "rte_plugin_limit_hits_total";
+    /// Plugin log bytes dropped over a call's log limit.
+    pub const PLUGIN_LOG_DROPPED: &str = "rte_plugin_log_dropped_bytes_total";
     /// Plugin call duration, instantiation included.
     pub const PLUGIN_CALL_DURATION: &str = "rte_plugin_call_duration_seconds";
 }
@@ -103,6 +107,10 @@ pub struct Metrics {
     pub plugin_traps: IntCounterVec,
     /// Plugin call duration, by plugin and call.
     pub plugin_call_duration: HistogramVec,
+    /// Calls stopped by a resource limit, by plugin and limit.
+    pub plugin_limit_hits: IntCounterVec,
+    /// Log bytes dropped over the per-call limit, by plugin.
+    pub plugin_log_dropped: IntCounterVec,
 }
 
 const FAST: &[f64] = &[
@@ -211,6 +219,16 @@ impl Metrics {
             plugin_traps: counter(
                 PLUGIN_TRAPS,
                 "Plugin calls that trapped or timed out",
+                &["plugin"],
+            ),
+            plugin_limit_hits: counter(
+                PLUGIN_LIMIT_HITS,
+                "Plugin calls stopped by a resource limit",
+                &["plugin", "limit"],
+            ),
+            plugin_log_dropped: counter(
+                PLUGIN_LOG_DROPPED,
+                "Plugin log bytes dropped over the per-call limit",
                 &["plugin"],
             ),
             plugin_call_duration: histogram(

@@ -30,6 +30,7 @@ export_steps!(
     TestLog,
     TestConfirm,
     TestKvRead,
+    TestFlood,
 );
 
 /// Info shared by every testkit step.
@@ -479,5 +480,35 @@ impl Step for TestKvRead {
         let key: String = ctx.input_as("read_key")?;
         let value = kv::get(&key)?;
         ctx.set_output("value", value)
+    }
+}
+
+/// `test_flood`: abuses what a call may write: `kv_keys` keys (default 0) of `kv_bytes`
+/// bytes each (default 1 KiB), ignoring the host's refusals, then `log_lines` log lines
+/// (default 0) of `log_bytes` bytes each (default 1 KiB). Outputs what it managed.
+#[derive(Default)]
+pub struct TestFlood;
+
+impl Step for TestFlood {
+    fn info() -> StepInfo {
+        info("test_flood", "write many kv keys and log lines")
+    }
+
+    fn execute(&self, ctx: &mut StepContext) -> Result<(), StepError> {
+        let keys: usize = ctx.input_as::<Option<usize>>("kv_keys")?.unwrap_or(0);
+        let value = "v".repeat(ctx.input_as::<Option<usize>>("kv_bytes")?.unwrap_or(1024));
+        let mut written = 0;
+        for i in 0..keys {
+            if kv::set(&format!("flood/{i}"), &value).is_ok() {
+                written += 1;
+            }
+        }
+        let lines: usize = ctx.input_as::<Option<usize>>("log_lines")?.unwrap_or(0);
+        let line = "l".repeat(ctx.input_as::<Option<usize>>("log_bytes")?.unwrap_or(1024));
+        for _ in 0..lines {
+            log::info(&line);
+        }
+        ctx.set_output("kv_written", written)?;
+        ctx.set_output("log_lines", lines)
     }
 }
