@@ -76,6 +76,9 @@ pub struct Config {
     pub listen: String,
     /// Bearer token required on every `/api` call when set.
     pub admin_token: Option<String>,
+    /// Where compiled plugins are cached (created private to this user); unset: the
+    /// user's cache directory (`$XDG_CACHE_HOME/rte/compiled` or `~/.cache/rte/compiled`).
+    pub plugin_cache_dir: Option<PathBuf>,
     /// Memory cap of one plugin instance, in MiB.
     pub plugin_memory_mb: u64,
     /// Largest output a step may return, in KiB.
@@ -122,6 +125,7 @@ impl Default for Config {
             sagas_file: PathBuf::from("./sagas.toml"),
             listen: "127.0.0.1:8080".into(),
             admin_token: None,
+            plugin_cache_dir: None,
             plugin_memory_mb: 64,
             plugin_max_output_kb: 1024,
             plugin_max_kv_write_kb: 8192,
@@ -160,6 +164,7 @@ pub const KEYS: &[&str] = &[
     "sagas_file",
     "listen",
     "admin_token",
+    "plugin_cache_dir",
     "plugin_memory_mb",
     "plugin_max_output_kb",
     "plugin_max_kv_write_kb",

@@ -34,7 +34,11 @@ impl Host {
     /// Open the store (running migrations), set up the plugin runtime, load every plugin
     /// in `plugins_dir` and watch it, and build the engine.
     pub async fn start(config: Config) -> Result<Host> {
-        let cache_dir = std::path::absolute(config.plugins_dir.join(".rte-cache")).ok();
+        let cache_dir = config
+            .plugin_cache_dir
+            .clone()
+            .or_else(crate::plugin::cache::default_dir)
+            .and_then(|d| std::path::absolute(d).ok());
         Self::start_with_cache(config, cache_dir).await
     }
 

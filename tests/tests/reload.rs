@@ -435,3 +435,53 @@ async fn rewriting_a_plugin_with_the_same_bytes_does_not_reload_it() -> anyhow::
     h.stop().await;
     Ok(())
 }
+
+/// A compiled artifact changed on disk (tampered with, or cut short) is never loaded as
+/// native code: its integrity check fails, it is compiled again from the `.wasm`, and the
+/// plugin serves as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tampered_compiled_artifact_is_compiled_again() -> anyhow::Result<()> {
+    use rte_tests::rte_host::plugin::cache::ArtifactCache;
+    use rte_tests::rte_host::plugin::{Limits, PluginRuntime, RuntimeOptions};
+    let dir = tempfile::tempdir()?;
+    let plugins = dir.path().join("plugins");
+    let cache = dir.path().join("cache");
+    std::fs::create_dir_all(&plugins)?;
+    std::fs::copy(rte_tests::plugin("testkit"), plugins.join("testkit.wasm"))?;
+    let runtime = || {
+        PluginRuntime::new(RuntimeOptions {
+            limits: Limits::default(),
+            cache_dir: Some(cache.clone()),
+            max_instances: 16,
+        })
+    };
+    assert!(runtime()?.load_dir(&plugins).await.is_empty());
+    let artifact = std::fs::read_dir(&cache)?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "cwasm"))
+        .expect("an artifact was cached");
+    let name = artifact.file_name().unwrap().to_string_lossy().into_owned();
+    let mut bytes = std::fs::read(&artifact)?;
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&artifact, &bytes)?;
+
+    let second = runtime()?;
+    assert!(
+        second.load_dir(&plugins).await.is_empty(),
+        "loads from the .wasm"
+    );
+    let status = second.plugins();
+    assert!(
+        status[0].error.is_none() && !status[0].steps.is_empty(),
+        "{:?}",
+        status[0]
+    );
+    let rewritten = ArtifactCache::open(&cache)?.read(&name);
+    assert!(
+        rewritten.is_ok(),
+        "a verified artifact replaced the tampered one"
+    );
+    Ok(())
+}

@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -165,7 +165,7 @@ const MAX_STEP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(24 
 /// their cores.
 async fn compile(rt: &PluginRuntime, bytes: Vec<u8>) -> Result<(Component, String), String> {
     let engine = rt.engine.clone();
-    let cache_dir = rt.options.cache_dir.clone();
+    let cache = rt.cache.clone();
     let _slot = rt
         .compile_slots
         .acquire()
@@ -173,8 +173,10 @@ async fn compile(rt: &PluginRuntime, bytes: Vec<u8>) -> Result<(Component, Strin
         .map_err(|e| e.to_string())?;
     tokio::task::spawn_blocking(move || {
         let digest = hex::encode(Sha256::digest(&bytes));
-        let cached =
-            cache_dir.map(|dir| dir.join(format!("{}.cwasm", cache_key(&engine, &digest))));
+        let cached = cache.map(|c| {
+            let name = format!("{}.cwasm", cache_key(&engine, &digest));
+            (c, name)
+        });
         compile_blocking(&engine, &bytes, cached).map(|c| (c, digest))
     })
     .await
@@ -184,19 +186,22 @@ async fn compile(rt: &PluginRuntime, bytes: Vec<u8>) -> Result<(Component, Strin
 fn compile_blocking(
     engine: &Engine,
     bytes: &[u8],
-    cached: Option<PathBuf>,
+    cached: Option<(super::cache::ArtifactCache, String)>,
 ) -> Result<Component, String> {
-    if let Some(path) = &cached
-        && path.exists()
-    {
-        // SAFETY: the cache holds only artifacts this host wrote with `precompile_component`
-        // for an engine whose compatibility hash is part of the file name.
-        #[allow(unsafe_code)]
-        match unsafe { Component::deserialize_file(engine, path) } {
-            Ok(component) => return Ok(component),
-            Err(e) => {
-                tracing::warn!(path = %path.display(), error = %format!("{e:#}"), "ignoring unusable cached artifact")
-            }
+    if let Some((cache, name)) = &cached {
+        match cache.read(name) {
+            // SAFETY: the artifact's HMAC verified under the key only this host's user can
+            // read, so this host wrote it with `precompile_component`, for an engine whose
+            // compatibility hash is part of its name.
+            #[allow(unsafe_code)]
+            Ok(artifact) => match unsafe { Component::deserialize(engine, &artifact) } {
+                Ok(component) => return Ok(component),
+                Err(e) => {
+                    tracing::warn!(%name, error = %format!("{e:#}"), "ignoring unusable cached artifact")
+                }
+            },
+            Err(super::cache::CacheError::Missing) => {}
+            Err(e) => tracing::warn!(error = %e, "not loading a cached artifact; compiling again"),
         }
     }
     if bytes.get(..4) != Some(b"\0asm") {
@@ -211,22 +216,14 @@ fn compile_blocking(
                 .into(),
         );
     }
-    let Some(path) = cached else {
+    let Some((cache, name)) = cached else {
         return Component::new(engine, bytes).map_err(|e| format!("invalid component: {e:#}"));
     };
     let artifact = engine
         .precompile_component(bytes)
         .map_err(|e| format!("invalid component: {e:#}"))?;
-    if let Some(dir) = path.parent() {
-        let _ = std::fs::create_dir_all(dir);
-    }
-    // Write then rename, so a crash never leaves a half artifact under the final name.
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    if std::fs::write(&tmp, &artifact)
-        .and_then(|_| std::fs::rename(&tmp, &path))
-        .is_err()
-    {
-        let _ = std::fs::remove_file(&tmp);
+    if let Err(e) = cache.write(&name, &artifact) {
+        tracing::warn!(%name, error = %e, "cannot cache a compiled plugin");
     }
     // SAFETY: `artifact` was produced just now by this engine.
     #[allow(unsafe_code)]

@@ -6,6 +6,7 @@
 //! - [`watcher`]: reloads the plugins directory as files come, change and go.
 
 mod bindings;
+pub mod cache;
 mod call;
 mod epoch;
 mod guest;
@@ -196,6 +197,8 @@ pub struct PluginRuntime {
     publish: std::sync::Mutex<()>,
     options: RuntimeOptions,
     compile_slots: tokio::sync::Semaphore,
+    /// The compiled-code cache, when one is configured and could be opened.
+    cache: Option<cache::ArtifactCache>,
     _ticker: EpochTicker,
 }
 
@@ -220,7 +223,15 @@ impl PluginRuntime {
         )
         .map_err(err)?;
         let ticker = EpochTicker::start(&engine);
+        let cache = options.cache_dir.as_deref().and_then(|dir| {
+            cache::ArtifactCache::open(dir)
+                .inspect_err(|e| {
+                    tracing::warn!(dir = %dir.display(), error = %e, "cannot use the compiled-plugin cache; compiling every plugin at load")
+                })
+                .ok()
+        });
         Ok(Self {
+            cache,
             engine,
             linker,
             registry: ArcSwap::from_pointee(Registry::default()),
