@@ -477,7 +477,7 @@ async fn hosts_on_one_database_share_events_without_redis() -> anyhow::Result<()
                 .as_array()
                 .unwrap()
                 .iter()
-                .any(|b| b["service"] == "testkit" && b["total_successes"] == 1),
+                .any(|b| b["service"] == "testkit:testkit" && b["total_successes"] == 1),
             "A's own breaker saw its step: {br}"
         );
         let (_, br_b) = b.get("/api/circuit-breakers").await?;

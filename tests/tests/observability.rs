@@ -110,7 +110,10 @@ async fn metrics_move_with_sagas_breakers_and_recovery() -> anyhow::Result<()> {
     );
     assert!(delta("rte_step_duration_seconds_count{phase=\"compensate\",step=\"test_ok\"}") >= 1.0);
     assert_eq!(
-        get(&after, "rte_circuit_breaker_state{service=\"testkit\"}"),
+        get(
+            &after,
+            "rte_circuit_breaker_state{service=\"testkit:testkit\"}"
+        ),
         1.0,
         "open: {text}"
     );
@@ -126,14 +129,14 @@ async fn metrics_move_with_sagas_breakers_and_recovery() -> anyhow::Result<()> {
 
     // A reset closes the breaker and the gauge follows.
     let (status, _) = h
-        .post("/api/circuit-breakers/testkit/reset", json!({}))
+        .post("/api/circuit-breakers/testkit:testkit/reset", json!({}))
         .await?;
     assert_eq!(status, 200);
     let (_, after_reset) = scrape(&h).await?;
     assert_eq!(
         get(
             &after_reset,
-            "rte_circuit_breaker_state{service=\"testkit\"}"
+            "rte_circuit_breaker_state{service=\"testkit:testkit\"}"
         ),
         0.0
     );

@@ -51,7 +51,7 @@ async fn two_hosts_share_circuit_breakers_through_redis() -> anyhow::Result<()> 
         .as_array()
         .unwrap()
         .iter()
-        .find(|x| x["service"] == "testkit")
+        .find(|x| x["service"] == "testkit:testkit")
         .cloned();
     assert_eq!(
         testkit.as_ref().map(|t| t["state"].clone()),
@@ -89,7 +89,7 @@ async fn two_hosts_share_circuit_breakers_through_redis() -> anyhow::Result<()> 
             .await?;
     }
     let (status, _) = a
-        .post("/api/circuit-breakers/testkit/reset", json!({}))
+        .post("/api/circuit-breakers/testkit:testkit/reset", json!({}))
         .await?;
     assert_eq!(status, 200);
     let (_, list) = b.get("/api/circuit-breakers").await?;

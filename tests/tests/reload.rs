@@ -485,3 +485,100 @@ async fn a_tampered_compiled_artifact_is_compiled_again() -> anyhow::Result<()> 
     );
     Ok(())
 }
+
+/// A step name claimed by two files refuses both (file-name order decides nothing, so a
+/// stray `aaa.wasm` cannot take `test_ok` over), and the survivor serves again as soon as
+/// the other file goes. The same holds when the host starts with both files present.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_claimed_by_two_files_is_refused_for_both() -> anyhow::Result<()> {
+    let h = TestHost::start(host_options(vec!["testkit"])).await?;
+    let squatter = new_version(std::fs::read(rte_tests::plugin("testkit"))?, "squat");
+    publish(&h, "aaa.wasm", &squatter)?;
+    let both_refused = |s: &Value| {
+        s["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("claimed by aaa.wasm and testkit.wasm"))
+    };
+    let aaa = wait_for(&h, "aaa.wasm", "refusal", both_refused).await?;
+    assert!(aaa["digest"].is_null(), "{aaa}");
+    let testkit = wait_for(&h, "testkit.wasm", "refusal", both_refused).await?;
+    assert!(
+        testkit["steps"].as_array().is_some_and(Vec::is_empty),
+        "{testkit}"
+    );
+    let (status, body) = h
+        .post(
+            "/api/transactions",
+            json!({"steps": ["test_ok"], "input": {}}),
+        )
+        .await?;
+    assert_eq!(status, 422, "no file serves test_ok: {body}");
+
+    std::fs::remove_file(plugins_dir(&h).join("aaa.wasm"))?;
+    let back = wait_for(&h, "testkit.wasm", "serving again", |s| {
+        s["error"].is_null() && s["digest"].is_string()
+    })
+    .await?;
+    assert!(!back["steps"].as_array().unwrap().is_empty(), "{back}");
+    let v = h
+        .run_saga(json!({"steps": ["test_ok"], "input": {}}))
+        .await?;
+    assert_eq!(v["status"], "COMPLETED", "{v}");
+
+    // At start-up, with both present from the beginning.
+    publish(&h, "aaa.wasm", &squatter)?;
+    wait_for(&h, "testkit.wasm", "refusal", both_refused).await?;
+    let restarted = TestHost::start(HostOptions {
+        extra_files: vec![
+            ("aaa.wasm".into(), squatter.clone()),
+            (
+                "testkit.wasm".into(),
+                std::fs::read(rte_tests::plugin("testkit"))?,
+            ),
+        ],
+        plugins: vec![],
+        ..host_options(vec![])
+    })
+    .await?;
+    for file in ["aaa.wasm", "testkit.wasm"] {
+        let s = status_of(&restarted, file).await?;
+        assert!(both_refused(&s), "{file} at start-up: {s}");
+    }
+    restarted.stop().await;
+    h.stop().await;
+    Ok(())
+}
+
+/// A plugin's identity is its manifest's `name`: renamed with its manifest, the file keeps
+/// its key-value data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renamed_plugin_keeps_its_data_under_its_declared_name() -> anyhow::Result<()> {
+    let h = TestHost::start(HostOptions {
+        extra_files: vec![("testkit.toml".into(), b"name = \"kit\"\n".to_vec())],
+        ..host_options(vec!["testkit"])
+    })
+    .await?;
+    let count = |v: &Value| v["output"]["count"].as_i64();
+    let body = json!({"steps": ["test_kv_counter"], "input": {"key": "kept"}});
+    let first = h.run_saga(body.clone()).await?;
+    assert_eq!(count(&first), Some(1), "{first}");
+    let dir = plugins_dir(&h);
+    std::fs::write(dir.join("renamed.toml"), b"name = \"kit\"\n")?;
+    std::fs::rename(dir.join("testkit.wasm"), dir.join("renamed.wasm"))?;
+    std::fs::remove_file(dir.join("testkit.toml"))?;
+    wait_for(&h, "renamed.wasm", "load", |s| s["digest"].is_string()).await?;
+    wait_for(&h, "testkit.wasm", "unload", Value::is_null).await?;
+    let second = h.run_saga(body).await?;
+    assert_eq!(count(&second), Some(2), "the count went on: {second}");
+    // Breakers belong to the plugin's name too.
+    let (_, breakers) = h.get("/api/circuit-breakers").await?;
+    let services: Vec<&str> = breakers["circuit_breakers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|b| b["service"].as_str())
+        .collect();
+    assert!(services.contains(&"kit:testkit"), "{breakers}");
+    h.stop().await;
+    Ok(())
+}

@@ -72,10 +72,18 @@ pub(super) async fn load(rt: &PluginRuntime, path: &Path) -> Result<LoadedPlugin
     let (component, digest) = compile(rt, bytes).await.map_err(&fail)?;
     let pre = GuestPre::new(&rt.linker, &component).map_err(&fail)?;
     let limits = limits(&rt.options, &manifest).map_err(&fail)?;
-    let namespace = path
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| file.clone());
+    let namespace = match &manifest.name {
+        Some(name) if super::manifest::valid_name(name) => name.clone(),
+        Some(name) => {
+            return Err(fail(format!(
+                "manifest name `{name}` must be 1 to 64 of a-z, 0-9, `_` and `-`"
+            )));
+        }
+        None => path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| file.clone()),
+    };
     let mut plugin = LoadedPlugin {
         file: file.clone(),
         namespace,
@@ -111,7 +119,17 @@ pub(super) async fn load(rt: &PluginRuntime, path: &Path) -> Result<LoadedPlugin
     if infos.is_empty() {
         return Err(fail("declares no steps".into()));
     }
-    plugin.steps = infos;
+    // A breaker belongs to the plugin that declares the service, unless its manifest
+    // shares that service on purpose: another plugin cannot open this one's breakers.
+    plugin.steps = infos
+        .into_iter()
+        .map(|mut s| {
+            if !manifest.shared_services.contains(&s.service) {
+                s.service = format!("{}:{}", plugin.namespace, s.service);
+            }
+            s
+        })
+        .collect();
     Ok(plugin)
 }
 

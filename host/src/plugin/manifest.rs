@@ -1,6 +1,8 @@
 //! The operator's grants to one plugin: `NAME.toml` beside `NAME.wasm`.
 //!
 //! ```toml
+//! name = "bank"      # the plugin's identity (its kv data, its breakers); default: the file stem
+//! shared_services = ["accounts"]   # breakers shared with other plugins declaring them
 //! [http]
 //! allow = ["api.example.com", "127.0.0.1:9000"]
 //! [config]
@@ -23,6 +25,12 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Manifest {
+    /// The plugin's identity: its key-value data and circuit breakers belong to this name,
+    /// so renaming the file keeps them. Default: the file stem.
+    pub name: Option<String>,
+    /// Services whose circuit breaker this plugin shares with every other plugin that
+    /// declares the same; any other service's breaker is the plugin's own.
+    pub shared_services: Vec<String>,
     /// Outbound HTTP grants.
     pub http: HttpGrant,
     /// Plain configuration values.
@@ -52,6 +60,14 @@ pub struct Limits {
     pub timeout: Option<Duration>,
     /// Largest output in KiB.
     pub max_output_kb: Option<u64>,
+}
+
+/// Whether `name` may identify a plugin: 1 to 64 of `a-z`, `0-9`, `_`, `-`.
+pub fn valid_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
 }
 
 impl Manifest {

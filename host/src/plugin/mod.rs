@@ -127,7 +127,8 @@ pub struct StepDescriptor {
 pub struct LoadedPlugin {
     /// File name (e.g. `bank.wasm`).
     pub file: String,
-    /// Key-value namespace: the file stem.
+    /// The plugin's identity and key-value namespace: its manifest's `name`, else the
+    /// file stem.
     pub namespace: String,
     /// SHA-256 of the file, hex.
     pub digest: String,
@@ -175,9 +176,56 @@ struct Registry {
     by_file: BTreeMap<String, Arc<LoadedPlugin>>,
     by_step: HashMap<String, Arc<LoadedPlugin>>,
     errors: BTreeMap<String, String>,
+    /// Loaded plugins refused because another file claims one of their step names or
+    /// their plugin name; each serves again once the claim is its own.
+    blocked: BTreeMap<String, Arc<LoadedPlugin>>,
+    /// Why each blocked file is refused.
+    clashes: BTreeMap<String, String>,
 }
 
 impl Registry {
+    /// Serve every loaded plugin whose step names and plugin name no other file claims;
+    /// refuse every file of a clash (none wins by file-name order), and serve a survivor
+    /// again once the clash is gone.
+    fn settle(&mut self) {
+        let mut all = std::mem::take(&mut self.by_file);
+        all.append(&mut self.blocked);
+        self.clashes.clear();
+        let mut claims: BTreeMap<(&'static str, String), Vec<String>> = BTreeMap::new();
+        for (file, p) in &all {
+            claims
+                .entry(("plugin name", p.namespace.clone()))
+                .or_default()
+                .push(file.clone());
+            for s in &p.steps {
+                claims
+                    .entry(("step", s.name.clone()))
+                    .or_default()
+                    .push(file.clone());
+            }
+        }
+        for ((what, name), files) in &claims {
+            if files.len() > 1 {
+                for file in files {
+                    self.clashes.entry(file.clone()).or_insert_with(|| {
+                        format!(
+                            "{what} `{name}` is claimed by {}: each is refused until only one claims it",
+                            files.join(" and ")
+                        )
+                    });
+                }
+            }
+        }
+        for (file, plugin) in all {
+            if self.clashes.contains_key(&file) {
+                self.blocked.insert(file, plugin);
+            } else {
+                self.by_file.insert(file, plugin);
+            }
+        }
+        self.rebuild_steps();
+    }
+
     fn rebuild_steps(&mut self) {
         self.by_step.clear();
         for plugin in self.by_file.values() {
@@ -275,29 +323,36 @@ impl PluginRuntime {
         let _guard = self.publish.lock().unwrap_or_else(|p| p.into_inner());
         let mut registry = (**self.registry.load()).clone();
         let outcome = match result {
-            Ok(plugin) => match step_clash(&registry, &plugin) {
-                Some(message) => Err(PluginError::Load {
-                    file: file.clone(),
-                    message,
-                }),
-                None => {
-                    let plugin = Arc::new(plugin);
-                    registry.errors.remove(&file);
-                    registry.by_file.insert(file.clone(), plugin.clone());
-                    registry.rebuild_steps();
-                    tracing::info!(
-                        file = %file,
-                        digest = %&plugin.digest[..12],
-                        steps = ?plugin.steps.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
-                        "plugin loaded"
-                    );
-                    crate::telemetry::metrics()
-                        .plugin_reloads
-                        .with_label_values(&[file.as_str()])
-                        .inc();
-                    Ok(plugin)
+            Ok(plugin) => {
+                let plugin = Arc::new(plugin);
+                registry.errors.remove(&file);
+                registry.blocked.remove(&file);
+                registry.by_file.insert(file.clone(), plugin.clone());
+                let before: Vec<String> = registry.blocked.keys().cloned().collect();
+                registry.settle();
+                for other in registry.blocked.keys().filter(|f| !before.contains(f)) {
+                    tracing::error!(file = %other, reason = %registry.clashes[other], "plugin refused");
                 }
-            },
+                match registry.clashes.get(&file) {
+                    Some(message) => Err(PluginError::Load {
+                        file: file.clone(),
+                        message: message.clone(),
+                    }),
+                    None => {
+                        tracing::info!(
+                            file = %file,
+                            digest = %&plugin.digest[..12],
+                            steps = ?plugin.steps.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
+                            "plugin loaded"
+                        );
+                        crate::telemetry::metrics()
+                            .plugin_reloads
+                            .with_label_values(&[file.as_str()])
+                            .inc();
+                        Ok(plugin)
+                    }
+                }
+            }
             Err(e) => Err(e),
         };
         if let Err(PluginError::Load { message, .. }) = &outcome {
@@ -305,7 +360,9 @@ impl PluginRuntime {
                 .plugin_load_errors
                 .with_label_values(&[file.as_str()])
                 .inc();
-            registry.errors.insert(file, message.clone());
+            if !registry.clashes.contains_key(&file) {
+                registry.errors.insert(file, message.clone());
+            }
         }
         self.registry.store(Arc::new(registry));
         outcome
@@ -322,10 +379,15 @@ impl PluginRuntime {
         let file = file_name(path);
         let _guard = self.publish.lock().unwrap_or_else(|p| p.into_inner());
         let mut registry = (**self.registry.load()).clone();
-        let had =
-            registry.by_file.remove(&file).is_some() | registry.errors.remove(&file).is_some();
+        let had = registry.by_file.remove(&file).is_some()
+            | registry.blocked.remove(&file).is_some()
+            | registry.errors.remove(&file).is_some();
         if had {
-            registry.rebuild_steps();
+            let blocked: Vec<String> = registry.blocked.keys().cloned().collect();
+            registry.settle();
+            for freed in blocked.iter().filter(|f| registry.by_file.contains_key(*f)) {
+                tracing::info!(file = %freed, "plugin serves again: its clash is gone");
+            }
             self.registry.store(Arc::new(registry));
             tracing::info!(file = %file, "plugin unloaded");
         }
@@ -343,6 +405,7 @@ impl PluginRuntime {
             .by_file
             .keys()
             .chain(registry.errors.keys())
+            .chain(registry.clashes.keys())
             .collect();
         files.sort();
         files.dedup();
@@ -358,7 +421,11 @@ impl PluginRuntime {
                     limits: plugin.map(|p| p.limits),
                     loaded_at: plugin
                         .map(|p| humantime::format_rfc3339_millis(p.loaded_at).to_string()),
-                    error: registry.errors.get(file).cloned(),
+                    error: registry
+                        .errors
+                        .get(file)
+                        .or_else(|| registry.clashes.get(file))
+                        .cloned(),
                 }
             })
             .collect()
@@ -378,16 +445,6 @@ impl PluginRuntime {
 }
 
 /// A step name another file already provides, as an error message.
-fn step_clash(registry: &Registry, plugin: &LoadedPlugin) -> Option<String> {
-    plugin.steps.iter().find_map(|s| {
-        registry
-            .by_step
-            .get(&s.name)
-            .filter(|other| other.file != plugin.file)
-            .map(|other| format!("step `{}` is already provided by {}", s.name, other.file))
-    })
-}
-
 fn file_name(path: &Path) -> String {
     path.file_name()
         .map(|n| n.to_string_lossy().into_owned())
