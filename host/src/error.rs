@@ -16,6 +16,9 @@ pub enum Error {
     /// No transaction with this id.
     #[error("transaction {0} not found")]
     NotFound(String),
+    /// An `Idempotency-Key` (request key) already named a different request.
+    #[error("{0}")]
+    KeyReused(String),
     /// The operation does not fit the transaction's current status.
     #[error("conflict: {0}")]
     Conflict(String),

@@ -142,8 +142,9 @@ async fn a_repeated_post_with_one_idempotency_key_makes_one_saga() -> anyhow::Re
         .json(&json!({"steps": ["test_kv_counter"], "input": {"key": "something else"}}))
         .send()
         .await?;
-    assert_eq!(other.status().as_u16(), 409);
+    assert_eq!(other.status().as_u16(), 422);
     let other: Value = other.json().await?;
+    assert_eq!(other["error"]["code"], "idempotency_key_reused", "{other}");
     let message = other["error"]["message"].as_str().unwrap_or_default();
     assert!(message.contains("different request"), "{other}");
     // A key that is not visible ASCII is refused, not ignored (ignoring it would let every

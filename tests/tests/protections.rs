@@ -67,7 +67,7 @@ async fn two_hosts_share_circuit_breakers_through_redis() -> anyhow::Result<()> 
         v["steps"][0]["error"]
             .as_str()
             .unwrap()
-            .contains("circuit breaker for service `testkit` is open"),
+            .contains("circuit breaker for service `testkit:testkit` is open"),
         "{v}"
     );
     assert_eq!(

@@ -65,6 +65,12 @@ impl From<Error> for ApiError {
             }
             Error::NotFound(id) => Self::not_found(format!("transaction {id} not found")),
             Error::Conflict(m) => Self::new(StatusCode::CONFLICT, "conflict", m),
+            // As the IETF idempotency-key draft has it: the key was reused for another body.
+            Error::KeyReused(m) => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency_key_reused",
+                m,
+            ),
             Error::Refused(r) => Self::new(StatusCode::CONFLICT, "conflict", r.to_string()),
             Error::Store(StoreError::VersionConflict { .. }) => Self::new(
                 StatusCode::CONFLICT,

@@ -98,16 +98,16 @@ pub(super) fn decode(s: &str) -> String {
 #[utoipa::path(post, path = "/transactions", tag = "transactions", request_body = CreateRequest,
     params(
         ("wait" = Option<String>, Query, description = "Wait up to this long (`30s`, at most `5m`) for a terminal status"),
-        ("Idempotency-Key" = Option<String>, Header, description = "Visible ASCII. A retried request with the same key returns the first saga; the key used for a different request is refused (409)"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Visible ASCII. A retried request with the same key returns the first saga; the key used for a different request is refused (422)"),
         ("traceparent" = Option<String>, Header, description = "W3C trace context: the saga joins the caller's trace"),
     ),
     responses(
         (status = 201, description = "Recorded and started", body = TxView),
         (status = 200, description = "An earlier request with the same Idempotency-Key made it", body = TxView),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 409, description = "The Idempotency-Key was first used for a different request", body = ErrorBody),
+        (status = 422, description = "Invalid saga, or the Idempotency-Key was first used for a different request", body = ErrorBody),
         (status = 413, body = ErrorBody),
-        (status = 415, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody),
+        (status = 415, body = ErrorBody), (status = 503, body = ErrorBody),
     ))]
 pub async fn create(
     State(state): State<AppState>,

@@ -573,7 +573,7 @@ impl Engine {
                             .zip(&steps)
                             .all(|(a, b)| a.step_name == b.step_name);
                     if !same {
-                        return Err(Error::Conflict(format!(
+                        return Err(Error::KeyReused(format!(
                             "Idempotency-Key `{}` was first used for a different request (saga {id})",
                             record.request_key.as_deref().unwrap_or_default()
                         )));
