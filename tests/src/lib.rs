@@ -77,6 +77,36 @@ pub fn rte_binary() -> Result<PathBuf> {
     Ok(dir.join("rte"))
 }
 
+/// A one-step `adhoc` saga in `status`, written at `now_ms` with a one-minute deadline:
+/// for tests that plant a saga in the store as some host left it.
+pub fn tx_record(
+    tx_id: &str,
+    status: rte_host::TxStatus,
+    now_ms: i64,
+) -> rte_host::store::TxRecord {
+    rte_host::store::TxRecord {
+        tx_id: tx_id.into(),
+        tx_type: "adhoc".into(),
+        status,
+        input: serde_json::json!({}),
+        outputs: serde_json::Map::new(),
+        lock_keys: vec![],
+        current_step: 0,
+        total_steps: 1,
+        retry_count: 0,
+        max_retries: 1,
+        timeout_ms: 60_000,
+        deadline_at: now_ms + 60_000,
+        last_error: None,
+        version: 0,
+        request_key: None,
+        created_at: now_ms,
+        updated_at: now_ms,
+        completed_at: None,
+        undo: None,
+    }
+}
+
 /// The path of a built plugin, e.g. `plugin("bank")`.
 pub fn plugin(name: &str) -> PathBuf {
     plugin_dir().join(format!("{name}.wasm"))

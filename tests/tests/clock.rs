@@ -87,25 +87,9 @@ async fn recovery_finds_a_stuck_saga_when_the_clock_says() -> Result<()> {
     // A saga whose host stopped mid-step: EXECUTING, updated just now by the clock.
     let now = clock.now_ms();
     let tx = TxRecord {
-        tx_id: "stuck-1".into(),
-        tx_type: "adhoc".into(),
-        status: TxStatus::Executing,
-        input: json!({}),
-        outputs: serde_json::Map::new(),
-        lock_keys: vec![],
-        current_step: 0,
-        total_steps: 1,
-        retry_count: 0,
-        max_retries: 1,
         timeout_ms: 3_600_000,
         deadline_at: now + 3_600_000,
-        last_error: None,
-        version: 0,
-        request_key: None,
-        created_at: now,
-        updated_at: now,
-        completed_at: None,
-        undo: None,
+        ..rte_tests::tx_record("stuck-1", TxStatus::Executing, now)
     };
     let mut step = StepRecord::pending("stuck-1", 0, "test_ok");
     step.status = rte_tests::rte_host::engine::StepStatus::Executing;

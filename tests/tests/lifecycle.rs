@@ -14,28 +14,7 @@ use rte_tests::{HostOptions, TestHost};
 use serde_json::{Value, json};
 
 fn record(tx_id: &str, status: TxStatus) -> TxRecord {
-    let now = now_ms();
-    TxRecord {
-        tx_id: tx_id.into(),
-        tx_type: "adhoc".into(),
-        status,
-        input: json!({}),
-        outputs: serde_json::Map::new(),
-        lock_keys: vec![],
-        current_step: 0,
-        total_steps: 1,
-        retry_count: 0,
-        max_retries: 1,
-        timeout_ms: 60_000,
-        deadline_at: now + 60_000,
-        last_error: None,
-        version: 0,
-        request_key: None,
-        created_at: now,
-        updated_at: now,
-        completed_at: None,
-        undo: None,
-    }
+    rte_tests::tx_record(tx_id, status, now_ms())
 }
 
 /// Every (status, event) pair through the engine's one writer, on every backend: an

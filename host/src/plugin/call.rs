@@ -206,19 +206,8 @@ impl PluginRuntime {
         call: &StepCall,
         store: Arc<dyn PluginKv>,
     ) -> Result<CallOutput<()>, CallFailure> {
-        let out = self
-            .call(
-                plugin,
-                CallKind::Compensate,
-                &call.step_name,
-                Some(call),
-                Some(store),
-            )
-            .await?;
-        Ok(CallOutput {
-            value: (),
-            kv: out.kv,
-        })
+        self.call_for_unit(plugin, CallKind::Compensate, call, store)
+            .await
     }
 
     /// Run `confirm` of `call.step_name`.
@@ -228,14 +217,20 @@ impl PluginRuntime {
         call: &StepCall,
         store: Arc<dyn PluginKv>,
     ) -> Result<CallOutput<()>, CallFailure> {
+        self.call_for_unit(plugin, CallKind::Confirm, call, store)
+            .await
+    }
+
+    /// A call whose only result is its key-value changes.
+    async fn call_for_unit(
+        &self,
+        plugin: &LoadedPlugin,
+        kind: CallKind,
+        call: &StepCall,
+        store: Arc<dyn PluginKv>,
+    ) -> Result<CallOutput<()>, CallFailure> {
         let out = self
-            .call(
-                plugin,
-                CallKind::Confirm,
-                &call.step_name,
-                Some(call),
-                Some(store),
-            )
+            .call(plugin, kind, &call.step_name, Some(call), Some(store))
             .await?;
         Ok(CallOutput {
             value: (),
@@ -472,7 +467,15 @@ fn trap_failure(err: &wasmtime::Error, limits: super::Limits, stderr: String) ->
             "plugin aborted (a panic or an uncaught exception)".to_string(),
         ),
         Some(trap) => (FailureKind::Trap, format!("plugin trapped: {trap}")),
-        None => (FailureKind::Trap, format!("plugin call failed: {chain}")),
+        // The full chain (with wasm frames and host internals) is for operators' logs; the
+        // step's error says what went wrong, in the words of its innermost cause.
+        None => {
+            tracing::warn!(error = %chain, "plugin call failed");
+            (
+                FailureKind::Trap,
+                format!("plugin call failed: {}", err.root_cause()),
+            )
+        }
     };
     if stderr.is_empty() {
         CallFailure::new(kind, what)
