@@ -47,39 +47,92 @@ pub enum StoreError {
         key: String,
     },
     /// The database could not be reached or the call failed in a way worth retrying.
-    #[error("store unavailable: {0}")]
-    Unavailable(String),
+    #[error("store unavailable: {message}")]
+    Unavailable {
+        /// What failed.
+        message: String,
+        /// The error beneath, when there is one (a driver error).
+        #[source]
+        source: Option<BoxError>,
+    },
     /// The database refused the call; retrying will not help.
-    #[error("store error: {0}")]
-    Permanent(String),
+    #[error("store error: {message}")]
+    Permanent {
+        /// What failed.
+        message: String,
+        /// The error beneath, when there is one.
+        #[source]
+        source: Option<BoxError>,
+    },
     /// A stored value could not be decoded.
-    #[error("corrupt stored value: {0}")]
-    Corrupt(String),
+    #[error("corrupt stored value: {message}")]
+    Corrupt {
+        /// What could not be decoded.
+        message: String,
+        /// The decoding error.
+        #[source]
+        source: Option<BoxError>,
+    },
+}
+
+/// An error kept as the source of a [`StoreError`].
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+impl StoreError {
+    /// [`StoreError::Unavailable`] with no error beneath.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        StoreError::Unavailable {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// [`StoreError::Permanent`] with no error beneath.
+    pub fn permanent(message: impl Into<String>) -> Self {
+        StoreError::Permanent {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// [`StoreError::Corrupt`]: `what` could not be decoded because of `source`.
+    pub fn corrupt(
+        what: impl std::fmt::Display,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        StoreError::Corrupt {
+            message: format!("{what}: {source}"),
+            source: Some(Box::new(source)),
+        }
+    }
 }
 
 impl StoreError {
     /// Whether trying again later may succeed.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, StoreError::Unavailable(_))
+        matches!(self, StoreError::Unavailable { .. })
     }
 }
 
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
-        match &e {
+        let message = e.to_string();
+        let kind = match &e {
             sqlx::Error::Io(_)
             | sqlx::Error::PoolTimedOut
             | sqlx::Error::PoolClosed
             | sqlx::Error::WorkerCrashed
             | sqlx::Error::Tls(_)
-            | sqlx::Error::Protocol(_) => StoreError::Unavailable(e.to_string()),
-            sqlx::Error::Database(db) if is_transient_code(error_code(db.as_ref()).as_deref()) => {
-                StoreError::Unavailable(e.to_string())
-            }
-            sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) => {
-                StoreError::Corrupt(e.to_string())
-            }
-            _ => StoreError::Permanent(e.to_string()),
+            | sqlx::Error::Protocol(_) => 0,
+            sqlx::Error::Database(db) if is_transient_code(error_code(db.as_ref()).as_deref()) => 0,
+            sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) => 2,
+            _ => 1,
+        };
+        let source: Option<BoxError> = Some(Box::new(e));
+        match kind {
+            0 => StoreError::Unavailable { message, source },
+            2 => StoreError::Corrupt { message, source },
+            _ => StoreError::Permanent { message, source },
         }
     }
 }
@@ -290,4 +343,36 @@ pub fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod error_tests {
+    use super::*;
+
+    /// A driver error stays reachable beneath the store's error: callers can inspect it,
+    /// and reports can print the whole chain.
+    #[test]
+    fn a_store_error_keeps_the_driver_error_as_its_source() {
+        let e = StoreError::from(sqlx::Error::PoolTimedOut);
+        assert!(e.is_retryable());
+        let source = std::error::Error::source(&e).expect("a source");
+        assert!(matches!(
+            source.downcast_ref::<sqlx::Error>(),
+            Some(sqlx::Error::PoolTimedOut)
+        ));
+        let e = StoreError::from(sqlx::Error::RowNotFound);
+        assert!(!e.is_retryable());
+        assert!(std::error::Error::source(&e).is_some());
+        let bad = serde_json::from_str::<serde_json::Value>("{").unwrap_err();
+        let e = StoreError::corrupt("outputs", bad);
+        assert!(
+            e.to_string().starts_with("corrupt stored value: outputs: "),
+            "{e}"
+        );
+        assert!(
+            std::error::Error::source(&e)
+                .and_then(|s| s.downcast_ref::<serde_json::Error>())
+                .is_some()
+        );
+    }
 }

@@ -516,7 +516,7 @@ impl SqlStore {
     pub async fn connect_with(url: &str, options: &StoreOptions) -> StoreResult<Self> {
         sqlx::any::install_default_drivers();
         let dialect = Dialect::from_url(url).ok_or_else(|| {
-            StoreError::Permanent(format!(
+            StoreError::permanent(format!(
                 "unsupported database_url `{}`: use sqlite://, postgres:// or mysql://",
                 redact(url)
             ))
@@ -560,9 +560,13 @@ impl SqlStore {
                 Ok(())
             })
         });
-        let pool = pool_options.connect(&url).await.map_err(|e| {
-            StoreError::Unavailable(format!("cannot connect to {}: {e}", redact(&url)))
-        })?;
+        let pool = pool_options
+            .connect(&url)
+            .await
+            .map_err(|e| StoreError::Unavailable {
+                message: format!("cannot connect to {}: {e}", redact(&url)),
+                source: Some(Box::new(e)),
+            })?;
         Ok(Self {
             // Keep a quarter of the pool for everything else.
             conns: Conns::new(pool.clone(), max_connections as usize * 3 / 4),
@@ -584,11 +588,13 @@ impl SqlStore {
             Dialect::Postgres => &POSTGRES_MIGRATOR,
             Dialect::MySql => &MYSQL_MIGRATOR,
         };
-        let failed =
-            |e: &dyn std::fmt::Display| StoreError::Permanent(format!("migration failed: {e}"));
+        let failed = |e: sqlx::migrate::MigrateError| StoreError::Permanent {
+            message: format!("migration failed: {e}"),
+            source: Some(Box::new(e)),
+        };
         match self.dialect {
             // sqlx holds an advisory lock while it migrates PostgreSQL.
-            Dialect::Postgres => return migrator.run(&self.pool).await.map_err(|e| failed(&e)),
+            Dialect::Postgres => return migrator.run(&self.pool).await.map_err(failed),
             // SQLite has no such lock, but each migration commits with its record or not at
             // all: a host that raced another one into the same migration fails it whole, and
             // its next run finds it applied.
@@ -601,7 +607,7 @@ impl SqlStore {
                             tries += 1;
                             tokio::time::sleep(Duration::from_millis(100 * tries)).await;
                         }
-                        Err(e) => break Err(failed(&e)),
+                        Err(e) => break Err(failed(e)),
                     }
                 };
             }
@@ -620,8 +626,8 @@ impl SqlStore {
                 break;
             }
             if tokio::time::Instant::now() >= deadline {
-                return Err(failed(&format!(
-                    "another host has held the migration lock for {}s",
+                return Err(StoreError::permanent(format!(
+                    "migration failed: another host has held the migration lock for {}s",
                     MIGRATION_LOCK_WAIT.as_secs()
                 )));
             }
@@ -630,7 +636,7 @@ impl SqlStore {
         let released = sqlx::query("SELECT RELEASE_LOCK('rte_migrate')")
             .execute(&mut *conn)
             .await;
-        outcome.map_err(|e| failed(&e))?;
+        outcome.map_err(failed)?;
         released?;
         Ok(())
     }
@@ -788,7 +794,7 @@ impl SqlStore {
     ) -> StoreResult<T> {
         match tokio::time::timeout(self.call_limit, work).await {
             Ok(done) => done,
-            Err(_) => Err(StoreError::Unavailable(format!(
+            Err(_) => Err(StoreError::unavailable(format!(
                 "store {what} did not finish within {:?}",
                 self.call_limit
             ))),
@@ -890,14 +896,14 @@ fn to_json<T: serde::Serialize>(v: &T) -> String {
 }
 
 fn parse_json<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> StoreResult<T> {
-    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+    serde_json::from_str(text).map_err(|e| StoreError::corrupt(what, e))
 }
 
 fn parse_status<T: std::str::FromStr<Err = crate::lifecycle::UnknownName>>(
     text: &str,
 ) -> StoreResult<T> {
     text.parse()
-        .map_err(|e: crate::lifecycle::UnknownName| StoreError::Corrupt(e.to_string()))
+        .map_err(|e: crate::lifecycle::UnknownName| StoreError::corrupt("status", e))
 }
 
 /// A text column. MySQL reports `TEXT` columns as blobs through the `Any` driver, so
@@ -907,7 +913,7 @@ fn text(row: &AnyRow, col: &str) -> StoreResult<String> {
         Ok(s) => Ok(s),
         Err(_) => {
             let bytes: Vec<u8> = row.try_get(col)?;
-            String::from_utf8(bytes).map_err(|e| StoreError::Corrupt(format!("{col}: {e}")))
+            String::from_utf8(bytes).map_err(|e| StoreError::corrupt(col, e))
         }
     }
 }
@@ -919,9 +925,7 @@ fn opt_text(row: &AnyRow, col: &str) -> StoreResult<Option<String>> {
         Err(_) => {
             let bytes: Option<Vec<u8>> = row.try_get(col)?;
             bytes
-                .map(|b| {
-                    String::from_utf8(b).map_err(|e| StoreError::Corrupt(format!("{col}: {e}")))
-                })
+                .map(|b| String::from_utf8(b).map_err(|e| StoreError::corrupt(col, e)))
                 .transpose()
         }
     }
@@ -1157,7 +1161,7 @@ impl SagaStore for SqlStore {
                     self.settle(&mut conn, &done).await;
                     let rows = done?;
                     let row = rows.first().ok_or_else(|| {
-                        StoreError::Permanent("the commit script returned no count".into())
+                        StoreError::permanent("the commit script returned no count")
                     })?;
                     row.try_get::<i64, _>("written")? as u64
                 } else {
