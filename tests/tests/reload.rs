@@ -566,7 +566,8 @@ async fn a_renamed_plugin_keeps_its_data_under_its_declared_name() -> anyhow::Re
     std::fs::write(dir.join("renamed.toml"), b"name = \"kit\"\n")?;
     std::fs::rename(dir.join("testkit.wasm"), dir.join("renamed.wasm"))?;
     std::fs::remove_file(dir.join("testkit.toml"))?;
-    wait_for(&h, "renamed.wasm", "load", |s| s["digest"].is_string()).await?;
+    let renamed = wait_for(&h, "renamed.wasm", "load", |s| s["digest"].is_string()).await?;
+    assert_eq!(renamed["name"], "kit", "{renamed}");
     wait_for(&h, "testkit.wasm", "unload", Value::is_null).await?;
     let second = h.run_saga(body).await?;
     assert_eq!(count(&second), Some(2), "the count went on: {second}");

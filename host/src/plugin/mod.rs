@@ -157,6 +157,8 @@ impl LoadedPlugin {
 pub struct PluginStatus {
     /// File name.
     pub file: String,
+    /// The plugin's name (its identity: kv data and breakers) in the version serving.
+    pub name: Option<String>,
     /// Digest of the version serving, if any.
     pub digest: Option<String>,
     /// The `rte:saga` version the serving version targets.
@@ -415,6 +417,7 @@ impl PluginRuntime {
                 let plugin = registry.by_file.get(file);
                 PluginStatus {
                     file: file.clone(),
+                    name: plugin.map(|p| p.namespace.clone()),
                     digest: plugin.map(|p| p.digest.clone()),
                     wit: plugin.map(|p| p.wit),
                     steps: plugin.map(|p| p.steps.clone()).unwrap_or_default(),
