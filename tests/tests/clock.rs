@@ -20,9 +20,7 @@ async fn engine(dir: &std::path::Path, clock: Arc<ManualClock>) -> Result<Engine
     std::fs::copy(plugin("testkit"), plugins.join("testkit.wasm"))?;
     let runtime = PluginRuntime::new(RuntimeOptions {
         limits: Limits {
-            memory_bytes: 64 << 20,
             timeout: Duration::from_secs(5),
-            max_output_bytes: 1 << 20,
             ..Limits::default()
         },
         cache_dir: Some(artifact_cache()),

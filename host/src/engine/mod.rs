@@ -474,17 +474,9 @@ impl Engine {
         let traceparent = tx.traceparent.clone();
         let (submitted, recorded) = self.record(tx).await?;
         if let Some(state) = recorded {
-            let (done_tx, done_rx) = tokio::sync::oneshot::channel();
-            let engine = self.clone();
-            let guard = self.inner.tasks.enter();
-            let tx_id = submitted.tx_id.clone();
             // The driver runs in its own task: a client that gives up does not stop it.
-            tokio::spawn(async move {
-                let _guard = guard;
-                let last = engine.drive_from(&tx_id, traceparent, Some(state)).await;
-                let _ = done_tx.send(last);
-            });
-            match tokio::time::timeout_at(until, done_rx).await {
+            let driver = self.spawn_from(submitted.tx_id.clone(), traceparent, Some(state));
+            match tokio::time::timeout_at(until, driver).await {
                 Ok(Ok(Some(last))) if last.0.status.is_terminal() => {
                     return Ok((submitted, Some(last)));
                 }
@@ -614,19 +606,20 @@ impl Engine {
         self.spawn_from(tx_id, traceparent, None);
     }
 
-    /// [`Engine::spawn`], starting from a state known to be the stored one.
+    /// [`Engine::spawn`], starting from a state known to be the stored one; the task
+    /// ends with what [`Engine::drive_from`] returned (dropping the handle does not stop it).
     fn spawn_from(
         &self,
         tx_id: String,
         traceparent: Option<String>,
         known: Option<(TxRecord, Vec<StepRecord>)>,
-    ) {
+    ) -> tokio::task::JoinHandle<Option<(TxRecord, Vec<StepRecord>)>> {
         let engine = self.clone();
         let guard = self.inner.tasks.enter();
         tokio::spawn(async move {
             let _guard = guard;
-            engine.drive_from(&tx_id, traceparent, known).await;
-        });
+            engine.drive_from(&tx_id, traceparent, known).await
+        })
     }
 
     /// The saga and its steps.

@@ -108,6 +108,7 @@ impl Engine {
             ended: false,
             store_waits: 0,
             call_started: 0,
+            outputs_len: None,
         };
         tracing::Span::current().record("tx_type", run.tx.tx_type.as_str());
         let keys = match run.take_locks(&token).await? {
@@ -138,6 +139,9 @@ struct SagaRun {
     store_waits: u32,
     /// When the current attempt's call started (ms since epoch).
     call_started: i64,
+    /// An upper bound of the JSON length of `tx.outputs`, kept up to date as steps
+    /// complete (measured once, when the first step of this run completes).
+    outputs_len: Option<u64>,
 }
 
 impl SagaRun {
@@ -679,7 +683,11 @@ impl SagaRun {
     ) -> Result<()> {
         let max = self.engine.inner.config.max_outputs_bytes;
         // An upper bound (a key the step sets again counts twice), without building it.
-        let total = json_len(&self.tx.outputs).saturating_add(json_len(&done.outputs));
+        let base = match self.outputs_len {
+            Some(len) => len,
+            None => json_len(&self.tx.outputs),
+        };
+        let total = base.saturating_add(json_len(&done.outputs));
         if total > max {
             telemetry::metrics()
                 .plugin_limit_hits
@@ -757,6 +765,7 @@ impl SagaRun {
             return self.retry_or_fail(i, attempt, f).await;
         }
         committed?;
+        self.outputs_len = Some(total);
         let mut event = self
             .event(kinds::STEP_COMPLETED)
             .step(&self.steps[i].step_name)

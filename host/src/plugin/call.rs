@@ -279,7 +279,6 @@ impl PluginRuntime {
             limits: CallLimiter::new(limits.memory_bytes),
             log_budget: limits.max_log_bytes,
             log_dropped: 0,
-            plugin_file: plugin.file.clone(),
             deadline: Instant::now() + limits.timeout,
             kv: KvOverlay::bounded(
                 store,
@@ -362,6 +361,12 @@ impl PluginRuntime {
             m.plugin_traps
                 .with_label_values(&[plugin.file.as_str()])
                 .inc();
+        }
+        let dropped = wasm.data().log_dropped;
+        if dropped > 0 {
+            m.plugin_log_dropped
+                .with_label_values(&[plugin.file.as_str()])
+                .inc_by(dropped);
         }
         let guest_stderr = || stderr.text();
         // A call over its kv write limit fails as such, whatever it returned.

@@ -30,10 +30,6 @@ impl CallState {
             }
             self.log_budget = 0;
             self.log_dropped += size;
-            crate::telemetry::metrics()
-                .plugin_log_dropped
-                .with_label_values(&[self.plugin_file.as_str()])
-                .inc_by(size);
             return;
         }
         self.log_budget -= size;

@@ -22,10 +22,8 @@ pub struct CallState {
     pub(crate) limits: CallLimiter,
     /// Log bytes the call may still write; past it, lines are dropped and counted.
     pub(crate) log_budget: u64,
-    /// Log bytes dropped so far.
+    /// Log bytes dropped so far (counted in the metrics when the call ends).
     pub(crate) log_dropped: u64,
-    /// The plugin's file, for metrics.
-    pub(crate) plugin_file: String,
     /// Wall-clock deadline of the call; the epoch callback traps past it.
     pub(crate) deadline: Instant,
     pub(crate) kv: KvOverlay,
@@ -87,6 +85,17 @@ impl CallLimiter {
     }
 }
 
+/// Account for one memory or table going from `current` to `desired` in an instance
+/// holding `total` in all; `false` (and nothing counted) when that would pass `cap`.
+fn grow(total: &mut usize, cap: usize, current: usize, desired: usize) -> bool {
+    let next = total.saturating_sub(current).saturating_add(desired);
+    if next > cap {
+        return false;
+    }
+    *total = next;
+    true
+}
+
 impl ResourceLimiter for CallLimiter {
     fn memory_growing(
         &mut self,
@@ -94,17 +103,12 @@ impl ResourceLimiter for CallLimiter {
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        let total = self
-            .memory_total
-            .saturating_sub(current)
-            .saturating_add(desired);
-        if total > self.memory_cap {
+        if !grow(&mut self.memory_total, self.memory_cap, current, desired) {
             return Err(MemoryCapHit {
                 cap_mib: (self.memory_cap >> 20) as u64,
             }
             .into());
         }
-        self.memory_total = total;
         Ok(true)
     }
 
@@ -114,17 +118,12 @@ impl ResourceLimiter for CallLimiter {
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        let total = self
-            .table_total
-            .saturating_sub(current)
-            .saturating_add(desired);
-        if total > self.table_cap {
+        if !grow(&mut self.table_total, self.table_cap, current, desired) {
             return Err(wasmtime::format_err!(
                 "plugin exceeded its limit of {} table elements",
                 self.table_cap
             ));
         }
-        self.table_total = total;
         Ok(true)
     }
 
