@@ -31,6 +31,12 @@ pub enum Error {
     /// A lock operation failed.
     #[error(transparent)]
     Lock(#[from] LockError),
+    /// Redis (breakers) could not be reached.
+    #[error(transparent)]
+    Redis(#[from] crate::redis_client::RedisError),
+    /// Events cannot be shared with other hosts.
+    #[error(transparent)]
+    Relay(#[from] crate::events::RelayError),
     /// A plugin could not be loaded or called.
     #[error(transparent)]
     Plugin(#[from] PluginError),

@@ -10,6 +10,7 @@
 //! | [`clock`] | the wall clock the engine, breakers and recovery read; a manual one for tests |
 //! | [`lock`] | the [`LockManager`] contract: in-process, or Redis for several hosts |
 //! | [`breaker`] | per-service circuit breakers |
+//! | [`redis_client`] | the Redis connection locks, breakers and the event relay share, and its error |
 //! | [`events`] | events and the [`EventBus`] |
 //! | [`admin`] | the REST API and embedded console |
 //! | [`telemetry`] | Prometheus metrics and tracing spans |
@@ -58,6 +59,7 @@ pub mod lifecycle;
 pub mod lock;
 pub mod plugin;
 pub mod recovery;
+pub mod redis_client;
 pub mod retention;
 pub mod server;
 pub mod store;

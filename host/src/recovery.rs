@@ -247,7 +247,8 @@ impl RecoveryWorker {
             return Ok(false);
         }
         let from = tx.status;
-        let changed = crate::engine::note_lost_calls(&mut steps, &host, now);
+        let confirm = self.engine.confirm_in_flight(from, &steps);
+        let changed = crate::engine::note_lost_calls(&mut steps, confirm, &host, now);
         let changed: Vec<&StepRecord> = changed.iter().map(|&i| &steps[i]).collect();
         let actor = Actor::Recovery { host };
         let entry = HistoryEntry {

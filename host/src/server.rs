@@ -78,28 +78,27 @@ impl Host {
         let engine_config = EngineConfig::from(&config);
         let events = EventBus::new(config.event_log_size);
         let breakers = match &config.redis_url {
-            Some(url) => Breakers::redis(
-                engine_config.breaker,
-                events.clone(),
-                url,
-                &config.redis_prefix,
-            )
-            .await
-            .map_err(Error::Config)?,
+            Some(url) => {
+                Breakers::redis(
+                    engine_config.breaker,
+                    events.clone(),
+                    url,
+                    &config.redis_prefix,
+                )
+                .await?
+            }
             None => Breakers::new(engine_config.breaker, events.clone()),
         };
         tracing::info!(breakers = %breakers.summary(), "circuit breakers ready");
         // Every host shows every host's events: through Redis when there is one, else
         // through the database the hosts share.
         match &config.redis_url {
-            Some(url) => events
-                .relay_through_redis(url, &config.redis_prefix)
-                .await
-                .map_err(Error::Config)?,
-            None => events
-                .relay_through_store(store.clone())
-                .await
-                .map_err(Error::Config)?,
+            Some(url) => {
+                events
+                    .relay_through_redis(url, &config.redis_prefix)
+                    .await?
+            }
+            None => events.relay_through_store(store.clone()).await?,
         }
         let engine = Engine::builder(store, runtime)
             .locks(locks)

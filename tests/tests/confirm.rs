@@ -252,11 +252,19 @@ async fn a_confirm_runs_once_when_the_host_is_killed_between_confirms() -> Resul
         1,
         "the first confirm is not called again: {done}"
     );
-    assert_eq!(
-        confirms.last(),
-        Some(&(1, "completed".to_string())),
-        "{done}"
-    );
+    // The killed call is in the history as a lost attempt, the next one completed it.
+    let second_step: Vec<&Value> = done["attempts"]
+        .as_array()
+        .context("attempts")?
+        .iter()
+        .filter(|a| a["phase"] == "confirm" && a["step_index"] == 1)
+        .collect();
+    assert_eq!(second_step.len(), 2, "{done}");
+    assert_eq!(second_step[0]["outcome"], "failed", "{done}");
+    assert_eq!(second_step[0]["failure_kind"], "lost", "{done}");
+    assert_eq!(second_step[0]["attempt"], 1, "{done}");
+    assert_eq!(second_step[1]["outcome"], "completed", "{done}");
+    assert_eq!(second_step[1]["attempt"], 2, "{done}");
 
     let client = reqwest::Client::new();
     let run = |body: Value| {

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rte_host::lock::{self, LockError, LockManager, MemoryLocks, RedisLocks};
+use rte_host::redis_client::RedisError;
 use rte_tests::faults::{OWN_REDIS_TESTS, OwnRedis};
 use rte_tests::services_required;
 use tokio::time::{Instant, sleep, timeout};
@@ -302,7 +303,17 @@ async fn a_dead_redis_is_an_error_not_a_hang() {
         .expect("connect hung")
         .err()
         .expect("connecting to a dead server fails");
-    assert!(matches!(err, LockError::Unavailable(_)), "{err}");
+    // The cause stays typed beneath: which server, and the driver's own error.
+    match &err {
+        LockError::Unavailable(RedisError::Failed { location, source }) => {
+            assert_eq!(location, &url);
+            assert!(
+                source.is_connection_refusal() || source.is_io_error(),
+                "{source:?}"
+            );
+        }
+        other => panic!("expected a refused connection: {other:?}"),
+    }
     assert!(err.to_string().contains(&url), "{err}");
     assert!(!err.to_string().contains("hunter2"), "{err}");
 

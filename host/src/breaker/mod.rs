@@ -174,7 +174,7 @@ impl Breakers {
         events: EventBus,
         url: &str,
         prefix: &str,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, crate::redis_client::RedisError> {
         let backend = Backend::Redis(redis::RedisBreakers::connect(url, prefix).await?);
         Ok(Self {
             config,

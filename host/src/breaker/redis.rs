@@ -3,15 +3,11 @@
 //! lose each other's updates.
 
 use std::sync::LazyLock;
-use std::time::Duration;
 
-use ::redis::aio::ConnectionManager;
 use ::redis::{AsyncCommands, Script};
 
 use super::{Breaker, BreakerState};
-
-/// Upper bound on one round trip.
-const CALL_TIMEOUT: Duration = Duration::from_secs(2);
+use crate::redis_client::{RedisConn, RedisError};
 /// Compare-and-set attempts before giving up under heavy contention.
 const MAX_ATTEMPTS: usize = 16;
 
@@ -30,23 +26,20 @@ return 1
 });
 
 pub(super) struct RedisBreakers {
-    conn: ConnectionManager,
+    conn: RedisConn,
     prefix: String,
-    location: String,
 }
 
 impl RedisBreakers {
-    pub(super) async fn connect(url: &str, prefix: &str) -> Result<Self, String> {
-        let (conn, location) = crate::lock::redis::connect(url).await?;
+    pub(super) async fn connect(url: &str, prefix: &str) -> Result<Self, RedisError> {
         Ok(Self {
-            conn,
+            conn: RedisConn::connect(url).await?,
             prefix: prefix.to_string(),
-            location,
         })
     }
 
     pub(super) fn location(&self) -> &str {
-        &self.location
+        self.conn.location()
     }
 
     fn key(&self, service: &str) -> String {
@@ -57,29 +50,15 @@ impl RedisBreakers {
         format!("{}breakers", self.prefix)
     }
 
-    async fn timed<T>(
-        &self,
-        f: impl std::future::Future<Output = ::redis::RedisResult<T>>,
-    ) -> Result<T, String> {
-        match tokio::time::timeout(CALL_TIMEOUT, f).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(format!("redis at {}: {e}", self.location)),
-            Err(_) => Err(format!(
-                "redis at {} did not answer within {CALL_TIMEOUT:?}",
-                self.location
-            )),
-        }
-    }
-
     pub(super) async fn update<R>(
         &self,
         service: &str,
         change: &impl Fn(&mut Breaker) -> R,
-    ) -> Result<(R, BreakerState, BreakerState), String> {
+    ) -> Result<(R, BreakerState, BreakerState), RedisError> {
         let key = self.key(service);
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn.handle();
         for _ in 0..MAX_ATTEMPTS {
-            let raw: Option<String> = self.timed(conn.get(&key)).await?;
+            let raw: Option<String> = self.conn.call(conn.get(&key)).await?;
             let current: Breaker = raw
                 .as_deref()
                 .and_then(|r| serde_json::from_str(r).ok())
@@ -89,30 +68,31 @@ impl RedisBreakers {
             if next == current {
                 return Ok((result, current.state, next.state));
             }
-            let encoded = serde_json::to_string(&next).map_err(|e| e.to_string())?;
+            let encoded = serde_json::to_string(&next).expect("a breaker always encodes as JSON");
             let mut invocation = COMPARE_AND_SET.key(&key);
             invocation
                 .key(self.index())
                 .arg(raw.unwrap_or_default())
                 .arg(encoded)
                 .arg(service);
-            let swapped: i64 = self.timed(invocation.invoke_async(&mut conn)).await?;
+            let swapped: i64 = self.conn.call(invocation.invoke_async(&mut conn)).await?;
             if swapped == 1 {
                 return Ok((result, current.state, next.state));
             }
         }
-        Err(format!(
-            "breaker `{service}` is changing too fast to update"
-        ))
+        Err(RedisError::Contended {
+            location: self.conn.location().to_string(),
+            key,
+        })
     }
 
-    pub(super) async fn list(&self) -> Result<Vec<(String, Breaker)>, String> {
-        let mut conn = self.conn.clone();
-        let mut services: Vec<String> = self.timed(conn.smembers(self.index())).await?;
+    pub(super) async fn list(&self) -> Result<Vec<(String, Breaker)>, RedisError> {
+        let mut conn = self.conn.handle();
+        let mut services: Vec<String> = self.conn.call(conn.smembers(self.index())).await?;
         services.sort();
         let mut out = Vec::with_capacity(services.len());
         for service in services {
-            let raw: Option<String> = self.timed(conn.get(self.key(&service))).await?;
+            let raw: Option<String> = self.conn.call(conn.get(self.key(&service))).await?;
             if let Some(b) = raw.and_then(|r| serde_json::from_str(&r).ok()) {
                 out.push((service, b));
             }

@@ -39,8 +39,10 @@ impl Engine {
             reason: reason.to_string(),
         };
         let mut changed = skip_pending(&mut steps);
+        let confirm = self.confirm_in_flight(from, &steps);
         changed.extend(cut_off_calls(
             &mut steps,
+            confirm,
             &self.inner.host_id,
             self.now_ms(),
         ));
@@ -283,8 +285,13 @@ fn skip_pending(steps: &mut [StepRecord]) -> Vec<usize> {
 
 /// Steps whose call a stopped host cut off (`EXECUTING`) become `FAILED` with kind
 /// `lost`, the lost attempt logged; returns their indexes.
-fn cut_off_calls(steps: &mut [StepRecord], noted_by: &str, now: i64) -> Vec<usize> {
-    let changed = note_lost_calls(steps, noted_by, now);
+fn cut_off_calls(
+    steps: &mut [StepRecord],
+    confirm: Option<usize>,
+    noted_by: &str,
+    now: i64,
+) -> Vec<usize> {
+    let changed = note_lost_calls(steps, confirm, noted_by, now);
     for &i in &changed {
         let s = &mut steps[i];
         if s.status == StepStatus::Executing {
@@ -298,11 +305,26 @@ fn cut_off_calls(steps: &mut [StepRecord], noted_by: &str, now: i64) -> Vec<usiz
 }
 
 /// A call under way when its host stopped answered nobody: log it as a lost attempt of
-/// its step (counted), which runs again; returns the steps changed.
-pub(crate) fn note_lost_calls(steps: &mut [StepRecord], host: &str, now: i64) -> Vec<usize> {
+/// its step (counted), which runs again; returns the steps changed. `confirm` is the step
+/// whose confirm may have been under way (see [`Engine::confirm_in_flight`]).
+pub(crate) fn note_lost_calls(
+    steps: &mut [StepRecord],
+    confirm: Option<usize>,
+    host: &str,
+    now: i64,
+) -> Vec<usize> {
     let mut changed = Vec::new();
     for (i, s) in steps.iter_mut().enumerate() {
         let (phase, attempt) = match s.status {
+            StepStatus::Completed if confirm == Some(i) => {
+                let last = s
+                    .attempt_log
+                    .iter()
+                    .rev()
+                    .find(|a| a.phase == Phase::Confirm)
+                    .map_or(0, |a| a.attempt);
+                (Phase::Confirm, last + 1)
+            }
             StepStatus::Executing if s.started_at.is_some() => {
                 s.attempts += 1;
                 (Phase::Execute, s.attempts)

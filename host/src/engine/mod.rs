@@ -703,6 +703,28 @@ impl Engine {
         self.inner.clock.now_ms()
     }
 
+    /// In a `CONFIRMING` saga, the step whose confirm a host that stopped may have been
+    /// calling: the first step (in step order) that executed and still has a confirm to
+    /// run (a step whose plugin is not loaded counts, as when confirming).
+    pub(crate) fn confirm_in_flight(
+        &self,
+        status: TxStatus,
+        steps: &[StepRecord],
+    ) -> Option<usize> {
+        if status != TxStatus::Confirming {
+            return None;
+        }
+        steps.iter().position(|s| {
+            s.status == StepStatus::Completed && self.step_confirms(&s.step_name).unwrap_or(true)
+        })
+    }
+
+    /// Whether `step` has a confirm; `None` while no loaded plugin serves it.
+    pub(crate) fn step_confirms(&self, step: &str) -> Option<bool> {
+        let plugin = self.inner.plugins.plugin_for(step)?;
+        Some(plugin.step(step).is_some_and(|d| d.supports_confirm))
+    }
+
     /// This host's id (in history entries and logs).
     pub fn host_id(&self) -> &str {
         &self.inner.host_id

@@ -266,10 +266,9 @@ impl SagaRun {
         if step.status != StepStatus::Completed {
             return false;
         }
-        match self.engine.inner.plugins.plugin_for(&step.step_name) {
-            Some(p) => p.step(&step.step_name).is_some_and(|d| d.supports_confirm),
-            None => self.tx.status == TxStatus::Confirming,
-        }
+        self.engine
+            .step_confirms(&step.step_name)
+            .unwrap_or(self.tx.status == TxStatus::Confirming)
     }
 
     /// Every step executed: call each due confirm in step order, committing each with its

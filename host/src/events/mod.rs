@@ -128,6 +128,20 @@ impl Event {
     }
 }
 
+/// Why this host's events cannot be shared with other hosts.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    /// A relay is already running for this bus.
+    #[error("events are already relayed")]
+    AlreadyRelayed,
+    /// The Redis server that relays events cannot be reached.
+    #[error("cannot relay events: {0}")]
+    Redis(#[from] crate::redis_client::RedisError),
+    /// The shared event log in the store cannot be read.
+    #[error("cannot read the shared event log: {0}")]
+    Store(#[from] crate::store::StoreError),
+}
+
 /// Publishes events to subscribers and keeps the recent ones.
 #[derive(Clone)]
 pub struct EventBus {

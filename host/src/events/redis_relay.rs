@@ -2,22 +2,24 @@
 
 use std::sync::Arc;
 
-use super::{Event, EventBus};
+use super::{Event, EventBus, RelayError};
+use crate::redis_client::RedisConn;
 
 impl EventBus {
     /// Share events with every host relaying through the same Redis channel: this host's
     /// events are published there, and other hosts' events are delivered here as if they
     /// were local (to the event log, the stream and subscribers). Reconnects on its own;
     /// stops when the bus is dropped.
-    pub async fn relay_through_redis(&self, url: &str, prefix: &str) -> Result<(), String> {
+    pub async fn relay_through_redis(&self, url: &str, prefix: &str) -> Result<(), RelayError> {
         use futures::StreamExt;
         use redis::AsyncCommands;
 
         let channel = format!("{prefix}events");
         let origin = uuid::Uuid::now_v7().to_string();
-        let (mut conn, location) = crate::lock::redis::connect(url).await?;
-        let client = redis::Client::open(url).map_err(|e| e.to_string())?;
-        let mut rx = self.start_relay().ok_or("events are already relayed")?;
+        let redis = RedisConn::connect(url).await?;
+        let (mut conn, client) = (redis.handle(), redis.client().clone());
+        let location = redis.location().to_string();
+        let mut rx = self.start_relay().ok_or(RelayError::AlreadyRelayed)?;
         let (stop, mut stopped) = tokio::sync::watch::channel(());
         let (out_channel, out_origin) = (channel.clone(), origin.clone());
         tokio::spawn(async move {

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{Event, EventBus, Log};
+use super::{Event, EventBus, Log, RelayError};
 use crate::store::{SharedEvent, TxStore, now_ms};
 
 /// How long this host's events gather before they are written together.
@@ -31,19 +31,19 @@ impl EventBus {
     /// as if they were local (to the event log, the stream and subscribers), a fraction of
     /// a second later. The log's latest events fill this host's event log at the start.
     /// Stops when the bus is dropped.
-    pub async fn relay_through_store(&self, store: Arc<dyn TxStore>) -> Result<(), String> {
+    pub async fn relay_through_store(&self, store: Arc<dyn TxStore>) -> Result<(), RelayError> {
         let origin = uuid::Uuid::now_v7().simple().to_string();
         let latest = store
             .events_latest(self.log.capacity as u32)
             .await
-            .map_err(|e| format!("cannot read the shared event log: {e}"))?;
+            .map_err(RelayError::Store)?;
         let mut reader = Reader::new(latest.last().map_or(0, |e| e.id));
         for shared in &latest {
             if let Some(event) = decode(shared) {
                 self.log.remember(event);
             }
         }
-        let rx = self.start_relay().ok_or("events are already relayed")?;
+        let rx = self.start_relay().ok_or(RelayError::AlreadyRelayed)?;
         let (stop, mut stopped) = tokio::sync::watch::channel(());
         tokio::spawn(write_loop(store.clone(), origin.clone(), rx, stop));
         let log = self.log.clone();

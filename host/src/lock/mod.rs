@@ -2,7 +2,7 @@
 //! implementations, and [`acquire_all`], which takes a saga's keys in a fixed order.
 
 mod memory;
-pub(crate) mod redis;
+mod redis;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,7 +25,7 @@ pub enum LockError {
     },
     /// The lock service failed; retry later.
     #[error("lock service unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(#[from] crate::redis_client::RedisError),
 }
 
 /// A lock service. Only the holder (by token) may extend or release a lock.

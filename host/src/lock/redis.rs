@@ -5,14 +5,11 @@
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use ::redis::{Client, ConnectionAddr, ConnectionInfo, FromRedisValue, Script, ScriptInvocation};
+use ::redis::{FromRedisValue, Script, ScriptInvocation};
 use async_trait::async_trait;
 
 use super::{LockError, LockManager};
-
-/// Upper bound on any one Redis round trip, so a dead server is an error, never a hang.
-const CALL_TIMEOUT: Duration = Duration::from_secs(2);
+use crate::redis_client::RedisConn;
 
 /// Take the lock if it is free, or extend it if it is already ours (as the in-process
 /// locks allow).
@@ -59,10 +56,8 @@ return 0
 /// connection reconnects on its own after Redis restarts; until then calls fail with
 /// [`LockError::Unavailable`].
 pub struct RedisLocks {
-    conn: ConnectionManager,
+    conn: RedisConn,
     prefix: String,
-    /// The server's URL without credentials, for logs and errors.
-    location: String,
 }
 
 impl RedisLocks {
@@ -72,11 +67,9 @@ impl RedisLocks {
     /// Fails with [`LockError::Unavailable`] when the URL is invalid or the server does
     /// not answer within a couple of seconds.
     pub async fn connect(url: &str, prefix: &str) -> Result<Self, LockError> {
-        let (conn, location) = connect(url).await.map_err(LockError::Unavailable)?;
         Ok(Self {
-            conn,
+            conn: RedisConn::connect(url).await?,
             prefix: prefix.to_string(),
-            location,
         })
     }
 
@@ -88,26 +81,15 @@ impl RedisLocks {
         &self,
         invocation: ScriptInvocation<'_>,
     ) -> Result<T, LockError> {
-        // The manager is a cheap handle onto one shared multiplexed connection.
-        let mut conn = self.conn.clone();
-        match tokio::time::timeout(CALL_TIMEOUT, invocation.invoke_async(&mut conn)).await {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(e)) => Err(LockError::Unavailable(format!(
-                "redis at {}: {e}",
-                self.location
-            ))),
-            Err(_) => Err(LockError::Unavailable(format!(
-                "redis at {} did not answer within {CALL_TIMEOUT:?}",
-                self.location
-            ))),
-        }
+        let mut conn = self.conn.handle();
+        Ok(self.conn.call(invocation.invoke_async(&mut conn)).await?)
     }
 }
 
 #[async_trait]
 impl LockManager for RedisLocks {
     fn summary(&self) -> String {
-        format!("redis locks at {}", self.location)
+        format!("redis locks at {}", self.conn.location())
     }
 
     async fn try_acquire(&self, key: &str, token: &str, ttl: Duration) -> Result<bool, LockError> {
@@ -141,58 +123,9 @@ fn ttl_ms(ttl: Duration) -> u64 {
     u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1)
 }
 
-/// The server's URL rebuilt without the password.
-/// Open a managed connection to the Redis server at `url`; returns it and the server's URL
-/// without credentials. Shared by every Redis-backed part of the host.
-pub(crate) async fn connect(url: &str) -> Result<(ConnectionManager, String), String> {
-    let client = Client::open(url).map_err(|e| format!("invalid redis url: {e}"))?;
-    let location = describe(client.get_connection_info());
-    // No background retries: each call gets a prompt answer, and the call after a
-    // failure starts a fresh connection attempt.
-    let config = ConnectionManagerConfig::new()
-        .set_number_of_retries(0)
-        .set_connection_timeout(CALL_TIMEOUT)
-        .set_response_timeout(CALL_TIMEOUT);
-    match tokio::time::timeout(
-        CALL_TIMEOUT,
-        ConnectionManager::new_with_config(client, config),
-    )
-    .await
-    {
-        Ok(Ok(conn)) => Ok((conn, location)),
-        Ok(Err(e)) => Err(format!("cannot connect to redis at {location}: {e}")),
-        Err(_) => Err(format!(
-            "redis at {location} did not answer within {CALL_TIMEOUT:?}"
-        )),
-    }
-}
-
-fn describe(info: &ConnectionInfo) -> String {
-    let user = match &info.redis.username {
-        Some(user) => format!("{user}@"),
-        None => String::new(),
-    };
-    let db = match info.redis.db {
-        0 => String::new(),
-        db => format!("/{db}"),
-    };
-    match &info.addr {
-        ConnectionAddr::Tcp(host, port) => format!("redis://{user}{host}:{port}{db}"),
-        ConnectionAddr::TcpTls { host, port, .. } => format!("rediss://{user}{host}:{port}{db}"),
-        ConnectionAddr::Unix(path) => format!("redis+unix://{}", path.display()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn locations_hide_the_password() {
-        let client = Client::open("redis://app:s3cret@cache.internal:6380/2").unwrap();
-        let location = describe(client.get_connection_info());
-        assert_eq!(location, "redis://app@cache.internal:6380/2");
-    }
 
     #[test]
     fn ttls_are_at_least_a_millisecond() {
