@@ -377,6 +377,65 @@ async fn every_host_shows_every_hosts_events() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A saga started on one host is awaited on another (`GET /api/transactions/{id}?wait=`):
+/// the waiting host is woken by the saga's end event shared through the database
+/// (PostgreSQL notifies it; the others read the shared log), and answers with the final
+/// saga. A short wait on an unfinished saga answers with it as it is; bad waits are 400s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_saga_is_awaited_on_another_host() -> anyhow::Result<()> {
+    for backend in backends() {
+        let dir = tempfile::tempdir()?;
+        let url = fresh_database(backend, dir.path()).await?;
+        let start = |url: String| {
+            TestHost::start(HostOptions {
+                backend,
+                database_url: Some(url),
+                ..HostOptions::default()
+            })
+        };
+        let a = start(url.clone()).await?;
+        let b = start(url).await?;
+        let (status, created) = a
+            .post(
+                "/api/transactions",
+                json!({"steps": ["test_sleep", "test_ok"], "input": {"sleep_ms": 1500}}),
+            )
+            .await?;
+        assert_eq!(status, 201, "{created}");
+        let id = created["tx_id"].as_str().unwrap().to_string();
+
+        let (status, now) = b.get(&format!("/api/transactions/{id}?wait=10ms")).await?;
+        assert_eq!(status, 200, "{now}");
+        assert!(
+            ["LOCKED", "EXECUTING"].contains(&now["status"].as_str().unwrap_or_default()),
+            "{backend:?}: still running: {now}"
+        );
+
+        let (status, done) = b.get(&format!("/api/transactions/{id}?wait=60s")).await?;
+        assert_eq!(status, 200, "{done}");
+        assert_eq!(done["status"], "COMPLETED", "{backend:?}: {done}");
+        assert_eq!(done["steps"][1]["status"], "COMPLETED", "{done}");
+        assert_eq!(
+            b.engine().events().awaited_sagas(),
+            0,
+            "{backend:?}: no waiter left behind"
+        );
+
+        for bad in ["soon", "-1s"] {
+            let (status, err) = b.get(&format!("/api/transactions/{id}?wait={bad}")).await?;
+            assert_eq!(status, 400, "{bad}: {err}");
+            assert_eq!(err["error"]["code"], "invalid_request", "{err}");
+        }
+        let (status, _) = b
+            .get("/api/transactions/00000000-0000-0000-0000-000000000000?wait=1s")
+            .await?;
+        assert_eq!(status, 404);
+        a.stop().await;
+        b.stop().await;
+    }
+    Ok(())
+}
+
 /// Without Redis, hosts on one database share their events through it: each host's
 /// event log and live stream show the sagas another host ran.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -190,14 +190,23 @@ pub async fn create(
     Ok((status, view))
 }
 
-/// `GET /api/transactions/{tx_id}`: the saga, its steps and its history.
+/// `GET /api/transactions/{tx_id}`: the saga, its steps and its history; `?wait=30s`
+/// first waits for its end, whichever host drives it.
 #[utoipa::path(get, path = "/transactions/{tx_id}", tag = "transactions",
-    params(("tx_id" = String, Path, description = "Saga id")),
-    responses((status = 200, body = TxView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
+    params(
+        ("tx_id" = String, Path, description = "Saga id"),
+        ("wait" = Option<String>, Query, description = "Wait up to this long (`30s`, at most `5m`) for a terminal status; answers with the saga as it is then"),
+    ),
+    responses((status = 200, body = TxView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn get_one(
     State(state): State<AppState>,
     Path(tx_id): Path<String>,
+    RawQuery(query): RawQuery,
 ) -> Result<Json<TxView>, ApiError> {
+    if let Some(w) = query_pairs(query).get("wait").and_then(|v| v.last()) {
+        let wait = parse_duration(w, "wait")?.min(MAX_WAIT);
+        state.engine.wait(&tx_id, wait).await?;
+    }
     detail(&state, &tx_id).await
 }
 

@@ -632,14 +632,16 @@ impl Engine {
     }
 
     /// Wait until `tx_id` reaches a terminal status or `limit` passes; returns its state then.
-    /// Reads the saga when one of its end events arrives (from this host, or from others
-    /// through the shared event log), and otherwise now and then, backing off from 50 ms
-    /// to a second, for hosts that share no events.
+    /// Reads the saga when its end event arrives (from this host, or from the host that
+    /// drives it, through Redis pub/sub, PostgreSQL notifications or the shared event log),
+    /// and otherwise now and then, backing off from 50 ms to two seconds, for hosts that
+    /// share no events.
     pub async fn wait(&self, tx_id: &str, limit: Duration) -> Result<TxResult> {
-        let mut events = self.inner.events.stream();
         let deadline = tokio::time::Instant::now() + limit;
         let mut pause = Duration::from_millis(50);
         loop {
+            // Registered before the read, so an end in between still wakes this wait.
+            let mut end = self.inner.events.saga_end(tx_id);
             match self.get(tx_id).await {
                 Ok((tx, _)) if tx.status.is_terminal() => return Ok(TxResult::from(&tx)),
                 Ok(_) => {}
@@ -648,24 +650,16 @@ impl Engine {
                     if e.is_retryable() && tokio::time::Instant::now() < deadline => {}
                 Err(e) => return Err(e),
             }
-            let woken =
-                tokio::time::timeout_at(deadline.min(tokio::time::Instant::now() + pause), async {
-                    loop {
-                        match events.recv().await {
-                            Ok(e)
-                                if e.tx_id.as_deref() == Some(tx_id)
-                                    && kinds::ends_saga(&e.kind) =>
-                            {
-                                return;
-                            }
-                            Ok(_) => {}
-                            // Missed events: read the saga to be sure.
-                            Err(_) => return,
-                        }
-                    }
-                })
-                .await;
-            pause = (pause * 2).min(Duration::from_secs(1));
+            // Woken by the saga's end event (driven here, or relayed from the host that
+            // drives it); the growing poll is the last resort when no event comes.
+            let woken = tokio::time::timeout_at(
+                deadline.min(tokio::time::Instant::now() + pause),
+                end.ended(),
+            )
+            .await;
+            if woken.is_err() {
+                pause = (pause * 2).min(Duration::from_secs(2));
+            }
             if woken.is_err() && tokio::time::Instant::now() >= deadline {
                 let (tx, _) = self.get(tx_id).await?;
                 return Ok(TxResult::from(&tx));

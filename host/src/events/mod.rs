@@ -5,7 +5,7 @@
 mod redis_relay;
 mod store_relay;
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
@@ -156,6 +156,8 @@ struct Log {
     sender: broadcast::Sender<Arc<Event>>,
     recent: Mutex<VecDeque<Arc<Event>>>,
     capacity: usize,
+    /// Who waits for which saga's end ([`EventBus::saga_end`]).
+    ends: Mutex<HashMap<String, Vec<tokio::sync::oneshot::Sender<()>>>>,
 }
 
 impl Log {
@@ -168,10 +170,51 @@ impl Log {
         recent.push_back(event);
     }
 
-    /// Hand an event to local subscribers and the event log.
+    /// Hand an event to local subscribers and the event log, and wake whoever waits for
+    /// the end it announces.
     fn deliver(&self, event: Arc<Event>) {
+        if kinds::ends_saga(&event.kind)
+            && let Some(tx_id) = &event.tx_id
+        {
+            let woken = self
+                .ends
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(tx_id);
+            for waiter in woken.into_iter().flatten() {
+                let _ = waiter.send(());
+            }
+        }
         self.remember(event.clone());
         let _ = self.sender.send(event);
+    }
+}
+
+/// The end of one saga, awaited ([`EventBus::saga_end`]); leaves no trace when dropped.
+pub struct SagaEnd {
+    log: Arc<Log>,
+    tx_id: String,
+    rx: tokio::sync::oneshot::Receiver<()>,
+}
+
+impl SagaEnd {
+    /// Resolves when an event announcing the saga's end (here, or relayed from another
+    /// host) arrives.
+    pub async fn ended(&mut self) {
+        let _ = (&mut self.rx).await;
+    }
+}
+
+impl Drop for SagaEnd {
+    fn drop(&mut self) {
+        self.rx.close();
+        let mut ends = self.log.ends.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(waiters) = ends.get_mut(&self.tx_id) {
+            waiters.retain(|w| !w.is_closed());
+            if waiters.is_empty() {
+                ends.remove(&self.tx_id);
+            }
+        }
     }
 }
 
@@ -185,6 +228,7 @@ impl EventBus {
                 sender,
                 recent: Mutex::new(VecDeque::with_capacity(capacity)),
                 capacity,
+                ends: Mutex::default(),
             }),
             relay: Arc::default(),
         }
@@ -205,6 +249,34 @@ impl EventBus {
     fn start_relay(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<Arc<Event>>> {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         self.relay.set(tx).ok().map(|()| rx)
+    }
+
+    /// Wait for `tx_id`'s end: woken by the one event that announces it, with no look at
+    /// other sagas' events. Register before reading the saga's state, so an end between
+    /// the read and the wait is not missed.
+    pub fn saga_end(&self, tx_id: &str) -> SagaEnd {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.log
+            .ends
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(tx_id.to_string())
+            .or_default()
+            .push(tx);
+        SagaEnd {
+            log: self.log.clone(),
+            tx_id: tx_id.to_string(),
+            rx,
+        }
+    }
+
+    /// How many sagas have someone waiting for their end.
+    pub fn awaited_sagas(&self) -> usize {
+        self.log
+            .ends
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
     }
 
     /// A live stream of every event from now on.
@@ -272,5 +344,31 @@ impl EventBus {
                 }
             })
             .expect("spawn event subscriber thread")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_saga_end_wakes_only_its_own_waiters_and_leaves_no_trace() {
+        let bus = EventBus::new(10);
+        let mut mine = bus.saga_end("a");
+        let other = bus.saga_end("b");
+        assert_eq!(bus.awaited_sagas(), 2);
+        // Another saga's end, and a non-ending event of this one, do not wake it.
+        bus.publish(Event::new(kinds::TX_COMPLETED).tx("c", "t"));
+        bus.publish(Event::new(kinds::STEP_COMPLETED).tx("a", "t"));
+        let early = tokio::time::timeout(std::time::Duration::from_millis(20), mine.ended()).await;
+        assert!(early.is_err(), "woken before its end");
+        bus.publish(Event::new(kinds::TX_COMPENSATED).tx("a", "t"));
+        tokio::time::timeout(std::time::Duration::from_secs(5), mine.ended())
+            .await
+            .expect("woken by its end");
+        assert_eq!(bus.awaited_sagas(), 1, "only b is still awaited");
+        // A waiter that gives up is forgotten.
+        drop(other);
+        assert_eq!(bus.awaited_sagas(), 0);
     }
 }

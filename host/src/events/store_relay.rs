@@ -47,10 +47,20 @@ impl EventBus {
         let (stop, mut stopped) = tokio::sync::watch::channel(());
         tokio::spawn(write_loop(store.clone(), origin.clone(), rx, stop));
         let log = self.log.clone();
+        // Where the database pushes appends, they wake the reader at once (a saga's end
+        // reaches a request waiting on another host without a poll's delay).
+        let mut wakes = match store.events_listen().await {
+            Ok(wakes) => wakes,
+            Err(e) => {
+                tracing::warn!(error = %e, "not notified of shared events; polling them");
+                None
+            }
+        };
         tokio::spawn(async move {
             loop {
                 tokio::select! {
                     _ = tokio::time::sleep(POLL_EVERY) => {}
+                    Some(()) = next_wake(&mut wakes) => {}
                     _ = stopped.changed() => return,
                 }
                 reader.poll(&*store, &origin, &log).await;
@@ -111,6 +121,21 @@ async fn write_loop(
                 tracing::debug!(error = %e, "could not purge the shared event log");
             }
         }
+    }
+}
+
+/// The next wake-up; never, without a stream of them (or once it ended).
+async fn next_wake(wakes: &mut Option<futures::stream::BoxStream<'static, ()>>) -> Option<()> {
+    use futures::StreamExt;
+    match wakes {
+        Some(stream) => match stream.next().await {
+            Some(()) => Some(()),
+            None => {
+                *wakes = None;
+                std::future::pending().await
+            }
+        },
+        None => std::future::pending().await,
     }
 }
 

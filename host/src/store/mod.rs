@@ -242,6 +242,12 @@ pub trait EventLog: Send + Sync + 'static {
 
     /// The newest `limit` shared events, oldest first.
     async fn events_latest(&self, limit: u32) -> StoreResult<Vec<SharedEvent>>;
+
+    /// A wake-up each time any host appended events, where the database pushes them
+    /// (PostgreSQL `LISTEN/NOTIFY`); `None` where readers only poll.
+    async fn events_listen(&self) -> StoreResult<Option<futures::stream::BoxStream<'static, ()>>> {
+        Ok(None)
+    }
 }
 
 /// The registry of live hosts.

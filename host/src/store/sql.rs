@@ -54,9 +54,10 @@ struct Statements {
     /// MySQL/MariaDB: a saga update and 1 to [`PREPARED_ROWS`] step updates in one
     /// multi-table statement.
     my_commit: Vec<String>,
-    select_tx: String,
+    /// A saga and its steps, in one statement (one snapshot: never a saga's row from
+    /// before a commit beside step rows from after it).
+    select_saga: String,
     select_tx_by_request: String,
-    select_steps: String,
     update_tx: String,
     update_step: String,
     kv_get: String,
@@ -89,13 +90,8 @@ impl Statements {
             dialect: d,
             insert_steps: (1..=PREPARED_ROWS).map(|n| steps_insert(d, n)).collect(),
             upsert_steps: (1..=PREPARED_ROWS).map(|n| steps_upsert(d, n)).collect(),
-            select_tx: s(&format!(
-                "SELECT {TX_COLS} FROM rte_transactions WHERE tx_id = ?"
-            )),
+            select_saga: s(&select_saga()),
             select_tx_by_request: s("SELECT tx_id FROM rte_transactions WHERE request_key = ?"),
-            select_steps: s(&format!(
-                "SELECT {STEP_COLS} FROM rte_steps WHERE tx_id = ? ORDER BY step_index"
-            )),
             update_tx: s(UPDATE_TX),
             pg_create: (1..=PREPARED_ROWS).map(pg_create).collect(),
             pg_commit: (1..=PREPARED_ROWS).map(pg_commit).collect(),
@@ -207,6 +203,27 @@ impl Statements {
             None => steps_upsert(self.dialect, n).into(),
         }
     }
+}
+
+/// [`Statements::select_saga`]: the saga's columns, then its steps' (the step status
+/// as `step_status`), one row per step (one row of empty step columns for a saga
+/// without steps).
+fn select_saga() -> String {
+    let tx_cols: Vec<String> = TX_COLS.split(", ").map(|c| format!("t.{c}")).collect();
+    let step_cols: Vec<String> = STEP_COLS
+        .split(", ")
+        .filter(|c| *c != "tx_id")
+        .map(|c| match c {
+            "status" => "s.status AS step_status".to_string(),
+            c => format!("s.{c}"),
+        })
+        .collect();
+    format!(
+        "SELECT {}, {} FROM rte_transactions t LEFT JOIN rte_steps s ON s.tx_id = t.tx_id \
+         WHERE t.tx_id = ? ORDER BY s.step_index",
+        tx_cols.join(", "),
+        step_cols.join(", ")
+    )
 }
 
 /// The saga update, fenced by its version.
@@ -567,7 +584,12 @@ pub struct SqlStore {
     commit_pause: arc_swap::ArcSwapOption<CommitPause>,
     /// Longest wait for one store call (see [`SqlStore::bounded`]).
     call_limit: Duration,
+    /// PostgreSQL: the URL a listener for shared events connects to.
+    listen_url: Option<String>,
 }
+
+/// The PostgreSQL channel notified when a host appended shared events.
+const EVENTS_CHANNEL: &str = "rte_events";
 
 impl SqlStore {
     /// Connect to the database `url` names with the default options; fails clearly when
@@ -644,6 +666,7 @@ impl SqlStore {
             q: Statements::new(dialect),
             commit_pause: arc_swap::ArcSwapOption::empty(),
             call_limit: options.statement_timeout * 3,
+            listen_url: (dialect == Dialect::Postgres).then_some(url),
         })
     }
 
@@ -1023,13 +1046,14 @@ fn tx_from_row(row: &AnyRow) -> StoreResult<TxRecord> {
     })
 }
 
-fn step_from_row(row: &AnyRow) -> StoreResult<StepRecord> {
+/// A step from `row`, whose status is in column `status`.
+fn step_from_row(row: &AnyRow, status: &str) -> StoreResult<StepRecord> {
     let output = opt_text(row, "output")?;
     Ok(StepRecord {
         tx_id: text(row, "tx_id")?,
         step_index: row.try_get::<i64, _>("step_index")? as u32,
         step_name: text(row, "step_name")?,
-        status: parse_status::<StepStatus>(&text(row, "status")?)?,
+        status: parse_status::<StepStatus>(&text(row, status)?)?,
         attempts: row.try_get::<i64, _>("attempts")? as u32,
         compensation_attempts: row.try_get::<i64, _>("compensation_attempts")? as u32,
         output: output
@@ -1179,24 +1203,21 @@ impl SagaStore for SqlStore {
     async fn get(&self, tx_id: &str) -> StoreResult<Option<(TxRecord, Vec<StepRecord>)>> {
         self.bounded("get", async move {
             let mut conn = self.conns.get().await?;
-            let Some(row) = sqlx::query(&self.q.select_tx)
-                .bind(tx_id)
-                .fetch_optional(&mut *conn)
-                .await?
-            else {
-                conn.done();
-                return Ok(None);
-            };
-            let tx = tx_from_row(&row)?;
-            let rows = sqlx::query(&self.q.select_steps)
+            let rows = sqlx::query(&self.q.select_saga)
                 .bind(tx_id)
                 .fetch_all(&mut *conn)
                 .await?;
             conn.done();
-            let steps = rows
-                .iter()
-                .map(step_from_row)
-                .collect::<StoreResult<Vec<_>>>()?;
+            let Some(first) = rows.first() else {
+                return Ok(None);
+            };
+            let tx = tx_from_row(first)?;
+            let mut steps = Vec::with_capacity(rows.len());
+            for row in &rows {
+                if row.try_get::<Option<i64>, _>("step_index")?.is_some() {
+                    steps.push(step_from_row(row, "step_status")?);
+                }
+            }
             Ok(Some((tx, steps)))
         })
         .await
@@ -1560,8 +1581,32 @@ impl EventLog for SqlStore {
             }
             q.execute(&mut *conn).await?;
         }
+        if self.dialect == Dialect::Postgres {
+            // Delivered to listeners once the insert above is visible.
+            sqlx::query(&format!("NOTIFY {EVENTS_CHANNEL}"))
+                .execute(&mut *conn)
+                .await?;
+        }
         conn.done();
         Ok(())
+    }
+
+    async fn events_listen(&self) -> StoreResult<Option<futures::stream::BoxStream<'static, ()>>> {
+        use futures::StreamExt;
+        let Some(url) = &self.listen_url else {
+            return Ok(None);
+        };
+        let unavailable = |e: sqlx::Error| StoreError::Unavailable {
+            message: format!("cannot listen for shared events on {}: {e}", self.location),
+            source: Some(Box::new(e)),
+        };
+        let mut listener = sqlx::postgres::PgListener::connect(url)
+            .await
+            .map_err(unavailable)?;
+        listener.listen(EVENTS_CHANNEL).await.map_err(unavailable)?;
+        // A lost connection (reconnected on the next read) wakes the reader too: what was
+        // notified meanwhile is read by position anyway.
+        Ok(Some(listener.into_stream().map(|_| ()).boxed()))
     }
 
     async fn events_after(&self, after: i64, limit: u32) -> StoreResult<Vec<SharedEvent>> {
