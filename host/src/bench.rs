@@ -76,6 +76,11 @@ pub struct BenchArgs {
     /// Drive a running host at this base URL (`http://host:port`) instead of an engine here.
     #[arg(long)]
     pub url: Option<String>,
+    /// Measure both ways in one run: in-process, then over the REST API of a host this
+    /// command starts on the same database (`rte serve` on a free loopback port), with
+    /// the host's CPU time per saga.
+    #[arg(long)]
+    pub rest: bool,
     /// Bearer token for `--url`.
     #[arg(long)]
     pub admin_token: Option<String>,
@@ -128,6 +133,20 @@ pub struct ThroughputReport {
     pub ratio: Option<f64>,
     /// Peak resident memory of this process during the run, MiB.
     pub peak_rss_mb: Option<f64>,
+    /// CPU time of the host per saga, ms (a host this command started, over REST).
+    pub host_cpu_ms_per_saga: Option<f64>,
+}
+
+/// Both ways in one run (`--rest`): in-process, then over the REST API of a host on the
+/// same database.
+#[derive(Debug, Clone, Serialize)]
+pub struct BothWaysReport {
+    /// The engine driven in this process.
+    pub in_process: ThroughputReport,
+    /// The host driven over its REST API.
+    pub rest: ThroughputReport,
+    /// REST sagas/s as a fraction of in-process sagas/s.
+    pub rest_ratio: f64,
 }
 
 /// Figures of an in-flight run.
@@ -177,8 +196,38 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         }
         return Ok(());
     }
+    if args.rest {
+        if args.url.is_some() {
+            bail!("--rest starts a host of its own; it cannot be combined with --url");
+        }
+        let in_process = throughput(&args).await?;
+        let host = remote::StartedHost::start(&args).await?;
+        let rest = remote::throughput(&args, &host.url, host.pid()).await?;
+        drop(host);
+        let report = BothWaysReport {
+            rest_ratio: rest.sagas_per_s / in_process.sagas_per_s,
+            in_process,
+            rest,
+        };
+        match args.json {
+            true => println!("{}", serde_json::to_string(&report)?),
+            false => {
+                print_throughput(&report.in_process);
+                print_throughput(&report.rest);
+                println!(
+                    "REST / in-process sagas/s: {:.2}; host CPU per saga over REST: {} ms",
+                    report.rest_ratio,
+                    report
+                        .rest
+                        .host_cpu_ms_per_saga
+                        .map_or("n/a".into(), |c| format!("{c:.3}"))
+                );
+            }
+        }
+        return Ok(());
+    }
     let report = match &args.url {
-        Some(url) => remote::throughput(&args, url).await?,
+        Some(url) => remote::throughput(&args, url, None).await?,
         None => throughput(&args).await?,
     };
     match args.json {
@@ -448,6 +497,7 @@ fn summarise(args: &BenchArgs, finished: &[Finished], elapsed: Duration) -> Thro
         baseline_commits_per_s: None,
         ratio: None,
         peak_rss_mb: None,
+        host_cpu_ms_per_saga: None,
     }
 }
 

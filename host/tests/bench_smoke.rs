@@ -97,3 +97,39 @@ fn bench_says_clearly_when_the_test_steps_are_missing() {
         "names the missing step: {stderr}"
     );
 }
+
+/// Both ways in one run: the same sagas in-process and over the REST API of a host the
+/// bench starts; the REST side reads the API's fields (a compensated saga's `error`) and
+/// the host's CPU time.
+#[test]
+fn both_ways_in_one_run() {
+    let report = bench(&[
+        "--rest",
+        "--sagas",
+        "40",
+        "--steps",
+        "3",
+        "--concurrency",
+        "4",
+        "--fail-ratio",
+        "0.25",
+    ]);
+    for way in ["in_process", "rest"] {
+        let r = &report[way];
+        assert_eq!(r["completed"], 30, "{way}: {report}");
+        assert_eq!(r["compensated"], 10, "{way}: {report}");
+        assert_eq!(r["unexpected"], 0, "{way}: {report}");
+        assert!(r["sagas_per_s"].as_f64().unwrap() > 0.0, "{way}: {report}");
+    }
+    assert!(
+        report["rest"]["engine"]
+            .as_str()
+            .unwrap()
+            .starts_with("http://127.0.0.1:")
+    );
+    assert!(
+        report["rest"]["host_cpu_ms_per_saga"].as_f64().unwrap() > 0.0,
+        "{report}"
+    );
+    assert!(report["rest_ratio"].as_f64().unwrap() > 0.0, "{report}");
+}

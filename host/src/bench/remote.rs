@@ -1,34 +1,42 @@
-//! The throughput run against a running host: each worker keeps one HTTP/1.1 connection
-//! and starts sagas with `POST /api/transactions?wait=…`, which answers at the saga's end.
-//!
-//! A few lines of HTTP over a `TcpStream` keep the host free of an HTTP client dependency;
-//! only plain `http://` is spoken.
+//! The throughput run over the REST API: workers start sagas with
+//! `POST /api/transactions?wait=…`, which answers at the saga's end, through a pooled
+//! keep-alive HTTP/1.1 client (hyper's). The host is one already running (`--url`) or one
+//! this command starts on the same database (`--rest`), whose CPU time per saga it reads.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Bytes;
+use hyper_util::client::legacy::Client as HyperClient;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
 
-use super::{BenchArgs, Finished, ThroughputReport, baseline, fails, saga_steps, summarise};
+use super::{BenchArgs, Finished, TempDb, ThroughputReport, fails, saga_steps, summarise};
 use crate::engine::TxStatus;
 use crate::store::{SqlStore, TxStore};
 
 /// Largest response body read.
 const MAX_BODY: usize = 16 << 20;
 
-pub(super) async fn throughput(args: &BenchArgs, url: &str) -> anyhow::Result<ThroughputReport> {
-    let authority = url
-        .strip_prefix("http://")
-        .with_context(|| format!("--url `{url}` must start with http://"))?
-        .trim_end_matches('/')
-        .to_string();
+/// Run the throughput measure against the host at `url`; `host_pid` is its process when
+/// this command started it (its CPU time is then reported per saga).
+pub(super) async fn throughput(
+    args: &BenchArgs,
+    url: &str,
+    host_pid: Option<u32>,
+) -> anyhow::Result<ThroughputReport> {
+    let base = url.trim_end_matches('/').to_string();
+    if !base.starts_with("http://") {
+        bail!("--url `{url}` must start with http://");
+    }
+    let client = Client::new(&base, args.admin_token.clone(), args.concurrency);
     // One saga first: it checks the host answers and has the steps, and warms it up.
-    let mut probe = Client::connect(&authority, args.admin_token.clone()).await?;
-    let first = probe.saga(args, 0).await?;
+    let first = client.saga(args, 0).await?;
     if first.status.is_none() {
         bail!(
             "the host at {url} did not run a bench saga: {}",
@@ -37,23 +45,17 @@ pub(super) async fn throughput(args: &BenchArgs, url: &str) -> anyhow::Result<Th
     }
     // Then a round at full concurrency, unmeasured: the host opens its database connections
     // under load, which would otherwise land in the first measured seconds.
-    let warmup = (0..args.concurrency).map(|j| {
-        let (args, authority) = (args.clone(), authority.clone());
-        async move {
-            let mut client = Client::connect(&authority, args.admin_token.clone()).await?;
-            client.saga(&args, args.sagas + 1 + j).await
-        }
-    });
+    let warmup = (0..args.concurrency).map(|j| client.saga(args, args.sagas + 1 + j));
     for warmed in futures::future::join_all(warmup).await {
         warmed?;
     }
+    let cpu_before = host_pid.and_then(cpu_seconds);
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let workers: Vec<_> = (0..args.concurrency.min(args.sagas))
         .map(|_| {
-            let (args, next, authority) = (args.clone(), next.clone(), authority.clone());
+            let (args, next, client) = (args.clone(), next.clone(), client.clone());
             tokio::spawn(async move {
-                let mut client = Client::connect(&authority, args.admin_token.clone()).await?;
                 let mut done = Vec::new();
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
@@ -70,44 +72,172 @@ pub(super) async fn throughput(args: &BenchArgs, url: &str) -> anyhow::Result<Th
         finished.extend(w.await??);
     }
     let elapsed = started.elapsed();
+    let cpu_after = host_pid.and_then(cpu_seconds);
     let mut report = summarise(args, &finished, elapsed);
     report.engine = url.to_string();
     report.store = "the host's".into();
     report.locks = "the host's".into();
+    if let (Some(before), Some(after)) = (cpu_before, cpu_after) {
+        report.host_cpu_ms_per_saga = Some((after - before) * 1e3 / args.sagas as f64);
+    }
     // The host's commits cannot be counted from here; the raw rate can, given its database.
     if let Some(db) = &args.database_url {
         let sql = SqlStore::connect_with(db, &super::bench_store_options()).await?;
         let window = elapsed.clamp(Duration::from_secs(1), Duration::from_secs(10));
         report.store = sql.summary();
         report.baseline_commits_per_s =
-            Some(baseline(sql.pool(), sql.dialect(), args.concurrency, window).await?);
+            Some(super::baseline(sql.pool(), sql.dialect(), args.concurrency, window).await?);
         sql.pool().close().await;
     }
     Ok(report)
 }
 
-/// One keep-alive HTTP/1.1 connection.
+/// A host this command started for `--rest`: `rte serve` of this same executable on a
+/// free loopback port, the bench's database and plugins; stopped when dropped.
+pub(super) struct StartedHost {
+    child: tokio::process::Child,
+    /// Its base URL.
+    pub url: String,
+    _dir: ScratchDir,
+    _db: Option<TempDb>,
+}
+
+impl StartedHost {
+    pub(super) async fn start(args: &BenchArgs) -> anyhow::Result<StartedHost> {
+        let dir = ScratchDir::new()?;
+        let config = dir.0.join("rte.toml");
+        std::fs::write(&config, "")?;
+        let sagas = dir.0.join("sagas.toml");
+        std::fs::write(&sagas, "")?;
+        let db = args.database_url.is_none().then(TempDb::new);
+        let database_url = match (&args.database_url, &db) {
+            (Some(url), _) => url.clone(),
+            (None, Some(t)) => format!("sqlite://{}", t.0.display()),
+            (None, None) => unreachable!("a temp database is made when no URL is given"),
+        };
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let exe = std::env::current_exe().context("cannot find this executable")?;
+        let plugins = std::path::absolute(&args.plugins_dir)?;
+        let mut cmd = tokio::process::Command::new(exe);
+        cmd.arg("--config")
+            .arg(&config)
+            .arg("serve")
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--database-url")
+            .arg(&database_url)
+            .arg("--plugins-dir")
+            .arg(&plugins)
+            .arg("--sagas-file")
+            .arg(&sagas)
+            .env("RUST_LOG", "warn")
+            .env(
+                "RTE_DATABASE_MAX_CONNECTIONS",
+                // The in-process run's pool, so the two ways differ only in the REST path.
+                super::bench_store_options().max_connections.to_string(),
+            )
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::inherit())
+            .kill_on_drop(true);
+        if let Some(redis) = &args.redis_url {
+            cmd.arg("--redis-url").arg(redis);
+        }
+        if let Some(token) = &args.admin_token {
+            cmd.arg("--admin-token").arg(token);
+        }
+        let child = cmd.spawn().context("cannot start `rte serve`")?;
+        let host = StartedHost {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            _dir: dir,
+            _db: db,
+        };
+        host.ready().await?;
+        Ok(host)
+    }
+
+    /// The host's process id.
+    pub(super) fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
+    async fn ready(&self) -> anyhow::Result<()> {
+        let client = Client::new(&self.url, None, 1);
+        let until = Instant::now() + Duration::from_secs(120);
+        while Instant::now() < until {
+            if let Ok((200, _)) = client.get("/healthz").await {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        bail!("the host started at {} did not become healthy", self.url)
+    }
+}
+
+/// A directory of the started host's files, removed when dropped.
+struct ScratchDir(PathBuf);
+
+impl ScratchDir {
+    fn new() -> std::io::Result<Self> {
+        let path =
+            std::env::temp_dir().join(format!("rte-bench-host-{}", uuid::Uuid::now_v7().simple()));
+        std::fs::create_dir_all(&path)?;
+        Ok(Self(path))
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// CPU time (user and system) process `pid` has used, in seconds.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command (which may hold spaces) start after its closing `)`.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / clock_ticks_per_second())
+}
+
+/// The kernel's clock ticks per second for `/proc` times (100 on Linux unless told).
+fn clock_ticks_per_second() -> f64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// A pooled keep-alive HTTP/1.1 client for one host; cheap to clone.
+#[derive(Clone)]
 struct Client {
-    conn: BufReader<TcpStream>,
-    authority: String,
+    http: HyperClient<HttpConnector, Full<Bytes>>,
+    base: String,
     token: Option<String>,
 }
 
 impl Client {
-    async fn connect(authority: &str, token: Option<String>) -> anyhow::Result<Client> {
-        let stream = TcpStream::connect(authority)
-            .await
-            .with_context(|| format!("cannot connect to {authority}"))?;
-        stream.set_nodelay(true)?;
-        Ok(Client {
-            conn: BufReader::new(stream),
-            authority: authority.to_string(),
+    fn new(base: &str, token: Option<String>, connections: usize) -> Client {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        let http = HyperClient::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(connections)
+            .build(connector);
+        Client {
+            http,
+            base: base.to_string(),
             token,
-        })
+        }
     }
 
     /// Start bench saga `i` and wait for its end.
-    async fn saga(&mut self, args: &BenchArgs, i: usize) -> anyhow::Result<Finished> {
+    async fn saga(&self, args: &BenchArgs, i: usize) -> anyhow::Result<Finished> {
         let body = json!({
             "tx_type": "bench",
             "steps": saga_steps(args, i),
@@ -123,7 +253,7 @@ impl Client {
             .and_then(|s| s.parse::<TxStatus>().ok());
         let error = match code {
             200 | 201 => reply
-                .get("last_error")
+                .get("error")
                 .and_then(Value::as_str)
                 .map(str::to_string),
             _ => Some(format!("HTTP {code}: {reply}")),
@@ -136,87 +266,44 @@ impl Client {
         })
     }
 
-    async fn post(&mut self, path: &str, body: &Value) -> anyhow::Result<(u16, Value)> {
-        let body = serde_json::to_vec(body)?;
-        let auth = self
-            .token
-            .as_deref()
-            .map(|t| format!("Authorization: Bearer {t}\r\n"))
-            .unwrap_or_default();
-        let head = format!(
-            "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n\
-             Content-Length: {}\r\n{auth}\r\n",
-            self.authority,
-            body.len()
-        );
-        let stream = self.conn.get_mut();
-        stream.write_all(head.as_bytes()).await?;
-        stream.write_all(&body).await?;
-        self.response().await.context("reading the host's response")
+    async fn post(&self, path: &str, body: &Value) -> anyhow::Result<(u16, Value)> {
+        let request = self
+            .request(http::Method::POST, path)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(serde_json::to_vec(body)?)))?;
+        self.send(request).await
     }
 
-    async fn response(&mut self) -> anyhow::Result<(u16, Value)> {
-        let mut line = String::new();
-        self.conn.read_line(&mut line).await?;
-        let code: u16 = line
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .with_context(|| format!("not an HTTP response: `{}`", line.trim()))?;
-        let (mut length, mut chunked) = (None, false);
-        loop {
-            line.clear();
-            if self.conn.read_line(&mut line).await? == 0 {
-                bail!("connection closed in the headers");
-            }
-            let header = line.trim_end();
-            if header.is_empty() {
-                break;
-            }
-            let Some((name, value)) = header.split_once(':') else {
-                continue;
-            };
-            let value = value.trim();
-            if name.eq_ignore_ascii_case("content-length") {
-                length = Some(value.parse::<usize>()?);
-            } else if name.eq_ignore_ascii_case("transfer-encoding") {
-                chunked = value.eq_ignore_ascii_case("chunked");
-            }
-        }
-        let body = if chunked {
-            self.chunked_body().await?
-        } else {
-            let n = length.context("response has no length")?;
-            if n > MAX_BODY {
-                bail!("response of {n} bytes is too large");
-            }
-            let mut body = vec![0; n];
-            self.conn.read_exact(&mut body).await?;
-            body
-        };
-        let value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-        Ok((code, value))
+    async fn get(&self, path: &str) -> anyhow::Result<(u16, Value)> {
+        let request = self
+            .request(http::Method::GET, path)
+            .body(Full::default())?;
+        self.send(request).await
     }
 
-    async fn chunked_body(&mut self) -> anyhow::Result<Vec<u8>> {
-        let mut body = Vec::new();
-        let mut line = String::new();
-        loop {
-            line.clear();
-            self.conn.read_line(&mut line).await?;
-            let size = usize::from_str_radix(line.trim().split(';').next().unwrap_or(""), 16)
-                .context("bad chunk size")?;
-            if body.len() + size > MAX_BODY {
-                bail!("response is too large");
-            }
-            let start = body.len();
-            body.resize(start + size, 0);
-            self.conn.read_exact(&mut body[start..]).await?;
-            line.clear();
-            self.conn.read_line(&mut line).await?;
-            if size == 0 {
-                return Ok(body);
-            }
+    fn request(&self, method: http::Method, path: &str) -> http::request::Builder {
+        let mut builder = http::Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base));
+        if let Some(token) = &self.token {
+            builder = builder.header(http::header::AUTHORIZATION, format!("Bearer {token}"));
         }
+        builder
+    }
+
+    async fn send(&self, request: http::Request<Full<Bytes>>) -> anyhow::Result<(u16, Value)> {
+        let uri = request.uri().clone();
+        let response = self
+            .http
+            .request(request)
+            .await
+            .with_context(|| format!("cannot reach {uri}"))?;
+        let code = response.status().as_u16();
+        let body = Limited::new(response.into_body(), MAX_BODY)
+            .collect()
+            .await
+            .map_err(|e| anyhow::anyhow!("reading the response from {uri}: {e}"))?
+            .to_bytes();
+        Ok((code, serde_json::from_slice(&body).unwrap_or(Value::Null)))
     }
 }
