@@ -172,18 +172,18 @@ pub async fn create(
         request_key,
         header("traceparent"),
     )?;
-    let (submitted, finished) = match wait {
+    let (submitted, known) = match wait {
         Some(wait) => engine.submit_and_wait(tx, wait).await?,
-        None => (engine.submit(tx).await?, None),
+        None => engine.submit_recorded(tx).await?,
     };
     let status = if submitted.existing {
         StatusCode::OK
     } else {
         StatusCode::CREATED
     };
-    let view = match finished {
-        // Handed over by the driver that ran it, uninterrupted since it was recorded:
-        // no operator or recovery action can have written history in between.
+    let view = match known {
+        // As recorded, or handed over by the driver that ran it uninterrupted since it was
+        // recorded: no operator or recovery action can have written history in between.
         Some((tx, steps)) => Json(TxView::detail(&tx, &steps, &[])),
         None => detail(&state, &submitted.tx_id).await?,
     };

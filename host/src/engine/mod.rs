@@ -451,12 +451,23 @@ impl Engine {
 
     /// Record a saga and start it in the background; returns once it is durable.
     pub async fn submit(&self, tx: Transaction) -> Result<Submitted> {
+        Ok(self.submit_recorded(tx).await?.0)
+    }
+
+    /// [`Engine::submit`], returning the saga as recorded (before its driver's first
+    /// commit), so a caller can answer without reading it back; `None` for an existing
+    /// saga the request key matched.
+    pub async fn submit_recorded(
+        &self,
+        tx: Transaction,
+    ) -> Result<(Submitted, Option<(TxRecord, Vec<StepRecord>)>)> {
         let traceparent = tx.traceparent.clone();
         let (submitted, recorded) = self.record(tx).await?;
+        let as_recorded = recorded.clone();
         if let Some(state) = recorded {
             self.spawn_from(submitted.tx_id.clone(), traceparent, Some(state));
         }
-        Ok(submitted)
+        Ok((submitted, as_recorded))
     }
 
     /// Record a saga, start it, and wait up to `limit` for its end. The driver that runs it
