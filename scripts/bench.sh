@@ -2,7 +2,8 @@
 # The full benchmark, one command: builds the example plugins and the host (release), then
 # runs `rte bench` with 3-step sagas at concurrency 32 on the embedded SQLite (plus a mix
 # where a tenth compensate, and kv steps with and without a version check), on PostgreSQL and MySQL/MariaDB when their URLs are given, the
-# p99 run at concurrency 8, and 10,000 sagas in flight for memory.
+# p99 run at concurrency 8, the same sagas over the REST API of a host it starts (PostgreSQL),
+# and 10,000 sagas in flight for memory.
 #
 #   scripts/bench.sh                      # the full run
 #   scripts/bench.sh --sagas 500 --json   # one run of `rte bench` with these flags
@@ -40,4 +41,12 @@ for url in "${RTE_BENCH_POSTGRES_URL:-}" "${RTE_BENCH_MYSQL_URL:-}"; do
   bench --sagas 5000 --steps 3 --concurrency 32 --database-url "$url" "${redis[@]}"
   bench --sagas 3000 --steps 3 --concurrency 8 --database-url "$url" "${redis[@]}"
 done
+# Both ways in one run: in-process, then over the REST API of a host the bench starts on
+# the same database, completing and compensating, at concurrency 32 and 1.
+if [ -n "${RTE_BENCH_POSTGRES_URL:-}" ]; then
+  pg=(--database-url "$RTE_BENCH_POSTGRES_URL")
+  bench --rest --sagas 3000 --steps 3 --concurrency 32 "${pg[@]}"
+  bench --rest --sagas 3000 --steps 3 --concurrency 32 --fail-ratio 1 "${pg[@]}"
+  bench --rest --sagas 500 --steps 3 --concurrency 1 "${pg[@]}"
+fi
 bench --in-flight 10000 --sleep-ms 20000
