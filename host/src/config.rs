@@ -90,6 +90,22 @@ pub struct Config {
     /// Most log text one call may write (through `log` and stderr), in KiB; the rest is
     /// dropped, counted and warned about once.
     pub plugin_max_log_kb: u64,
+    /// Largest plugin file, in MiB.
+    pub plugin_max_file_mb: u64,
+    /// Deepest nesting of components in a plugin, and of component or instance types in its
+    /// types (the plugin itself is depth 1).
+    pub plugin_max_nesting: u32,
+    /// Largest function body in a plugin, in KiB.
+    pub plugin_max_function_kb: u64,
+    /// Deepest nesting of blocks (`block`, `loop`, `if`, `try`) in one function of a plugin.
+    pub plugin_max_block_depth: u32,
+    /// Most blocks (nested or not) in one function of a plugin.
+    pub plugin_max_function_blocks: u32,
+    /// All function bodies of a plugin together, in MiB.
+    pub plugin_max_code_mb: u64,
+    /// Longest the compile of one plugin may take before its load fails.
+    #[serde(with = "humantime_serde")]
+    pub plugin_compile_timeout: Duration,
     /// Largest total of a saga's outputs (all its steps'), in KiB.
     pub saga_max_outputs_kb: u64,
     /// Largest request body the API accepts, in KiB.
@@ -131,6 +147,13 @@ impl Default for Config {
             plugin_max_kv_write_kb: 8192,
             plugin_max_kv_keys: 10_000,
             plugin_max_log_kb: 64,
+            plugin_max_file_mb: 64,
+            plugin_max_nesting: 16,
+            plugin_max_function_kb: 2048,
+            plugin_max_block_depth: 5000,
+            plugin_max_function_blocks: 10_000,
+            plugin_max_code_mb: 32,
+            plugin_compile_timeout: Duration::from_secs(120),
             saga_max_outputs_kb: 4096,
             max_body_kb: 1024,
             event_log_size: 1000,
@@ -170,6 +193,13 @@ pub const KEYS: &[&str] = &[
     "plugin_max_kv_write_kb",
     "plugin_max_kv_keys",
     "plugin_max_log_kb",
+    "plugin_max_file_mb",
+    "plugin_max_nesting",
+    "plugin_max_function_kb",
+    "plugin_max_block_depth",
+    "plugin_max_function_blocks",
+    "plugin_max_code_mb",
+    "plugin_compile_timeout",
     "saga_max_outputs_kb",
     "max_body_kb",
     "event_log_size",
@@ -185,6 +215,12 @@ const NUMERIC_KEYS: &[&str] = &[
     "plugin_max_kv_write_kb",
     "plugin_max_kv_keys",
     "plugin_max_log_kb",
+    "plugin_max_file_mb",
+    "plugin_max_nesting",
+    "plugin_max_function_kb",
+    "plugin_max_block_depth",
+    "plugin_max_function_blocks",
+    "plugin_max_code_mb",
     "saga_max_outputs_kb",
     "max_body_kb",
     "event_log_size",
@@ -273,6 +309,26 @@ impl Config {
                 "admin_token must be at least {MIN_ADMIN_TOKEN_LEN} characters (a random string, \
                  e.g. `openssl rand -base64 24`)"
             )));
+        }
+        for (key, value) in [
+            ("plugin_max_file_mb", self.plugin_max_file_mb),
+            ("plugin_max_nesting", self.plugin_max_nesting.into()),
+            ("plugin_max_function_kb", self.plugin_max_function_kb),
+            ("plugin_max_block_depth", self.plugin_max_block_depth.into()),
+            (
+                "plugin_max_function_blocks",
+                self.plugin_max_function_blocks.into(),
+            ),
+            ("plugin_max_code_mb", self.plugin_max_code_mb),
+        ] {
+            if value == 0 {
+                return Err(Error::Config(format!("{key} must be at least 1")));
+            }
+        }
+        if self.plugin_compile_timeout.is_zero() {
+            return Err(Error::Config(
+                "plugin_compile_timeout must be above zero".into(),
+            ));
         }
         if self.circuit_half_open_reqs == 0 {
             return Err(Error::Config(

@@ -12,12 +12,10 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
+use super::bounds::{Bound, LoadBounds, ScanError};
 use super::guest::GuestPre;
 use super::manifest::Manifest;
 use super::{Limits, LoadedPlugin, PluginError, PluginRuntime, RuntimeOptions, StepDescriptor};
-
-/// Largest plugin file accepted.
-const MAX_WASM_BYTES: u64 = 256 << 20;
 
 /// The most linear memory any plugin may be granted: the pooling allocator's hard cap per
 /// memory. At least 1 GiB, so a manifest may raise a plugin above the default.
@@ -46,8 +44,10 @@ pub(super) fn build_engine(options: &RuntimeOptions) -> Result<Engine, PluginErr
         .max_tables_per_component(64)
         .table_elements(100_000);
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-    Engine::new(&config)
-        .map_err(|e| PluginError::Runtime(format!("cannot build wasm engine: {e:#}")))
+    Engine::new(&config).map_err(|source| PluginError::Runtime {
+        what: "cannot build the wasm engine",
+        source,
+    })
 }
 
 /// Load one file; does not publish it.
@@ -58,11 +58,15 @@ pub(super) async fn load(rt: &PluginRuntime, path: &Path) -> Result<LoadedPlugin
         message,
     };
     let meta = std::fs::metadata(path).map_err(|e| fail(format!("cannot read: {e}")))?;
-    if meta.len() > MAX_WASM_BYTES {
-        return Err(fail(format!(
-            "file is {} bytes; the limit is {MAX_WASM_BYTES}",
-            meta.len()
-        )));
+    // Before reading: a huge file is refused by its size alone.
+    let max_file_bytes = rt.options.limits.load.max_file_bytes;
+    if meta.len() > max_file_bytes {
+        let exceeds = ScanError::Exceeds {
+            bound: Bound::FileSize,
+            found: meta.len(),
+            limit: max_file_bytes,
+        };
+        return Err(fail(exceeds.to_string()));
     }
     let bytes = tokio::fs::read(path)
         .await
@@ -177,35 +181,64 @@ fn limits(options: &RuntimeOptions, manifest: &Manifest) -> Result<Limits, Strin
 /// Longest step deadline a manifest may ask for (a saga's own timeout still bounds it).
 const MAX_STEP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
-/// Compile `bytes`, or load the artifact cached for their digest and this engine; returns
-/// the component and the digest. Hashing and compiling run on the blocking pool, one file
-/// at a time, so a large component never holds up an async worker and running sagas keep
-/// their cores.
+/// Check `bytes` against the load bounds, then compile them, or load the artifact cached
+/// for their digest and this engine; returns the component and the digest. This runs on the
+/// blocking pool, one file at a time, so a large component never holds up an async worker
+/// and running sagas keep their cores.
+///
+/// A compile cannot be cancelled: past `compile_timeout` the load fails, while the compile
+/// goes on to its end on the blocking pool and keeps the one compile slot until then, so a
+/// runaway compile never runs beside the next one. The bounds checked before it bound how
+/// long that can be.
 async fn compile(rt: &PluginRuntime, bytes: Vec<u8>) -> Result<(Component, String), String> {
     let engine = rt.engine.clone();
     let cache = rt.cache.clone();
-    let _slot = rt
+    let bounds = rt.options.limits.load;
+    let slot = rt
         .compile_slots
-        .acquire()
+        .clone()
+        .acquire_owned()
         .await
         .map_err(|e| e.to_string())?;
-    tokio::task::spawn_blocking(move || {
+    let task = tokio::task::spawn_blocking(move || {
+        let _slot = slot;
         let digest = hex::encode(Sha256::digest(&bytes));
         let cached = cache.map(|c| {
             let name = format!("{}.cwasm", cache_key(&engine, &digest));
             (c, name)
         });
-        compile_blocking(&engine, &bytes, cached).map(|c| (c, digest))
-    })
-    .await
-    .map_err(|e| format!("compile task failed: {e}"))?
+        compile_blocking(&engine, &bytes, &bounds, cached).map(|c| (c, digest))
+    });
+    match tokio::time::timeout(bounds.compile_timeout, task).await {
+        Ok(done) => done.map_err(|e| format!("compile task failed: {e}"))?,
+        Err(_) => Err(format!(
+            "compiling took longer than {} (plugin_compile_timeout); the compile goes on in \
+             the background and holds the compiler until it ends",
+            humantime::format_duration(bounds.compile_timeout)
+        )),
+    }
 }
 
 fn compile_blocking(
     engine: &Engine,
     bytes: &[u8],
+    bounds: &LoadBounds,
     cached: Option<(super::cache::ArtifactCache, String)>,
 ) -> Result<Component, String> {
+    if bytes.get(..4) != Some(b"\0asm") {
+        return Err("not a WebAssembly file".into());
+    }
+    // Version 1, layer 0: a core module. Said plainly, since the parser's own message
+    // (an unknown component version) does not tell the author what to do.
+    if bytes.get(4..8) == Some(&[1, 0, 0, 0]) {
+        return Err(
+            "a core WebAssembly module, not a component: build for wasm32-wasip2, or wrap it \
+             with `wasm-tools component new`"
+                .into(),
+        );
+    }
+    // Even with an artifact cached: the bounds may have been lowered since it was compiled.
+    super::bounds::scan(bytes, bounds).map_err(|e| e.to_string())?;
     if let Some((cache, name)) = &cached {
         match cache.read(name) {
             // SAFETY: the artifact's HMAC verified under the key only this host's user can
@@ -221,18 +254,6 @@ fn compile_blocking(
             Err(super::cache::CacheError::Missing) => {}
             Err(e) => tracing::warn!(error = %e, "not loading a cached artifact; compiling again"),
         }
-    }
-    if bytes.get(..4) != Some(b"\0asm") {
-        return Err("not a WebAssembly file".into());
-    }
-    // Version 1, layer 0: a core module. Said plainly, since the parser's own message
-    // (an unknown component version) does not tell the author what to do.
-    if bytes.get(4..8) == Some(&[1, 0, 0, 0]) {
-        return Err(
-            "a core WebAssembly module, not a component: build for wasm32-wasip2, or wrap it \
-             with `wasm-tools component new`"
-                .into(),
-        );
     }
     let Some((cache, name)) = cached else {
         return Component::new(engine, bytes).map_err(|e| format!("invalid component: {e:#}"));

@@ -2,10 +2,12 @@
 //! compiled once and pre-linked, and calls their steps in a fresh sandboxed instance.
 //!
 //! - [`loader`]: compile (with an on-disk cache by digest), pre-instantiate, list steps.
+//! - [`bounds`]: what a component may hold, checked before it is compiled.
 //! - [`call`]: one step call: a new `Store` with limits, a deadline and a key-value overlay.
 //! - [`watcher`]: reloads the plugins directory as files come, change and go.
 
 mod bindings;
+pub mod bounds;
 pub mod cache;
 mod call;
 mod epoch;
@@ -48,8 +50,14 @@ pub enum PluginError {
         message: String,
     },
     /// The runtime itself could not be set up.
-    #[error("plugin runtime: {0}")]
-    Runtime(String),
+    #[error("plugin runtime: {what}: {source:#}")]
+    Runtime {
+        /// What could not be set up.
+        what: &'static str,
+        /// Wasmtime's error beneath.
+        #[source]
+        source: wasmtime::Error,
+    },
 }
 
 /// Limits of one plugin's calls.
@@ -69,6 +77,10 @@ pub struct Limits {
     pub max_kv_keys: u64,
     /// Most log bytes one call may write; the rest is dropped.
     pub max_log_bytes: u64,
+    /// Host-wide bounds on loading a component (not per plugin: a manifest cannot change
+    /// them, and `/api/plugins` does not show them).
+    #[serde(skip)]
+    pub load: bounds::LoadBounds,
 }
 
 impl Default for Limits {
@@ -88,6 +100,7 @@ impl Limits {
             max_kv_write_bytes: config.plugin_max_kv_write_kb << 10,
             max_kv_keys: config.plugin_max_kv_keys,
             max_log_bytes: config.plugin_max_log_kb << 10,
+            load: bounds::LoadBounds::from_config(config),
         }
     }
 }
@@ -246,7 +259,8 @@ pub struct PluginRuntime {
     /// Serialises registry updates (reads stay lock-free).
     publish: std::sync::Mutex<()>,
     options: RuntimeOptions,
-    compile_slots: tokio::sync::Semaphore,
+    /// One compile at a time; a compile past its timeout keeps its slot until it ends.
+    compile_slots: Arc<tokio::sync::Semaphore>,
     /// The compiled-code cache, when one is configured and could be opened.
     cache: Option<cache::ArtifactCache>,
     _ticker: EpochTicker,
@@ -259,7 +273,10 @@ impl PluginRuntime {
     pub fn new(options: RuntimeOptions) -> Result<Self, PluginError> {
         let engine = loader::build_engine(&options)?;
         let mut linker = Linker::<CallState>::new(&engine);
-        let err = |e: wasmtime::Error| PluginError::Runtime(format!("{e:#}"));
+        let err = |source| PluginError::Runtime {
+            what: "cannot link the host's imports",
+            source,
+        };
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(err)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(err)?;
         bindings::v1::Plugin::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
@@ -287,7 +304,7 @@ impl PluginRuntime {
             registry: ArcSwap::from_pointee(Registry::default()),
             publish: std::sync::Mutex::new(()),
             options,
-            compile_slots: tokio::sync::Semaphore::new(1),
+            compile_slots: Arc::new(tokio::sync::Semaphore::new(1)),
             _ticker: ticker,
         })
     }
