@@ -51,9 +51,6 @@ struct Statements {
     pg_create: Vec<String>,
     /// PostgreSQL: a saga update and 1 to [`PREPARED_ROWS`] step writes in one statement.
     pg_commit: Vec<String>,
-    /// MySQL/MariaDB: a saga update and 1 to [`PREPARED_ROWS`] step updates in one
-    /// multi-table statement.
-    my_commit: Vec<String>,
     /// A saga and its steps, in one statement (one snapshot: never a saga's row from
     /// before a commit beside step rows from after it).
     select_saga: String,
@@ -95,7 +92,6 @@ impl Statements {
             update_tx: s(UPDATE_TX),
             pg_create: (1..=PREPARED_ROWS).map(pg_create).collect(),
             pg_commit: (1..=PREPARED_ROWS).map(pg_commit).collect(),
-            my_commit: (1..=PREPARED_ROWS).map(my_commit).collect(),
             update_step: s(
                 "UPDATE rte_steps SET status = ?, attempts = ?, compensation_attempts = ?, \
                 output = ?, error = ?, idempotency_key = ?, plugin_digest = ?, started_at = ?, \
@@ -189,10 +185,7 @@ impl Statements {
                 None => pg_commit(n).into(),
             }),
             (Dialect::Sqlite, n) => Some(sqlite_commit(n).into()),
-            (Dialect::MySql, n) => Some(match self.my_commit.get(n - 1) {
-                Some(q) => q.as_str().into(),
-                None => my_commit(n).into(),
-            }),
+            _ => None,
         }
     }
 
@@ -264,55 +257,6 @@ fn pg_commit(n: usize) -> String {
             set.join(", ")
         ))
         .into_owned()
-}
-
-/// The saga update and `n` step updates as one MySQL/MariaDB multi-table `UPDATE`: the
-/// saga's row joined with its step rows, each step column set by step index. Its rows
-/// (with the found-rows flag every connection sets: rows matched, not only changed) are
-/// the saga's and its `n` steps', or none when the version fence fails. Bound by
-/// [`bind_my_commit`].
-fn my_commit(n: usize) -> String {
-    let tx_set = UPDATE_TX
-        .trim_start_matches("UPDATE rte_transactions SET ")
-        .split(" WHERE ")
-        .next()
-        .unwrap_or_default()
-        .split(", ")
-        .map(|assign| format!("t.{assign}"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let cases = vec!["WHEN ? THEN ?"; n].join(" ");
-    let step_set: Vec<String> = STEP_MUTABLE
-        .iter()
-        .map(|c| format!("s.{c} = CASE s.step_index {cases} END"))
-        .collect();
-    format!(
-        "UPDATE rte_transactions t JOIN rte_steps s ON s.tx_id = t.tx_id \
-         SET {tx_set}, {} WHERE t.tx_id = ? AND t.version = ? AND s.step_index IN ({})",
-        step_set.join(", "),
-        vec!["?"; n].join(", ")
-    )
-}
-
-/// Bind [`my_commit`]'s arguments: the saga's changing columns, each step column's
-/// index and value pairs, the fence, then the step indexes.
-fn bind_my_commit<'q>(
-    mut query: AnyQuery<'q>,
-    tx: &'q TxRecord,
-    next_version: i64,
-    steps: &[&'q StepRecord],
-) -> AnyQuery<'q> {
-    query = bind_tx_changes(query, tx, next_version);
-    for column in 0..STEP_MUTABLE.len() {
-        for step in steps {
-            query = bind_step_column(query.bind(step.step_index as i64), step, column);
-        }
-    }
-    query = query.bind(tx.tx_id.as_str()).bind(tx.version);
-    for step in steps {
-        query = query.bind(step.step_index as i64);
-    }
-    query
 }
 
 /// SQLite runs several statements sent as one (binding the arguments in order), so a
@@ -501,29 +445,19 @@ fn bind_tx_changes<'q>(query: AnyQuery<'q>, tx: &'q TxRecord, next_version: i64)
 }
 
 /// Bind a step's changing columns, in [`STEP_MUTABLE`] order.
-fn bind_step_changes<'q>(mut query: AnyQuery<'q>, step: &'q StepRecord) -> AnyQuery<'q> {
-    for column in 0..STEP_MUTABLE.len() {
-        query = bind_step_column(query, step, column);
-    }
+fn bind_step_changes<'q>(query: AnyQuery<'q>, step: &'q StepRecord) -> AnyQuery<'q> {
     query
-}
-
-/// Bind column `column` (an index into [`STEP_MUTABLE`]) of a step.
-fn bind_step_column<'q>(query: AnyQuery<'q>, step: &'q StepRecord, column: usize) -> AnyQuery<'q> {
-    match column {
-        0 => query.bind(step.status.as_str()),
-        1 => query.bind(step.attempts as i64),
-        2 => query.bind(step.compensation_attempts as i64),
-        3 => query.bind(step.output.as_ref().map(to_json)),
-        4 => query.bind(step.error.as_deref()),
-        5 => query.bind(step.idempotency_key.as_deref()),
-        6 => query.bind(step.plugin_digest.as_deref()),
-        7 => query.bind(step.started_at),
-        8 => query.bind(step.finished_at),
-        9 => query.bind(step.failure_kind.map(|k| k.as_str())),
-        10 => query.bind((!step.attempt_log.is_empty()).then(|| to_json(&step.attempt_log))),
-        _ => unreachable!("rte_steps has {} changing columns", STEP_MUTABLE.len()),
-    }
+        .bind(step.status.as_str())
+        .bind(step.attempts as i64)
+        .bind(step.compensation_attempts as i64)
+        .bind(step.output.as_ref().map(to_json))
+        .bind(step.error.as_deref())
+        .bind(step.idempotency_key.as_deref())
+        .bind(step.plugin_digest.as_deref())
+        .bind(step.started_at)
+        .bind(step.finished_at)
+        .bind(step.failure_kind.map(|k| k.as_str()))
+        .bind((!step.attempt_log.is_empty()).then(|| to_json(&step.attempt_log)))
 }
 
 /// Bind one step's fourteen columns, in [`STEP_COLS`] order (its key, then the changing
@@ -1238,15 +1172,10 @@ impl SagaStore for SqlStore {
             };
             if only_state && let Some(sql) = self.q.commit_statement(c.steps.len()) {
                 // The whole change in one statement: one round trip, atomic on its own.
-                let query = if self.dialect == Dialect::MySql && !c.steps.is_empty() {
-                    bind_my_commit(sqlx::query(&sql), tx, next_version, c.steps)
-                } else {
-                    let mut query = bind_tx_update(sqlx::query(&sql), tx, next_version);
-                    for step in c.steps {
-                        query = bind_step(query, step);
-                    }
-                    query
-                };
+                let mut query = bind_tx_update(sqlx::query(&sql), tx, next_version);
+                for step in c.steps {
+                    query = bind_step(query, step);
+                }
                 let mut conn = self.conns.get().await?;
                 let written = if self.dialect == Dialect::Sqlite && !c.steps.is_empty() {
                     let done = query.fetch_all(&mut *conn).await;
@@ -1262,18 +1191,6 @@ impl SagaStore for SqlStore {
                 conn.done();
                 if written == 0 {
                     return Err(conflict());
-                }
-                if self.dialect == Dialect::MySql
-                    && !c.steps.is_empty()
-                    && written != 1 + c.steps.len() as u64
-                {
-                    // Step rows are written with their saga; one missing is damage.
-                    return Err(StoreError::permanent(format!(
-                        "saga {} has {} of the {} step rows its commit wrote",
-                        tx.tx_id,
-                        written - 1,
-                        c.steps.len()
-                    )));
                 }
                 return Ok(next_version);
             }
