@@ -443,7 +443,7 @@ async fn a_compile_past_its_timeout_fails_the_load() -> Result<()> {
         max_instances: 16,
     })?;
     match runtime.inspect(&slow).await {
-        Err(PluginError::Load { file, message }) => {
+        Err(PluginError::Load { file, message, .. }) => {
             assert_eq!(file, "slow.wasm");
             assert!(
                 message.contains("compiling took longer than 1ms (plugin_compile_timeout)"),
@@ -452,6 +452,16 @@ async fn a_compile_past_its_timeout_fails_the_load() -> Result<()> {
         }
         Err(other) => panic!("not a load error: {other}"),
         Ok(_) => panic!("a compile of seconds beat a 1ms timeout"),
+    }
+    // A refused file keeps the error beneath its reason, for callers to inspect.
+    let broken = dir.path().join("broken.wasm");
+    std::fs::write(&broken, b"\0asm\x0d\0\x01\0\xff\xff")?;
+    match runtime.inspect(&broken).await {
+        Err(e @ PluginError::Load { .. }) => {
+            assert!(std::error::Error::source(&e).is_some(), "{e}");
+        }
+        Err(other) => panic!("not a load error: {other}"),
+        Ok(_) => panic!("a broken file loaded"),
     }
     Ok(())
 }

@@ -16,6 +16,7 @@ use super::bounds::{Bound, LoadBounds, ScanError};
 use super::guest::GuestPre;
 use super::manifest::Manifest;
 use super::{Limits, LoadedPlugin, PluginError, PluginRuntime, RuntimeOptions, StepDescriptor};
+use crate::store::BoxError;
 
 /// The most linear memory any plugin may be granted: the pooling allocator's hard cap per
 /// memory. At least 1 GiB, so a manifest may raise a plugin above the default.
@@ -57,14 +58,57 @@ pub(super) fn build_engine(options: &RuntimeOptions) -> Result<Engine, PluginErr
     })
 }
 
+/// Why a file did not load: the reason operators see, and the error beneath it.
+struct LoadFailure {
+    message: String,
+    source: Option<BoxError>,
+}
+
+impl LoadFailure {
+    /// `message`, caused by `source`.
+    fn caused(message: String, source: impl Into<BoxError>) -> Self {
+        Self {
+            message,
+            source: Some(source.into()),
+        }
+    }
+
+    fn into_error(self, file: &str) -> PluginError {
+        PluginError::Load {
+            file: file.to_string(),
+            message: self.message,
+            source: self.source,
+        }
+    }
+}
+
+impl From<String> for LoadFailure {
+    fn from(message: String) -> Self {
+        Self {
+            message,
+            source: None,
+        }
+    }
+}
+
+impl From<&str> for LoadFailure {
+    fn from(message: &str) -> Self {
+        message.to_string().into()
+    }
+}
+
+/// `wasmtime`'s error as a standard boxed error, its chain kept.
+fn boxed(e: wasmtime::Error) -> BoxError {
+    e.into()
+}
+
 /// Load one file; does not publish it.
 pub(super) async fn load(rt: &PluginRuntime, path: &Path) -> Result<LoadedPlugin, PluginError> {
     let file = super::file_name(path);
-    let fail = |message: String| PluginError::Load {
-        file: file.clone(),
-        message,
-    };
-    let meta = std::fs::metadata(path).map_err(|e| fail(format!("cannot read: {e}")))?;
+    let fail = |message: String| LoadFailure::from(message).into_error(&file);
+    let unreadable =
+        |e: std::io::Error| LoadFailure::caused(format!("cannot read: {e}"), e).into_error(&file);
+    let meta = std::fs::metadata(path).map_err(unreadable)?;
     // Before reading: a huge file is refused by its size alone.
     let max_file_bytes = rt.options.limits.load.max_file_bytes;
     if meta.len() > max_file_bytes {
@@ -73,14 +117,12 @@ pub(super) async fn load(rt: &PluginRuntime, path: &Path) -> Result<LoadedPlugin
             found: meta.len(),
             limit: max_file_bytes,
         };
-        return Err(fail(exceeds.to_string()));
+        return Err(LoadFailure::caused(exceeds.to_string(), exceeds).into_error(&file));
     }
-    let bytes = tokio::fs::read(path)
-        .await
-        .map_err(|e| fail(format!("cannot read: {e}")))?;
+    let bytes = tokio::fs::read(path).await.map_err(unreadable)?;
     let manifest = Manifest::for_plugin(path).map_err(&fail)?;
     let config = manifest.resolved_config().map_err(&fail)?;
-    let (component, digest) = compile(rt, bytes).await.map_err(&fail)?;
+    let (component, digest) = compile(rt, bytes).await.map_err(|f| f.into_error(&file))?;
     let pre = GuestPre::new(&rt.linker, &component).map_err(&fail)?;
     let limits = limits(&rt.options, &manifest).map_err(&fail)?;
     let namespace = match &manifest.name {
@@ -197,7 +239,7 @@ const MAX_STEP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(24 
 /// goes on to its end on the blocking pool and keeps the one compile slot until then, so a
 /// runaway compile never runs beside the next one. The bounds checked before it bound how
 /// long that can be.
-async fn compile(rt: &PluginRuntime, bytes: Vec<u8>) -> Result<(Component, String), String> {
+async fn compile(rt: &PluginRuntime, bytes: Vec<u8>) -> Result<(Component, String), LoadFailure> {
     let engine = rt.engine.clone();
     let cache = rt.cache.clone();
     let bounds = rt.options.limits.load;
@@ -206,7 +248,7 @@ async fn compile(rt: &PluginRuntime, bytes: Vec<u8>) -> Result<(Component, Strin
         .clone()
         .acquire_owned()
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| LoadFailure::caused(format!("cannot compile: {e}"), e))?;
     let task = tokio::task::spawn_blocking(move || {
         let _slot = slot;
         let digest = hex::encode(Sha256::digest(&bytes));
@@ -217,12 +259,14 @@ async fn compile(rt: &PluginRuntime, bytes: Vec<u8>) -> Result<(Component, Strin
         compile_blocking(&engine, &bytes, &bounds, cached).map(|c| (c, digest))
     });
     match tokio::time::timeout(bounds.compile_timeout, task).await {
-        Ok(done) => done.map_err(|e| format!("compile task failed: {e}"))?,
-        Err(_) => Err(format!(
+        Ok(done) => {
+            done.map_err(|e| LoadFailure::caused(format!("compile task failed: {e}"), e))?
+        }
+        Err(_) => Err(LoadFailure::from(format!(
             "compiling took longer than {} (plugin_compile_timeout); the compile goes on in \
              the background and holds the compiler until it ends",
             humantime::format_duration(bounds.compile_timeout)
-        )),
+        ))),
     }
 }
 
@@ -231,7 +275,9 @@ fn compile_blocking(
     bytes: &[u8],
     bounds: &LoadBounds,
     cached: Option<(super::cache::ArtifactCache, String)>,
-) -> Result<Component, String> {
+) -> Result<Component, LoadFailure> {
+    let invalid =
+        |e: wasmtime::Error| LoadFailure::caused(format!("invalid component: {e:#}"), boxed(e));
     if bytes.get(..4) != Some(b"\0asm") {
         return Err("not a WebAssembly file".into());
     }
@@ -245,7 +291,7 @@ fn compile_blocking(
         );
     }
     // Even with an artifact cached: the bounds may have been lowered since it was compiled.
-    super::bounds::scan(bytes, bounds).map_err(|e| e.to_string())?;
+    super::bounds::scan(bytes, bounds).map_err(|e| LoadFailure::caused(e.to_string(), e))?;
     if let Some((cache, name)) = &cached {
         match cache.read(name) {
             // SAFETY: the artifact's HMAC verified under the key only this host's user can
@@ -263,18 +309,15 @@ fn compile_blocking(
         }
     }
     let Some((cache, name)) = cached else {
-        return Component::new(engine, bytes).map_err(|e| format!("invalid component: {e:#}"));
+        return Component::new(engine, bytes).map_err(invalid);
     };
-    let artifact = engine
-        .precompile_component(bytes)
-        .map_err(|e| format!("invalid component: {e:#}"))?;
+    let artifact = engine.precompile_component(bytes).map_err(invalid)?;
     if let Err(e) = cache.write(&name, &artifact) {
         tracing::warn!(%name, error = %e, "cannot cache a compiled plugin");
     }
     // SAFETY: `artifact` was produced just now by this engine.
     #[allow(unsafe_code)]
-    unsafe { Component::deserialize(engine, &artifact) }
-        .map_err(|e| format!("invalid component: {e:#}"))
+    unsafe { Component::deserialize(engine, &artifact) }.map_err(invalid)
 }
 
 /// Cache file name: the component digest plus a hash of everything that makes an artifact

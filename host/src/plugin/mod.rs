@@ -46,8 +46,12 @@ pub enum PluginError {
     Load {
         /// The file.
         file: String,
-        /// What is wrong with it.
+        /// What is wrong with it, as operators see it.
         message: String,
+        /// The error beneath, when there is one (wasmtime's, the file system's, the
+        /// load bounds' check).
+        #[source]
+        source: Option<crate::store::BoxError>,
     },
     /// The runtime itself could not be set up.
     #[error("plugin runtime: {what}: {source:#}")]
@@ -356,6 +360,7 @@ impl PluginRuntime {
                     Some(message) => Err(PluginError::Load {
                         file: file.clone(),
                         message: message.clone(),
+                        source: None,
                     }),
                     None => {
                         tracing::info!(
