@@ -501,3 +501,63 @@ async fn resource_limits_fail_calls_clearly() -> anyhow::Result<()> {
     h.stop().await;
     Ok(())
 }
+
+/// Peak resident memory of this process (`VmHWM`), bytes.
+fn peak_rss() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb << 10)
+}
+
+/// The floods that once took the host to gigabytes, at their original scale and with the
+/// default limits: 3,000 kv writes of 1 MiB in one call, 2,000 log lines of 16 KiB, and a
+/// saga of 64 steps of 1 MB outputs. Each is stopped by its limit (the kv and outputs as
+/// failures of kind `resource_limit`, the log by dropping lines), and the whole test
+/// process (this host and the tests beside it) stays under 512 MiB resident at its peak
+/// (about 100 MiB measured),
+/// where these floods alone reached 3.0 GB, 52 MB and 1.3 GB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn floods_at_full_scale_stay_within_bounded_memory() -> anyhow::Result<()> {
+    let h = TestHost::start(HostOptions {
+        plugins: vec!["testkit"],
+        ..HostOptions::default()
+    })
+    .await?;
+    let v = h
+        .run_saga(json!({"steps": ["test_flood"], "input": {"kv_keys": 3000, "kv_bytes": 1 << 20}}))
+        .await?;
+    assert_eq!(v["status"], "FAILED", "{v}");
+    assert_eq!(v["steps"][0]["failure_kind"], "resource_limit", "{v}");
+
+    let v = h
+        .run_saga(
+            json!({"steps": ["test_flood"], "input": {"log_lines": 2000, "log_bytes": 16 << 10}}),
+        )
+        .await?;
+    assert_eq!(v["status"], "COMPLETED", "{v}");
+
+    let steps = vec!["test_big_output"; 64];
+    let v = h
+        .run_saga(json!({"steps": steps, "input": {"bytes": 1_000_000}}))
+        .await?;
+    assert_eq!(v["status"], "COMPENSATED", "{v}");
+    let failed = v["steps"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["status"] == "FAILED"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(failed["failure_kind"], "resource_limit", "{v}");
+
+    let peak = peak_rss();
+    assert!(peak > 0, "VmHWM is readable");
+    assert!(peak < 512 << 20, "peak resident memory {} MiB", peak >> 20);
+    assert_healthy(&h).await?;
+    h.stop().await;
+    Ok(())
+}
