@@ -520,8 +520,7 @@ fn peak_rss() -> u64 {
 /// saga of 64 steps of 1 MB outputs. Each is stopped by its limit (the kv and outputs as
 /// failures of kind `resource_limit`, the log by dropping lines), and the whole test
 /// process (this host and the tests beside it) stays under 512 MiB resident at its peak
-/// (about 100 MiB measured),
-/// where these floods alone reached 3.0 GB, 52 MB and 1.3 GB.
+/// (about 100 MiB measured), where these floods alone reached 3.0 GB, 52 MB and 1.3 GB.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn floods_at_full_scale_stay_within_bounded_memory() -> anyhow::Result<()> {
     let h = TestHost::start(HostOptions {
