@@ -114,11 +114,15 @@ impl RecoveryWorker {
     /// One scan: claim and resume every stuck saga found. Returns how many were resumed.
     pub async fn scan_once(&self) -> Result<u64, StoreError> {
         let started = Instant::now();
-        self.engine
-            .events()
-            .publish(Event::new(kinds::RECOVERY_START));
         let before = self.engine.now_ms() - self.config.stuck_threshold.as_millis() as i64;
         let ids = self.engine.store().find_stuck(before, SCAN_BATCH).await?;
+        // Announced only when the scan found work, so an idle host's scans (thousands a
+        // day) do not push what matters out of the event log.
+        if !ids.is_empty() {
+            self.engine
+                .events()
+                .publish(Event::new(kinds::RECOVERY_START).with("stuck", ids.len()));
+        }
         self.stats
             .scanned
             .fetch_add(ids.len() as u64, Ordering::Relaxed);

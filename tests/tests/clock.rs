@@ -100,9 +100,20 @@ async fn recovery_finds_a_stuck_saga_when_the_clock_says() -> Result<()> {
             max_retries: 3,
         },
     );
+    let announced = || {
+        engine
+            .events()
+            .recent()
+            .iter()
+            .filter(|e| e.kind == "recovery.start")
+            .count()
+    };
     assert_eq!(recovery.scan_once().await?, 0, "not stuck yet");
+    assert_eq!(recovery.scan_once().await?, 0, "not stuck yet");
+    assert_eq!(announced(), 0, "scans that find nothing are not announced");
     clock.advance(Duration::from_secs(301));
     assert_eq!(recovery.scan_once().await?, 1, "stuck once the clock moved");
+    assert_eq!(announced(), 1, "a scan that finds work is announced");
     let done = engine.wait("stuck-1", Duration::from_secs(30)).await?;
     assert_eq!(done.status, TxStatus::Completed, "{done:?}");
     Ok(())
