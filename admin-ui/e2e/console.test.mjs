@@ -307,6 +307,22 @@ describe("live and forms", { timeout: 120000 }, () => {
     assert.deepEqual(errors, []);
   });
 
+  it("preselects no saga type, and shows a start that failed as a failure", async () => {
+    const { context, page, errors } = await visit("/start", "start");
+    await settle(page);
+    assert.equal(await page.locator('input[name="saga-type"]:checked').count(), 0, "nothing preselected");
+    assert.equal(await page.getByRole("button", { name: "Start saga" }).isDisabled(), true);
+    await page.getByRole("radio", { name: /Ad hoc/ }).check();
+    await page.getByLabel("Steps, in order").fill("test_ok, test_fail");
+    await page.getByRole("button", { name: "Start saga" }).click();
+    const alert = page.locator(".result[role=alert]");
+    await alert.waitFor();
+    assert.match(await alert.textContent(), /did not complete/);
+    await shot(page, "start-failed");
+    await context.close();
+    assert.deepEqual(errors, []);
+  });
+
   it("rejects invalid JSON input before sending", async () => {
     const { context, page } = await visit("/start", "start");
     await settle(page);

@@ -5,16 +5,10 @@ import { api, ApiError } from "../api";
 import { ErrorState, Loading, PageHeader, StatusBadge } from "../components/ui";
 import { useApi } from "../hooks";
 import { Link } from "../router";
+import { inputSkeleton, startOutcome } from "../lib/start";
 import type { PluginStatus, SagaDef, TxView } from "../types";
 
 const AD_HOC = "";
-
-/** `{"from_account": "", …}` from lock-key templates such as `account:{from_account}`. */
-export function inputSkeleton(def: SagaDef | undefined): string {
-  const fields = new Set<string>();
-  for (const k of def?.lock_keys ?? []) for (const m of k.matchAll(/\{([A-Za-z0-9_]+)\}/g)) fields.add(m[1]);
-  return JSON.stringify(Object.fromEntries([...fields].map((f) => [f, ""])), null, 2);
-}
 
 function parseInput(text: string): { value?: unknown; error?: string } {
   if (!text.trim()) return { value: {} };
@@ -30,6 +24,8 @@ export function StartSaga({ search }: { search: string }) {
   const plugins = useApi<{ plugins: PluginStatus[] }>("/api/plugins");
   const defs = sagas.data?.sagas ?? {};
   const names = Object.keys(defs).sort();
+  // `null` until a type is chosen: nothing is preselected (the first type alphabetically may
+  // be a destructive one), except a type named by `?type=`.
   const [type, setType] = useState<string | null>(null);
   const [input, setInput] = useState("{}");
   const [steps, setSteps] = useState("");
@@ -42,13 +38,16 @@ export function StartSaga({ search }: { search: string }) {
   const [error, setError] = useState<string | null>(null);
   const [result, setResult] = useState<TxView | null>(null);
 
-  // Pick the type from ?type=…, else the first defined one, once the definitions arrive.
+  // Pick the type named by ?type=…, once the definitions arrive; otherwise none.
   useEffect(() => {
     if (type !== null || (!sagas.data && !sagas.error)) return;
     const wanted = new URLSearchParams(search).get("type");
-    const t = wanted && defs[wanted] ? wanted : (names[0] ?? AD_HOC);
-    setType(t);
-    setInput(inputSkeleton(defs[t]));
+    if (wanted && defs[wanted]) {
+      setType(wanted);
+      setInput(inputSkeleton(defs[wanted]));
+    } else if (sagas.data && names.length === 0) {
+      setType(AD_HOC);
+    }
   }, [sagas.data, sagas.error]);
 
   const stepNames = useMemo(() => (plugins.data?.plugins ?? []).flatMap((p) => p.steps.map((s) => s.name)).sort(), [plugins.data]);
@@ -56,7 +55,7 @@ export function StartSaga({ search }: { search: string }) {
   const def = type ? defs[type] : undefined;
   const stepList = steps.split(/[\s,]+/).filter(Boolean);
   const unknownSteps = stepNames.length ? stepList.filter((s) => !stepNames.includes(s)) : [];
-  const canSubmit = !busy && !parsed.error && (type ? true : stepList.length > 0);
+  const canSubmit = !busy && !parsed.error && type !== null && (type ? true : stepList.length > 0);
 
   const choose = (t: string) => {
     setType(t);
@@ -90,7 +89,7 @@ export function StartSaga({ search }: { search: string }) {
     }
   };
 
-  if (type === null && !sagas.error) return <Loading />;
+  if (!sagas.data && !sagas.error) return <Loading />;
   return (
     <>
       <PageHeader title="Start saga" />
@@ -118,8 +117,10 @@ export function StartSaga({ search }: { search: string }) {
           </div>
         </section>
         <section class="panel" aria-labelledby="def-title">
-          <h2 id="def-title">{type ? type : "Ad-hoc saga"}</h2>
-          {def ? (
+          <h2 id="def-title">{type === null ? "Choose a saga type" : type ? type : "Ad-hoc saga"}</h2>
+          {type === null ? (
+            <p class="hint">Pick a saga type, or Ad hoc to name the steps yourself.</p>
+          ) : def ? (
             <dl class="fields">
               <div class="field field-wide">
                 <dt>Steps</dt>
@@ -211,9 +212,12 @@ export function StartSaga({ search }: { search: string }) {
             </div>
           ) : null}
           {result ? (
-            <div class="banner banner-ok result" role="status">
+            <div class={`banner banner-${startOutcome(result.status).tone} result`} role={startOutcome(result.status).tone === "bad" ? "alert" : "status"}>
               <span>
-                Started <Link href={`/transactions/${encodeURIComponent(result.tx_id)}`} class="mono">{result.tx_id}</Link>
+                {startOutcome(result.status).text}:{" "}
+                <Link href={`/transactions/${encodeURIComponent(result.tx_id)}`} class="mono">
+                  {result.tx_id}
+                </Link>
               </span>
               <StatusBadge status={result.status} />
               {result.error ? <span class="err-text">{result.error}</span> : null}
