@@ -128,6 +128,18 @@ describe("pages", { timeout: 120000 }, () => {
 });
 
 describe("transactions", { timeout: 120000 }, () => {
+  it("says a page past the end is past the end, and goes to the last one", async () => {
+    const { context, page, errors } = await visit("/transactions?page=99", "list");
+    await settle(page);
+    await page.getByText("Page 99 is past the end").waitFor();
+    assert.equal(await page.getByText("No transactions yet").count(), 0);
+    await page.getByRole("button", { name: "Go to the last page" }).click();
+    await page.waitForURL((u) => !/page=99/.test(u.toString()));
+    await page.locator("tbody tr").first().waitFor();
+    await context.close();
+    assert.deepEqual(errors, []);
+  });
+
   it("filters COMPENSATED sagas through the URL", async () => {
     const { context, page, errors } = await visit("/transactions", "list");
     await settle(page);

@@ -49,6 +49,13 @@ export function Transactions({ search }: { search: string }) {
         <ErrorState error={list.error} what="transactions" onRetry={list.reload} />
       ) : !list.data ? (
         <Loading />
+      ) : list.data.transactions.length === 0 && list.data.total > 0 ? (
+        <Empty title={`Page ${filters.page} is past the end`}>
+          {list.data.total === 1 ? "1 transaction matches" : `${list.data.total} transactions match`}, on {pageCount(list.data.total, filters.page_size)} page(s).{" "}
+          <button type="button" class="btn" onClick={() => go({ ...filters, page: pageCount(list.data!.total, filters.page_size) })}>
+            Go to the last page
+          </button>
+        </Empty>
       ) : list.data.transactions.length === 0 ? (
         <Empty title={active ? "No transactions match these filters" : "No transactions yet"}>
           {active ? (
