@@ -453,9 +453,15 @@ async fn a_compile_past_its_timeout_fails_the_load() -> Result<()> {
         Err(other) => panic!("not a load error: {other}"),
         Ok(_) => panic!("a compile of seconds beat a 1ms timeout"),
     }
-    // A refused file keeps the error beneath its reason, for callers to inspect.
+    // A refused file keeps the error beneath its reason, for callers to inspect. A runtime of
+    // default limits checks it: at 1ms even a tiny file's compile may time out first.
     let broken = dir.path().join("broken.wasm");
     std::fs::write(&broken, b"\0asm\x0d\0\x01\0\xff\xff")?;
+    let runtime = PluginRuntime::new(RuntimeOptions {
+        limits: Limits::default(),
+        cache_dir: None,
+        max_instances: 16,
+    })?;
     match runtime.inspect(&broken).await {
         Err(e @ PluginError::Load { .. }) => {
             assert!(std::error::Error::source(&e).is_some(), "{e}");
