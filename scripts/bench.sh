@@ -2,7 +2,8 @@
 # The full benchmark, one command: builds the example plugins and the host (release), then
 # runs `rte bench` with 3-step sagas at concurrency 32 on the embedded SQLite (plus a mix
 # where a tenth compensate, and kv steps with and without a version check), on PostgreSQL and MySQL/MariaDB when their URLs are given, the
-# p99 run at concurrency 8, the same sagas over the REST API of a host it starts (PostgreSQL),
+# p99 run at concurrency 8, a 1 -> 3 parallel -> 1 saga against 5 steps in a row, the same
+# sagas over the REST API of a host it starts (PostgreSQL),
 # and 10,000 sagas in flight for memory.
 #
 #   scripts/bench.sh                      # the full run
@@ -36,10 +37,15 @@ bench --sagas 3000 --steps 3 --concurrency 32 --fail-ratio 0.1 "${redis[@]}"
 # What the plugin kv's version check costs: read-modify-write steps against blind writes.
 bench --sagas 3000 --steps 3 --concurrency 32 --step test_kv_put "${redis[@]}"
 bench --sagas 3000 --steps 3 --concurrency 32 --step test_kv_counter "${redis[@]}"
+# A parallel group against steps in a row: 1 -> 3 parallel -> 1 against 5 steps.
+bench --sagas 3000 --steps 5 --concurrency 32 --step test_branch "${redis[@]}"
+bench --sagas 3000 --steps 5 --concurrency 32 --step test_branch --parallel 3 "${redis[@]}"
 for url in "${RTE_BENCH_POSTGRES_URL:-}" "${RTE_BENCH_MYSQL_URL:-}"; do
   [ -n "$url" ] || continue
   bench --sagas 5000 --steps 3 --concurrency 32 --database-url "$url" "${redis[@]}"
   bench --sagas 3000 --steps 3 --concurrency 8 --database-url "$url" "${redis[@]}"
+  bench --sagas 3000 --steps 5 --concurrency 32 --step test_branch --database-url "$url" "${redis[@]}"
+  bench --sagas 3000 --steps 5 --concurrency 32 --step test_branch --parallel 3 --database-url "$url" "${redis[@]}"
 done
 # Both ways in one run: in-process, then over the REST API of a host the bench starts on
 # the same database, completing and compensating, at concurrency 32 and 1.

@@ -25,7 +25,7 @@ use serde_json::{Map, json};
 use sqlx::{AnyPool, Executor};
 
 use crate::config::Config;
-use crate::engine::{Engine, EngineConfig, TxStatus};
+use crate::engine::{Engine, EngineConfig, ParallelGroup, StepEntry, TxStatus};
 use crate::plugin::{Limits, PluginRuntime, RuntimeOptions};
 use crate::store::{AdminReads, Dialect, SqlStore, TxStore};
 
@@ -49,6 +49,10 @@ pub struct BenchArgs {
     /// saga's input `key` is its own, so sagas never conflict.
     #[arg(long, default_value = "test_ok")]
     pub step: String,
+    /// Run steps 2 to K+1 of each saga as one parallel group of K branches (0: every step
+    /// runs alone). Branches must set different outputs: use `--step test_branch`.
+    #[arg(long, value_name = "K", default_value_t = 0)]
+    pub parallel: usize,
     /// Sagas running at once (and writers in the baseline).
     #[arg(long, default_value_t = 32)]
     pub concurrency: usize,
@@ -99,6 +103,8 @@ pub struct ThroughputReport {
     pub sagas: usize,
     /// Steps per saga.
     pub steps: usize,
+    /// Branches of the saga's parallel group (0: none).
+    pub parallel: usize,
     /// Sagas at once.
     pub concurrency: usize,
     /// Fraction of sagas made to compensate.
@@ -182,6 +188,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if args.steps > crate::engine::MAX_STEPS {
         bail!("--steps may be at most {}", crate::engine::MAX_STEPS);
     }
+    if args.parallel == 1 || (args.parallel > 1 && args.parallel + 1 > args.steps) {
+        bail!("--parallel K needs K of at least 2 and --steps of at least K+1");
+    }
     if !(0.0..=1.0).contains(&args.fail_ratio) {
         bail!("--fail-ratio must be between 0 and 1");
     }
@@ -242,12 +251,24 @@ fn fails(i: usize, ratio: f64) -> bool {
     ((i + 1) as f64 * ratio).floor() > (i as f64 * ratio).floor()
 }
 
-/// The steps of saga `i`.
-fn saga_steps(args: &BenchArgs, i: usize) -> Vec<String> {
-    let mut steps = vec![args.step.clone(); args.steps];
+/// The steps of saga `i`: `--steps` of `--step`, the last one failing for a `--fail-ratio`
+/// of them, steps 2 to K+1 a group for `--parallel K`.
+fn saga_steps(args: &BenchArgs, i: usize) -> Vec<StepEntry> {
+    let mut names = vec![args.step.clone(); args.steps];
     if fails(i, args.fail_ratio) {
-        steps[args.steps - 1] = "test_fail".into();
+        names[args.steps - 1] = "test_fail".into();
     }
+    if args.parallel < 2 {
+        return names.into_iter().map(StepEntry::Step).collect();
+    }
+    let rest = names.split_off(1 + args.parallel);
+    let branches = names.split_off(1);
+    let mut steps: Vec<StepEntry> = names.into_iter().map(StepEntry::Step).collect();
+    steps.push(StepEntry::Parallel(ParallelGroup {
+        parallel: branches,
+        max_concurrent: None,
+    }));
+    steps.extend(rest.into_iter().map(StepEntry::Step));
     steps
 }
 
@@ -480,6 +501,7 @@ fn summarise(args: &BenchArgs, finished: &[Finished], elapsed: Duration) -> Thro
         locks: String::new(),
         sagas: finished.len(),
         steps: args.steps,
+        parallel: args.parallel,
         concurrency: args.concurrency,
         fail_ratio: args.fail_ratio,
         completed,
@@ -676,8 +698,12 @@ async fn in_flight(args: &BenchArgs, m: usize) -> anyhow::Result<InFlightReport>
 fn print_throughput(r: &ThroughputReport) {
     let opt =
         |v: Option<f64>, digits: usize| v.map_or("n/a".to_string(), |v| format!("{v:.digits$}"));
+    let shape = match r.parallel {
+        0 => String::new(),
+        k => format!(" (steps 2-{} a parallel group)", k + 1),
+    };
     println!(
-        "rte bench: {} sagas x {} steps at concurrency {}, fail ratio {:.2} ({})",
+        "rte bench: {} sagas x {} steps{shape} at concurrency {}, fail ratio {:.2} ({})",
         r.sagas, r.steps, r.concurrency, r.fail_ratio, r.engine
     );
     println!("  store                {}", r.store);

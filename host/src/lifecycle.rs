@@ -153,13 +153,20 @@ named_enum! {
         /// The call went over one of its resource limits (kv data written, a saga's
         /// total outputs): nothing it wrote counts, and another try would do the same.
         ResourceLimit = "resource_limit",
+        /// A branch of a parallel group set an output another branch of the group had
+        /// set: its result is refused (never a silent last-writer-wins). It ran, so its
+        /// effect may exist and compensation considers it.
+        OutputConflict = "output_conflict",
     }
 }
 
 impl FailureKind {
     /// Whether trying again may succeed.
     pub fn is_retryable(self) -> bool {
-        !matches!(self, FailureKind::Permanent | FailureKind::ResourceLimit)
+        !matches!(
+            self,
+            FailureKind::Permanent | FailureKind::ResourceLimit | FailureKind::OutputConflict
+        )
     }
 
     /// Whether the call may have acted before it failed, so compensation must consider
@@ -167,7 +174,11 @@ impl FailureKind {
     pub fn may_have_acted(self) -> bool {
         matches!(
             self,
-            FailureKind::Trap | FailureKind::Memory | FailureKind::Timeout | FailureKind::Lost
+            FailureKind::Trap
+                | FailureKind::Memory
+                | FailureKind::Timeout
+                | FailureKind::Lost
+                | FailureKind::OutputConflict
         )
     }
 
@@ -579,10 +590,12 @@ mod tests {
                         | FailureKind::Memory
                         | FailureKind::Timeout
                         | FailureKind::Lost
+                        | FailureKind::OutputConflict
                 ),
                 "{k}"
             );
         }
+        assert!(!FailureKind::OutputConflict.is_retryable());
         assert!(!FailureKind::StoreUnavailable.counts_as_attempt());
     }
 }

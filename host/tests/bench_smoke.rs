@@ -81,6 +81,34 @@ fn checking_read_versions_adds_no_commit() {
     );
 }
 
+/// A 1 → 3 parallel → 1 saga against the 5-step sequential one: both complete every saga,
+/// and the group costs no commit more than the steps in a row.
+#[test]
+fn a_parallel_group_commits_no_more_than_steps_in_a_row() {
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "--sagas",
+            "40",
+            "--steps",
+            "5",
+            "--concurrency",
+            "4",
+            "--step",
+            "test_branch",
+        ];
+        args.extend_from_slice(extra);
+        let report = bench(&args);
+        assert_eq!(report["completed"], 40, "{extra:?}: {report}");
+        assert_eq!(report["unexpected"], 0, "{extra:?}: {report}");
+        report["commits_per_saga"].as_f64().unwrap()
+    };
+    let (sequential, grouped) = (run(&[]), run(&["--parallel", "3"]));
+    assert!(
+        grouped <= sequential,
+        "group: {grouped} commits per saga, in a row: {sequential}"
+    );
+}
+
 #[test]
 fn bench_says_clearly_when_the_test_steps_are_missing() {
     let empty = tempfile::tempdir().expect("temp dir");

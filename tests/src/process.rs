@@ -20,6 +20,17 @@ impl HostProcess {
     /// Start `rte serve` in `dir` (its database, plugins and log live there) with the
     /// example `plugins` and `--set` `settings`.
     pub fn start(dir: &Path, plugin_names: &[&str], settings: &[&str]) -> Result<Self> {
+        let url = format!("sqlite://{}", dir.join("rte.db").display());
+        Self::start_on(dir, &url, plugin_names, settings)
+    }
+
+    /// [`HostProcess::start`] on the database at `database_url`.
+    pub fn start_on(
+        dir: &Path,
+        database_url: &str,
+        plugin_names: &[&str],
+        settings: &[&str],
+    ) -> Result<Self> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
@@ -36,10 +47,7 @@ impl HostProcess {
             .current_dir(dir)
             .arg("serve")
             .args(["--listen", &format!("127.0.0.1:{port}")])
-            .args([
-                "--database-url",
-                &format!("sqlite://{}", dir.join("rte.db").display()),
-            ])
+            .args(["--database-url", database_url])
             .args(["--plugins-dir", &plugins_dir.display().to_string()])
             .args([
                 "--sagas-file",

@@ -1,5 +1,6 @@
 //! Chaos, on PostgreSQL and on MariaDB: four `rte serve` processes share one database (each
-//! through its own TCP proxy) and a Redis this test owns. Fund transfers go in concurrently
+//! through its own TCP proxy) and a Redis this test owns. Fund transfers (a third of them
+//! with debit and credit in a parallel group) go in concurrently
 //! while the bank plugin injects retryable errors, permanent errors, traps and slow steps,
 //! and at random moments a host is killed (SIGKILL) and restarted, a host is paused
 //! (SIGSTOP) longer than `lock_ttl` then resumed, all of one host's database connections are
@@ -376,8 +377,10 @@ fn submit_all(
                 let due = start + plan.spread.mul_f64(i as f64 / plan.sagas as f64);
                 async move {
                     tokio::time::sleep_until(due).await;
+                    // Every third transfer debits and credits at once (a parallel group).
+                    let tx_type = if i % 3 == 2 { "fund_transfer_parallel" } else { "fund_transfer" };
                     let body = json!({
-                        "tx_type": "fund_transfer",
+                        "tx_type": tx_type,
                         "input": {
                             "from_account": from, "to_account": to, "amount": cents as f64 / 100.0, "currency": "EUR",
                             "chaos": {"retryable": 0.15, "permanent": 0.03, "trap": 0.03, "slow": 0.1, "slow_ms": 300}

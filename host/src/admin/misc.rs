@@ -428,7 +428,7 @@ pub async fn hosts(State(state): State<AppState>) -> Json<HostsResponse> {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SagaTypeView {
     /// Steps in order.
-    pub steps: Vec<String>,
+    pub steps: Vec<crate::engine::StepEntry>,
     /// Lock-key templates.
     pub lock_keys: Vec<String>,
     /// Timeout override.

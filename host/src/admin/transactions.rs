@@ -30,8 +30,9 @@ pub struct CreateRequest {
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     pub input: Option<Value>,
-    /// Steps in order (instead of, or overriding, the type's definition).
-    pub steps: Option<Vec<String>>,
+    /// Steps in order (instead of, or overriding, the type's definition): names, or
+    /// parallel groups `{"parallel": ["a", "b"], "max_concurrent": 2}`.
+    pub steps: Option<Vec<crate::engine::StepEntry>>,
     /// Extra lock keys.
     #[serde(default)]
     pub lock_keys: Vec<String>,

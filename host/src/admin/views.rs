@@ -95,6 +95,12 @@ pub struct StepView {
     pub finished_at: Option<String>,
     /// The kind of the latest failure.
     pub failure_kind: Option<FailureKind>,
+    /// The parallel group the step is a branch of (absent for a step that runs alone).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<crate::store::StepGroup>,
+    /// Its place in the order the saga's steps completed (compensation runs in reverse).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub completed_order: Option<u32>,
 }
 
 /// One attempt of one step.
@@ -238,6 +244,8 @@ impl From<&StepRecord> for StepView {
             started_at: s.started_at.map(rfc3339),
             finished_at: s.finished_at.map(rfc3339),
             failure_kind: s.failure_kind,
+            group: s.group,
+            completed_order: s.completed_order,
         }
     }
 }

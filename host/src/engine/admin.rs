@@ -150,6 +150,12 @@ impl Engine {
                     .position(|s| s.status != StepStatus::Completed)
                     .unwrap_or(steps.len());
                 let start = from_step.map_or(first_open, |n| n as usize);
+                // A group runs again as a whole (its completed branches replay their
+                // idempotency keys).
+                let start = match steps.get(start).and_then(|s| s.group) {
+                    Some(g) => g.first as usize,
+                    None => start,
+                };
                 if start >= steps.len() || start > first_open {
                     return Err(Error::Conflict(format!(
                         "from_step must be between 0 and {} (the first step that did not complete)",
@@ -174,6 +180,7 @@ impl Engine {
                     *s = StepRecord {
                         plugin_digest: s.plugin_digest.take(),
                         attempt_log: std::mem::take(&mut s.attempt_log),
+                        group: s.group,
                         ..StepRecord::pending(&s.tx_id, s.step_index, &s.step_name)
                     };
                     changed.push(i);

@@ -21,7 +21,10 @@ pub use crate::lifecycle::{StepStatus, TxStatus};
 pub(crate) use admin::note_lost_calls;
 pub use admin::{Admin, TxDetail};
 pub use apply::{Patience, With};
-pub use definitions::{Definitions, SagaDefinition, render_lock_keys};
+pub use definitions::{
+    Definitions, MAX_GROUP_BRANCHES, ParallelGroup, PlannedStep, SagaDefinition, StepEntry,
+    plan_steps, render_lock_keys,
+};
 pub use retry::backoff;
 
 use crate::breaker::{BreakerConfig, Breakers};
@@ -216,7 +219,9 @@ pub fn check_tx_timeout(timeout: Duration) -> std::result::Result<(), String> {
 #[derive(Debug, Clone, Default)]
 pub struct Transaction {
     tx_type: String,
-    steps: Vec<String>,
+    steps: Vec<StepEntry>,
+    /// The steps laid out (set by validation).
+    planned: Vec<PlannedStep>,
     lock_keys: Vec<String>,
     input: Map<String, Value>,
     timeout: Option<Duration>,
@@ -285,7 +290,25 @@ impl TransactionBuilder {
             self.tx.steps.clear();
             self.explicit_steps = true;
         }
-        self.tx.steps.push(step.into());
+        self.tx.steps.push(StepEntry::Step(step.into()));
+        self
+    }
+
+    /// Append a parallel group: `steps` run at once, at most `max_concurrent` at a time
+    /// (all of them when `None`); the next step runs once every one completed.
+    pub fn add_parallel<I, S>(mut self, steps: I, max_concurrent: Option<u32>) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        if !self.explicit_steps {
+            self.tx.steps.clear();
+            self.explicit_steps = true;
+        }
+        self.tx.steps.push(StepEntry::Parallel(ParallelGroup {
+            parallel: steps.into_iter().map(Into::into).collect(),
+            max_concurrent,
+        }));
         self
     }
 
@@ -372,7 +395,7 @@ impl Engine {
     pub fn transaction_from_request(
         &self,
         tx_type: Option<String>,
-        steps: Option<Vec<String>>,
+        steps: Option<Vec<StepEntry>>,
         input: Map<String, Value>,
         lock_keys: Vec<String>,
         timeout: Option<Duration>,
@@ -395,6 +418,7 @@ impl Engine {
         self.validate(Transaction {
             tx_type,
             steps,
+            planned: Vec::new(),
             lock_keys,
             input,
             timeout,
@@ -414,15 +438,17 @@ impl Engine {
                 tx.tx_type
             )));
         }
-        if tx.steps.len() > MAX_STEPS {
+        tx.planned = plan_steps(&tx.steps).map_err(Error::Invalid)?;
+        if tx.planned.len() > MAX_STEPS {
             return Err(Error::Invalid(format!(
                 "a saga may have at most {MAX_STEPS} steps"
             )));
         }
-        for step in &tx.steps {
-            if self.inner.plugins.plugin_for(step).is_none() {
+        for step in &tx.planned {
+            if self.inner.plugins.plugin_for(&step.name).is_none() {
                 return Err(Error::Invalid(format!(
-                    "unknown step `{step}`: no loaded plugin provides it"
+                    "unknown step `{}`: no loaded plugin provides it",
+                    step.name
                 )));
             }
         }
@@ -543,7 +569,7 @@ impl Engine {
             outputs: Map::new(),
             lock_keys: tx.lock_keys,
             current_step: 0,
-            total_steps: tx.steps.len() as u32,
+            total_steps: tx.planned.len() as u32,
             retry_count: 0,
             max_retries: tx.max_retries.unwrap_or(self.inner.config.max_retries),
             timeout_ms: timeout.as_millis() as u64,
@@ -557,10 +583,13 @@ impl Engine {
             undo: None,
         };
         let steps: Vec<StepRecord> = tx
-            .steps
+            .planned
             .iter()
             .enumerate()
-            .map(|(i, name)| StepRecord::pending(&tx_id, i as u32, name))
+            .map(|(i, planned)| StepRecord {
+                group: planned.group,
+                ..StepRecord::pending(&tx_id, i as u32, &planned.name)
+            })
             .collect();
         match self.inner.store.create(&record, &steps).await? {
             CreateOutcome::Existing(id) => {
@@ -574,7 +603,7 @@ impl Engine {
                         && first_steps
                             .iter()
                             .zip(&steps)
-                            .all(|(a, b)| a.step_name == b.step_name);
+                            .all(|(a, b)| a.step_name == b.step_name && a.group == b.group);
                     if !same {
                         return Err(Error::KeyReused(format!(
                             "Idempotency-Key `{}` was first used for a different request (saga {id})",
@@ -599,7 +628,7 @@ impl Engine {
                 self.inner.events.publish(
                     Event::new(kinds::TX_CREATED)
                         .tx(&tx_id, &tx.tx_type)
-                        .with("steps", tx.steps.len()),
+                        .with("steps", tx.planned.len()),
                 );
                 Ok((
                     Submitted {

@@ -22,6 +22,19 @@ use crate::store::{
 };
 use crate::telemetry;
 
+mod group;
+
+/// Where a step comes in compensation, highest first: the reverse of the order in which
+/// steps completed, with a step that never completed (its call failed, or was cut off,
+/// after it may have acted) before every completed one, as it acted last.
+fn undo_rank(step: &StepRecord) -> (bool, u32, u32) {
+    (
+        step.completed_order.is_none(),
+        step.completed_order.unwrap_or(0),
+        step.step_index,
+    )
+}
+
 /// Whether a step's execute may have had an effect that compensation must undo. A step
 /// that failed by trapping or timing out may have acted before it stopped.
 pub(crate) fn needs_undo(step: &StepRecord) -> bool {
@@ -109,6 +122,7 @@ impl Engine {
             store_waits: 0,
             call_started: 0,
             outputs_len: None,
+            holding: false,
         };
         tracing::Span::current().record("tx_type", run.tx.tx_type.as_str());
         let keys = match run.take_locks(&token).await? {
@@ -142,6 +156,8 @@ struct SagaRun {
     /// An upper bound of the JSON length of `tx.outputs`, kept up to date as steps
     /// complete (measured once, when the first step of this run completes).
     outputs_len: Option<u64>,
+    /// A parallel group is failing: no further branch is announced.
+    holding: bool,
 }
 
 impl SagaRun {
@@ -248,14 +264,27 @@ impl SagaRun {
             .observe(secs);
     }
 
-    /// The locks are held: `LOCKED`, with the first step's call announced in the same
-    /// commit.
+    /// The locks are held: `LOCKED`, with the first step's call (or the first calls of a
+    /// parallel group) announced in the same commit.
     async fn start(&mut self) -> Result<()> {
         let now = self.now();
         let first = self.tx.current_step as usize;
-        self.steps[first].status = StepStatus::Executing;
-        self.steps[first].started_at.get_or_insert(now);
-        self.commit(TxEvent::LocksHeld, &[first], None, None).await
+        let changed = self.announce(first, now);
+        self.commit(TxEvent::LocksHeld, &changed, None, None).await
+    }
+
+    /// Announce the calls that start at step `i`: the step itself, or, when it begins a
+    /// parallel group, as many of the group's branches as may run at once. Returns the
+    /// steps changed.
+    fn announce(&mut self, i: usize, now: i64) -> Vec<usize> {
+        match self.steps[i].group {
+            Some(g) => self.announce_branches(g.first as usize, now),
+            None => {
+                self.steps[i].status = StepStatus::Executing;
+                self.steps[i].started_at.get_or_insert(now);
+                vec![i]
+            }
+        }
     }
 
     /// Whether step `i` still has a confirm to run: it executed, and its plugin declares a
@@ -529,6 +558,10 @@ impl SagaRun {
         let inner = self.engine.inner.clone();
         while matches!(self.tx.status, TxStatus::Locked | TxStatus::Executing) {
             let i = self.tx.current_step as usize;
+            if let Some(g) = self.steps[i].group {
+                self.run_group(g.first as usize).await?;
+                continue;
+            }
             if self.now() >= self.tx.deadline_at {
                 let f = CallFailure::new(
                     FailureKind::Timeout,
@@ -589,7 +622,9 @@ impl SagaRun {
                 Ok(done) => {
                     self.store_waits = 0;
                     inner.breakers.record(&desc.service, true).await;
-                    self.complete_step(i, attempt, &plugin, done).await?;
+                    if let Some(f) = self.complete_step(i, attempt, &plugin, done).await? {
+                        self.retry_or_fail(i, attempt, f).await?;
+                    }
                 }
                 Err(f) => {
                     if f.kind != FailureKind::Permanent {
@@ -617,69 +652,24 @@ impl SagaRun {
         call: &StepCall,
         supports_idempotency: bool,
     ) -> std::result::Result<Executed, CallFailure> {
-        let inner = &self.engine.inner;
-        let store = inner.store.clone();
-        let started = {
-            let (events, event, step) = (
-                inner.events.clone(),
-                self.event(kinds::STEP_STARTED)
-                    .step(&call.step_name)
-                    .with("attempt", call.attempt),
-                call.step_name.clone(),
-            );
-            move || {
-                events.publish(event);
-                telemetry::metrics()
-                    .step_started
-                    .with_label_values(&[step.as_str()])
-                    .inc();
-            }
-        };
-        if !supports_idempotency {
-            started();
-            let out = inner.plugins.execute(plugin, call, store).await?;
-            return Ok(Executed {
-                outputs: out.value,
-                kv: out.kv,
-                key: None,
-                replayed: false,
-            });
-        }
-        // Key, look-up and execute in one instance; a key this step of this plugin already
-        // completed replays its stored output without running execute.
-        let lookup = idempotency_lookup(
-            store.clone(),
-            inner.clock.clone(),
-            plugin.namespace.clone(),
-            call.step_name.clone(),
-        );
-        let out = inner
-            .plugins
-            .execute_keyed(plugin, call, store, lookup, Box::new(started))
-            .await?;
-        Ok(match out.value {
-            Keyed::Replayed { key, outputs } => Executed {
-                outputs,
-                kv: out.kv,
-                key: Some(key),
-                replayed: true,
-            },
-            Keyed::Ran { key, outputs } => Executed {
-                outputs,
-                kv: out.kv,
-                key,
-                replayed: false,
-            },
-        })
+        call_execute(&self.engine, plugin, call, supports_idempotency, None).await
     }
 
+    /// Commit step `i`'s successful call: the step completed, its outputs merged, its
+    /// plugin writes and idempotency record written, and the next calls announced. A
+    /// result the saga cannot take (an output another branch of its group set, outputs
+    /// over the saga's cap, plugin state that changed under it) is not written: the failure
+    /// to handle it with is returned instead.
     async fn complete_step(
         &mut self,
         i: usize,
         attempt: u32,
         plugin: &LoadedPlugin,
         done: Executed,
-    ) -> Result<()> {
+    ) -> Result<Option<CallFailure>> {
+        if let Some(f) = self.output_conflict(i, &done.outputs) {
+            return Ok(Some(f));
+        }
         let max = self.engine.inner.config.max_outputs_bytes;
         // An upper bound (a key the step sets again counts twice), without building it.
         let base = match self.outputs_len {
@@ -698,7 +688,7 @@ impl SagaRun {
                     "the saga's outputs would reach {total} bytes; the limit is {max} (saga_max_outputs_kb)"
                 ),
             );
-            return self.retry_or_fail(i, attempt, f).await;
+            return Ok(Some(f));
         }
         let now = self.now();
         let idem = done
@@ -726,6 +716,7 @@ impl SagaRun {
             AttemptOutcome::Completed
         };
         self.log_attempt(i, Phase::Execute, attempt, self.call_started, outcome, None);
+        let order = self.steps.iter().filter_map(|s| s.completed_order).max();
         let step = &mut self.steps[i];
         step.status = StepStatus::Completed;
         step.attempts = attempt;
@@ -734,19 +725,10 @@ impl SagaRun {
         step.idempotency_key = done.key;
         step.finished_at = Some(now);
         step.output = Some(done.outputs.clone());
+        step.completed_order = Some(order.unwrap_or(0) + 1);
         self.tx.outputs.extend(done.outputs);
         let mut changed = vec![i];
-        let event = if i + 1 < self.steps.len() {
-            let next = &mut self.steps[i + 1];
-            next.status = StepStatus::Executing;
-            next.started_at.get_or_insert(now);
-            self.tx.current_step = (i + 1) as u32;
-            changed.push(i + 1);
-            TxEvent::StepCompleted
-        } else {
-            let confirm = (0..self.steps.len()).any(|j| self.confirm_due(j));
-            TxEvent::AllExecuted { confirm }
-        };
+        let event = self.after_completion(i, now, &mut changed);
         let committed = self
             .commit(
                 event,
@@ -761,7 +743,7 @@ impl SagaRun {
             // Nothing was written: run the step again on fresh state.
             let f = self.kv_conflict(i, "execute", key);
             (self.tx, self.steps) = (tx, steps);
-            return self.retry_or_fail(i, attempt, f).await;
+            return Ok(Some(f));
         }
         committed?;
         self.outputs_len = Some(total);
@@ -769,6 +751,9 @@ impl SagaRun {
             .event(kinds::STEP_COMPLETED)
             .step(&self.steps[i].step_name)
             .with("attempt", attempt);
+        if let Some(g) = self.steps[i].group {
+            event = event.with("group", g.first);
+        }
         if done.replayed {
             event = event.with("idempotent_replay", true);
         }
@@ -779,7 +764,37 @@ impl SagaRun {
         if self.tx.status == TxStatus::Confirming {
             tracing::info!(tx_id = %self.tx.tx_id, "every step executed; confirming");
         }
-        Ok(())
+        Ok(None)
+    }
+
+    /// Step `i` just completed: announce what runs next (adding the steps changed to
+    /// `changed`) and say how the saga moves. A branch whose group still has branches to
+    /// finish only makes room for the next one; the group's last branch, like a step that
+    /// runs alone, hands over to the step after it, or ends the execution.
+    fn after_completion(&mut self, i: usize, now: i64, changed: &mut Vec<usize>) -> TxEvent {
+        let next = match self.steps[i].group {
+            Some(g) => {
+                let branches = self.group_range(g.first as usize);
+                let end = branches.end;
+                if branches
+                    .clone()
+                    .any(|k| self.steps[k].status != StepStatus::Completed)
+                {
+                    changed.extend(self.announce_branches(g.first as usize, now));
+                    return TxEvent::StepCompleted;
+                }
+                end
+            }
+            None => i + 1,
+        };
+        if next < self.steps.len() {
+            self.tx.current_step = next as u32;
+            changed.extend(self.announce(next, now));
+            TxEvent::StepCompleted
+        } else {
+            let confirm = (0..self.steps.len()).any(|j| self.confirm_due(j));
+            TxEvent::AllExecuted { confirm }
+        }
     }
 
     /// Count and log a step result refused because a plugin key it read changed before
@@ -816,11 +831,25 @@ impl SagaRun {
     /// After a failed attempt: wait and retry if the error allows and retries remain,
     /// else fail the saga.
     async fn retry_or_fail(&mut self, i: usize, attempt: u32, f: CallFailure) -> Result<()> {
-        let cfg = &self.engine.inner.config;
-        let retries_left = attempt <= self.tx.max_retries;
-        if !(f.is_retryable() && retries_left) {
+        if !self.may_retry(attempt, &f) {
             return self.fail(i, f, TxStatus::Failed, Some(attempt)).await;
         }
+        let delay = self.note_retry(i, attempt, &f).await?;
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = tokio::time::sleep_until(self.deadline()) => {}
+        }
+        Ok(())
+    }
+
+    /// Whether attempt `attempt`, failed with `f`, may be followed by another.
+    fn may_retry(&self, attempt: u32, f: &CallFailure) -> bool {
+        f.is_retryable() && attempt <= self.tx.max_retries
+    }
+
+    /// Record a failed attempt that will be retried; the pause before the next one.
+    async fn note_retry(&mut self, i: usize, attempt: u32, f: &CallFailure) -> Result<Duration> {
+        let cfg = &self.engine.inner.config;
         let delay = backoff(cfg.retry_interval, cfg.retry_max_interval, attempt);
         tracing::info!(tx_id = %self.tx.tx_id, step = %self.steps[i].step_name, attempt, kind = %f.kind, error = %f.message, "step attempt failed; retrying");
         self.log_attempt(
@@ -829,26 +858,25 @@ impl SagaRun {
             attempt,
             self.call_started,
             AttemptOutcome::Failed,
-            Some(&f),
+            Some(f),
         );
         let step = &mut self.steps[i];
         step.attempts = attempt;
-        step.error = Some(step_error(&f));
+        step.error = Some(step_error(f));
         step.failure_kind = Some(f.kind);
         self.commit(TxEvent::Progress, &[i], None, None).await?;
-        self.events().publish(
-            self.event(kinds::STEP_FAILED)
-                .step(&self.steps[i].step_name)
-                .error(f.message.clone())
-                .with("attempt", attempt)
-                .with("will_retry", true)
-                .with("retry_in_ms", delay.as_millis() as u64),
-        );
-        tokio::select! {
-            _ = tokio::time::sleep(delay) => {}
-            _ = tokio::time::sleep_until(self.deadline()) => {}
+        let mut event = self
+            .event(kinds::STEP_FAILED)
+            .step(&self.steps[i].step_name)
+            .error(f.message.clone())
+            .with("attempt", attempt)
+            .with("will_retry", true)
+            .with("retry_in_ms", delay.as_millis() as u64);
+        if let Some(g) = self.steps[i].group {
+            event = event.with("group", g.first);
         }
-        Ok(())
+        self.events().publish(event);
+        Ok(delay)
     }
 
     /// Fail the saga at step `i`; compensation follows if anything may need undoing.
@@ -944,8 +972,10 @@ impl SagaRun {
     async fn backward(&mut self) -> Result<()> {
         let inner = self.engine.inner.clone();
         while self.tx.status == TxStatus::Compensating {
-            let top = (self.tx.current_step as usize).min(self.steps.len() - 1);
-            let Some(j) = (0..=top).rev().find(|&j| needs_undo(&self.steps[j])) else {
+            let Some(j) = (0..self.steps.len())
+                .filter(|&j| needs_undo(&self.steps[j]))
+                .max_by_key(|&j| undo_rank(&self.steps[j]))
+            else {
                 return self.finish_compensation().await;
             };
             self.tx.current_step = j as u32;
@@ -1250,4 +1280,70 @@ fn step_error(f: &CallFailure) -> String {
 
 fn truncate(s: String) -> String {
     crate::error::truncate_text(s, crate::error::MAX_ERROR_LEN)
+}
+
+/// Execute a step, unless its idempotency key already completed: then reuse its output.
+/// `group` names the parallel group of a branch, for the step's events.
+async fn call_execute(
+    engine: &Engine,
+    plugin: &LoadedPlugin,
+    call: &StepCall,
+    supports_idempotency: bool,
+    group: Option<u32>,
+) -> std::result::Result<Executed, CallFailure> {
+    let inner = &engine.inner;
+    let store = inner.store.clone();
+    let started = {
+        let mut event = Event::new(kinds::STEP_STARTED)
+            .tx(&call.tx_id, &call.tx_type)
+            .step(&call.step_name)
+            .with("attempt", call.attempt);
+        if let Some(first) = group {
+            event = event.with("group", first);
+        }
+        let (events, step) = (inner.events.clone(), call.step_name.clone());
+        move || {
+            events.publish(event);
+            telemetry::metrics()
+                .step_started
+                .with_label_values(&[step.as_str()])
+                .inc();
+        }
+    };
+    if !supports_idempotency {
+        started();
+        let out = inner.plugins.execute(plugin, call, store).await?;
+        return Ok(Executed {
+            outputs: out.value,
+            kv: out.kv,
+            key: None,
+            replayed: false,
+        });
+    }
+    // Key, look-up and execute in one instance; a key this step of this plugin already
+    // completed replays its stored output without running execute.
+    let lookup = idempotency_lookup(
+        store.clone(),
+        inner.clock.clone(),
+        plugin.namespace.clone(),
+        call.step_name.clone(),
+    );
+    let out = inner
+        .plugins
+        .execute_keyed(plugin, call, store, lookup, Box::new(started))
+        .await?;
+    Ok(match out.value {
+        Keyed::Replayed { key, outputs } => Executed {
+            outputs,
+            kv: out.kv,
+            key: Some(key),
+            replayed: true,
+        },
+        Keyed::Ran { key, outputs } => Executed {
+            outputs,
+            kv: out.kv,
+            key,
+            replayed: false,
+        },
+    })
 }

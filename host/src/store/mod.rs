@@ -19,7 +19,7 @@ pub use dialect::Dialect;
 pub use records::{
     Attempt, Commit, CreateOutcome, HistoryEntry, HostRecord, IdempotencyChange, IdempotencyKey,
     IdempotencyRecord, KvChanges, KvRead, KvValue, KvWrite, MAX_ATTEMPT_LOG, Page, SharedEvent,
-    StatusCount, StepRecord, TxFilter, TxRecord,
+    StatusCount, StepGroup, StepRecord, TxFilter, TxRecord,
 };
 pub use sql::{CommitPause, CommitPoint, SqlStore};
 

@@ -81,6 +81,20 @@ pub struct StepRecord {
     /// Every attempt of every phase, oldest first (at most [`MAX_ATTEMPT_LOG`]: the first
     /// ones and the latest).
     pub attempt_log: Vec<Attempt>,
+    /// The parallel group the step is a branch of, if any.
+    pub group: Option<StepGroup>,
+    /// The step's place in the order the saga's steps completed (1 for the first to
+    /// complete): compensation runs in the reverse of this order.
+    pub completed_order: Option<u32>,
+}
+
+/// A parallel group of steps: consecutive steps that run at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct StepGroup {
+    /// The index of the group's first step (it names the group).
+    pub first: u32,
+    /// How many of its branches may run at once.
+    pub max_concurrent: u32,
 }
 
 /// Attempts kept per step: the first half and the latest half of this many.
@@ -141,6 +155,8 @@ impl StepRecord {
             finished_at: None,
             failure_kind: None,
             attempt_log: Vec::new(),
+            group: None,
+            completed_order: None,
         }
     }
 }

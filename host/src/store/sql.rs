@@ -28,9 +28,9 @@ const MIGRATION_LOCK_WAIT: Duration = Duration::from_secs(300);
 const TX_COLS: &str = "tx_id, tx_type, status, input, outputs, lock_keys, current_step, \
     total_steps, retry_count, max_retries, timeout_ms, deadline_at, last_error, version, \
     request_key, created_at, updated_at, completed_at, undo_cause";
-const STEP_COLS: &str = "tx_id, step_index, step_name, status, attempts, compensation_attempts, \
-    output, error, idempotency_key, plugin_digest, started_at, finished_at, failure_kind, \
-    attempt_log";
+const STEP_COLS: &str = "tx_id, step_index, step_name, parallel_group, parallel_limit, status, \
+    attempts, compensation_attempts, output, error, idempotency_key, plugin_digest, started_at, \
+    finished_at, failure_kind, attempt_log, completed_order";
 /// Statuses of sagas under way, listed (not negated) so the status index finds them.
 const ACTIVE: &str = "('CREATED', 'LOCKED', 'EXECUTING', 'CONFIRMING', 'COMPENSATING')";
 const TERMINAL: &str =
@@ -95,7 +95,7 @@ impl Statements {
             update_step: s(
                 "UPDATE rte_steps SET status = ?, attempts = ?, compensation_attempts = ?, \
                 output = ?, error = ?, idempotency_key = ?, plugin_digest = ?, started_at = ?, \
-                finished_at = ?, failure_kind = ?, attempt_log = ? \
+                finished_at = ?, failure_kind = ?, attempt_log = ?, completed_order = ? \
                 WHERE tx_id = ? AND step_index = ?",
             ),
             kv_get: s("SELECT kv_value, version FROM rte_kv WHERE namespace = ? AND kv_key = ?"),
@@ -226,8 +226,9 @@ const UPDATE_TX: &str = "UPDATE rte_transactions SET status = ?, outputs = ?, cu
 
 /// Typed placeholders of one step row, for PostgreSQL statements that select from
 /// `VALUES` (where a bare placeholder has no column to take its type from).
-const PG_STEP_ROW: &str = "(?::text, ?::bigint, ?::text, ?::text, ?::bigint, ?::bigint, \
-    ?::text, ?::text, ?::text, ?::text, ?::bigint, ?::bigint, ?::text, ?::text)";
+const PG_STEP_ROW: &str = "(?::text, ?::bigint, ?::text, ?::bigint, ?::bigint, ?::text, \
+    ?::bigint, ?::bigint, ?::text, ?::text, ?::text, ?::text, ?::bigint, ?::bigint, ?::text, \
+    ?::text, ?::bigint)";
 
 fn pg_create(n: usize) -> String {
     Dialect::Postgres
@@ -316,7 +317,7 @@ fn fresh_kv_version() -> i64 {
 const PREPARED_ROWS: usize = 4;
 
 /// Step columns a commit may change.
-const STEP_MUTABLE: [&str; 11] = [
+const STEP_MUTABLE: [&str; 12] = [
     "status",
     "attempts",
     "compensation_attempts",
@@ -328,10 +329,11 @@ const STEP_MUTABLE: [&str; 11] = [
     "finished_at",
     "failure_kind",
     "attempt_log",
+    "completed_order",
 ];
 
 fn step_rows(n: usize) -> String {
-    let row = format!("({})", ["?"; 14].join(", "));
+    let row = format!("({})", ["?"; 17].join(", "));
     vec![row; n].join(", ")
 }
 
@@ -458,15 +460,18 @@ fn bind_step_changes<'q>(query: AnyQuery<'q>, step: &'q StepRecord) -> AnyQuery<
         .bind(step.finished_at)
         .bind(step.failure_kind.map(|k| k.as_str()))
         .bind((!step.attempt_log.is_empty()).then(|| to_json(&step.attempt_log)))
+        .bind(step.completed_order.map(i64::from))
 }
 
-/// Bind one step's fourteen columns, in [`STEP_COLS`] order (its key, then the changing
+/// Bind one step's seventeen columns, in [`STEP_COLS`] order (its key, then the changing
 /// columns).
 fn bind_step<'q>(query: AnyQuery<'q>, step: &'q StepRecord) -> AnyQuery<'q> {
     let query = query
         .bind(step.tx_id.as_str())
         .bind(step.step_index as i64)
-        .bind(step.step_name.as_str());
+        .bind(step.step_name.as_str())
+        .bind(step.group.map(|g| i64::from(g.first)))
+        .bind(step.group.map(|g| i64::from(g.max_concurrent)));
     bind_step_changes(query, step)
 }
 
@@ -1005,6 +1010,19 @@ fn step_from_row(row: &AnyRow, status: &str) -> StoreResult<StepRecord> {
             .map(|l| parse_json(&l, "attempt_log"))
             .transpose()?
             .unwrap_or_default(),
+        group: match (
+            row.try_get::<Option<i64>, _>("parallel_group")?,
+            row.try_get::<Option<i64>, _>("parallel_limit")?,
+        ) {
+            (Some(first), Some(limit)) => Some(StepGroup {
+                first: first as u32,
+                max_concurrent: limit as u32,
+            }),
+            _ => None,
+        },
+        completed_order: row
+            .try_get::<Option<i64>, _>("completed_order")?
+            .map(|o| o as u32),
     })
 }
 

@@ -22,6 +22,10 @@ pub mod names {
     pub const TX_DURATION: &str = "rte_tx_duration_seconds";
     /// Sagas being driven by this host.
     pub const TX_IN_FLIGHT: &str = "rte_tx_in_flight";
+    /// Branches of parallel groups whose execute runs on this host now.
+    pub const PARALLEL_BRANCHES_RUNNING: &str = "rte_parallel_branches_running";
+    /// Parallel groups that ended, by outcome (`completed`, `failed`).
+    pub const PARALLEL_GROUPS: &str = "rte_parallel_groups_total";
     /// Step executions started.
     pub const STEP_STARTED: &str = "rte_step_started_total";
     /// Step executions completed.
@@ -75,6 +79,10 @@ pub struct Metrics {
     pub tx_duration: HistogramVec,
     /// Sagas in flight here.
     pub tx_in_flight: IntGauge,
+    /// Branches of parallel groups running here.
+    pub parallel_branches_running: IntGauge,
+    /// Parallel groups ended, by outcome.
+    pub parallel_groups: IntCounterVec,
     /// Step executions started, by step.
     pub step_started: IntCounterVec,
     /// Step executions completed, by step.
@@ -162,6 +170,14 @@ impl Metrics {
         registry
             .register(Box::new(tx_in_flight.clone()))
             .expect("unique metric");
+        let parallel_branches_running = IntGauge::new(
+            PARALLEL_BRANCHES_RUNNING,
+            "Branches of parallel groups whose execute runs on this host",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(parallel_branches_running.clone()))
+            .expect("unique metric");
         let circuit_state = IntGaugeVec::new(
             Opts::new(
                 CIRCUIT_STATE,
@@ -185,6 +201,12 @@ impl Metrics {
                 SLOW,
             ),
             tx_in_flight,
+            parallel_branches_running,
+            parallel_groups: counter(
+                PARALLEL_GROUPS,
+                "Parallel groups that ended, by outcome",
+                &["outcome"],
+            ),
             step_started: counter(STEP_STARTED, "Step executions started", &["step"]),
             step_completed: counter(STEP_COMPLETED, "Step executions completed", &["step"]),
             step_failed: counter(STEP_FAILED, "Step calls failed", &["step", "phase", "kind"]),

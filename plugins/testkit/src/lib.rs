@@ -31,6 +31,7 @@ export_steps!(
     TestConfirm,
     TestKvRead,
     TestFlood,
+    TestBranch,
 );
 
 /// Info shared by every testkit step.
@@ -510,5 +511,57 @@ impl Step for TestFlood {
         }
         ctx.set_output("kv_written", written)?;
         ctx.set_output("log_lines", lines)
+    }
+}
+
+/// `test_branch`: a branch of a parallel group, told apart by its step index `i`. Sleeps
+/// `sleep_ms_{i}` milliseconds (default `sleep_ms`, else none), then fails permanently if
+/// `fail_index` is `i`, or retryably on its first `flaky_{i}` attempts; else counts its
+/// execute in `branch/{tx}/{i}` and outputs `branch_{i}` (or `shared` when `same_output`
+/// is true). Compensation marks `undone/{tx}/{i}`. Its idempotency key is per saga and
+/// step, so a count above one exposes a branch executed twice for effect.
+#[derive(Default)]
+pub struct TestBranch;
+
+impl Step for TestBranch {
+    fn info() -> StepInfo {
+        info("test_branch", "a branch of a parallel group, counted").idempotency(true)
+    }
+
+    fn execute(&self, ctx: &mut StepContext) -> Result<(), StepError> {
+        let i = ctx.step_index();
+        let ms = match ctx.input_as::<Option<u64>>(&format!("sleep_ms_{i}"))? {
+            Some(ms) => ms,
+            None => ctx.input_as::<Option<u64>>("sleep_ms")?.unwrap_or(0),
+        };
+        thread::sleep(Duration::from_millis(ms));
+        if ctx.input_as::<Option<u32>>("fail_index")? == Some(i) {
+            return Err(StepError::permanent(format!("test_branch: branch {i} fails")));
+        }
+        let flaky = ctx
+            .input_as::<Option<u32>>(&format!("flaky_{i}"))?
+            .unwrap_or(0);
+        if ctx.attempt() <= flaky {
+            return Err(StepError::retryable(format!(
+                "test_branch: branch {i}, attempt {}",
+                ctx.attempt()
+            )));
+        }
+        let key = format!("branch/{}/{i}", ctx.tx_id());
+        let count = kv::get_json::<i64>(&key)?.unwrap_or(0) + 1;
+        kv::set_json(&key, &count)?;
+        if ctx.input_as::<Option<bool>>("same_output")? == Some(true) {
+            ctx.set_output("shared", i)
+        } else {
+            ctx.set_output(&format!("branch_{i}"), i)
+        }
+    }
+
+    fn compensate(&self, ctx: &mut StepContext) -> Result<(), StepError> {
+        kv::set(&format!("undone/{}/{}", ctx.tx_id(), ctx.step_index()), "1")
+    }
+
+    fn idempotency_key(&self, ctx: &StepContext) -> Option<String> {
+        Some(format!("branch:{}:{}", ctx.tx_id(), ctx.step_index()))
     }
 }
