@@ -180,9 +180,7 @@ impl SagaRun {
             if failed.is_none() {
                 let changed = self.announce_branches(first, self.now());
                 if !changed.is_empty()
-                    && let Err(e) = self
-                        .commit(TxEvent::StepCompleted, &changed, None, None)
-                        .await
+                    && let Err(e) = self.commit(TxEvent::Progress, &changed, None, None).await
                 {
                     break Err(e);
                 }
