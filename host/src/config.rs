@@ -110,6 +110,9 @@ pub struct Config {
     pub saga_max_outputs_kb: u64,
     /// Largest request body the API accepts, in KiB.
     pub max_body_kb: u64,
+    /// Most client connections the API serves at once; further ones wait in the listen
+    /// backlog until one closes. Keep it below the process's open-file limit.
+    pub server_max_connections: u32,
     /// How many recent events the event log keeps.
     pub event_log_size: usize,
 }
@@ -156,6 +159,7 @@ impl Default for Config {
             plugin_compile_timeout: Duration::from_secs(120),
             saga_max_outputs_kb: 4096,
             max_body_kb: 1024,
+            server_max_connections: 1024,
             event_log_size: 1000,
         }
     }
@@ -202,6 +206,7 @@ pub const KEYS: &[&str] = &[
     "plugin_compile_timeout",
     "saga_max_outputs_kb",
     "max_body_kb",
+    "server_max_connections",
     "event_log_size",
 ];
 
@@ -223,6 +228,7 @@ const NUMERIC_KEYS: &[&str] = &[
     "plugin_max_code_mb",
     "saga_max_outputs_kb",
     "max_body_kb",
+    "server_max_connections",
     "event_log_size",
 ];
 
@@ -328,6 +334,11 @@ impl Config {
         if self.plugin_compile_timeout.is_zero() {
             return Err(Error::Config(
                 "plugin_compile_timeout must be above zero".into(),
+            ));
+        }
+        if self.server_max_connections == 0 {
+            return Err(Error::Config(
+                "server_max_connections must be at least 1".into(),
             ));
         }
         if self.circuit_half_open_reqs == 0 {

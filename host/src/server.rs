@@ -165,30 +165,37 @@ pub fn check_listen(addr: &SocketAddr, admin_token: Option<&str>) -> Result<()> 
     Ok(())
 }
 
-/// Most client connections served at once; further ones wait in the listen backlog.
-pub const MAX_CONNECTIONS: usize = 1024;
 /// Longest a client may take to send a request's headers (slow senders hold a connection).
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serve the API on `listener` until `shutdown` resolves, then let running sagas finish
-/// their current step for a short while. At most [`MAX_CONNECTIONS`] connections are served
-/// at once, and a connection whose request headers take longer than
+/// their current step for a short while. At most `server_max_connections` connections are
+/// served at once, and a connection whose request headers take longer than
 /// [`HEADER_READ_TIMEOUT`] is closed.
 pub async fn serve(
     listener: TcpListener,
     host: &Host,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    serve_app(listener, admin::router(host.app_state()), shutdown).await?;
+    let max_connections = host.config.server_max_connections as usize;
+    serve_app(
+        listener,
+        admin::router(host.app_state()),
+        max_connections,
+        shutdown,
+    )
+    .await?;
     host.engine.drain(Duration::from_secs(5)).await;
     Ok(())
 }
 
-/// Serve `app` on `listener` until `shutdown` resolves, with the limits of [`serve`], then
-/// give open requests a short grace period.
+/// Serve `app` on `listener` until `shutdown` resolves, at most `max_connections` at once
+/// and with the header-read timeout of [`serve`], then give open requests a short grace
+/// period.
 pub async fn serve_app(
     listener: TcpListener,
     app: axum::Router,
+    max_connections: usize,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     use hyper_util::rt::{TokioIo, TokioTimer};
@@ -201,7 +208,7 @@ pub async fn serve_app(
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT);
-    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let permits = Arc::new(tokio::sync::Semaphore::new(max_connections.max(1)));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {

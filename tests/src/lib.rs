@@ -310,8 +310,9 @@ impl TestHost {
         let url = format!("http://{}", listener.local_addr()?);
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let app = rte_host::admin::router(host.app_state());
+        let max_connections = host.config.server_max_connections as usize;
         let server = tokio::spawn(async move {
-            let _ = axum_serve(listener, app, rx).await;
+            let _ = axum_serve(listener, app, max_connections, rx).await;
         });
         Ok(Self {
             host,
@@ -404,9 +405,10 @@ impl TestHost {
 async fn axum_serve(
     listener: tokio::net::TcpListener,
     app: axum::Router,
+    max_connections: usize,
     rx: tokio::sync::oneshot::Receiver<()>,
 ) -> rte_host::Result<()> {
-    rte_host::server::serve_app(listener, app, async move {
+    rte_host::server::serve_app(listener, app, max_connections, async move {
         let _ = rx.await;
     })
     .await

@@ -4,7 +4,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
 use crate::{plugin, repo_root};
@@ -85,6 +85,24 @@ impl HostProcess {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         bail!("{path} did not get there")
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// A memory figure of the process from `/proc/<pid>/status`, in bytes: `VmRSS`
+    /// (resident now) or `VmHWM` (resident at its peak).
+    pub fn memory(&self, field: &str) -> Result<u64> {
+        let path = format!("/proc/{}/status", self.child.id());
+        let status = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+        let kb = status
+            .lines()
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+            .with_context(|| format!("no {field} in {path}"))?;
+        Ok(kb << 10)
     }
 
     /// SIGKILL the host.

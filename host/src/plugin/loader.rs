@@ -44,13 +44,15 @@ pub(super) fn build_engine(options: &RuntimeOptions) -> Result<Engine, PluginErr
         .max_memories_per_component(32)
         .max_tables_per_component(64)
         .table_elements(100_000)
-        // A slot's memory is reset by `memset` up to these sizes instead of `madvise`, and
-        // the rest is returned in batches: fewer system calls, page faults and TLB
-        // flushes per call. At most `max_unused_warm_slots` (100) slots stay warm, so this
-        // keeps at most a few tens of MiB resident.
+        // A slot's memory is reset by `memset` up to these sizes instead of `madvise`: fewer
+        // page faults per call. At most `max_unused_warm_slots` (100) slots stay warm, so
+        // this keeps at most a few tens of MiB resident.
         .linear_memory_keep_resident(256 << 10)
         .table_keep_resident(16 << 10)
-        .decommit_batch_size(16);
+        // The rest goes back to the system as each instance ends. A batch of slots would
+        // wait, resident, until enough others end: after a burst of calls using a lot of
+        // memory that held hundreds of MiB on an idle host.
+        .decommit_batch_size(1);
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     Engine::new(&config).map_err(|source| PluginError::Runtime {
         what: "cannot build the wasm engine",

@@ -1,7 +1,7 @@
 //! Steps any saga can use to show how the host behaves: success, delays, retryable and
-//! permanent errors, traps, runaway loops, memory and stack exhaustion, huge outputs, failing
-//! compensations, counted effects, and a booking (`test_reserve`, `test_charge`) whose steps
-//! share one client-chosen idempotency key.
+//! permanent errors, traps, runaway loops, memory spikes and exhaustion, stack exhaustion,
+//! huge outputs, failing compensations, counted effects, and a booking (`test_reserve`,
+//! `test_charge`) whose steps share one client-chosen idempotency key.
 //!
 //! Every step supports compensation (a no-op unless its docs say otherwise), so a saga can put
 //! any of them before a failing step to watch compensation run.
@@ -32,6 +32,7 @@ export_steps!(
     TestKvRead,
     TestFlood,
     TestBranch,
+    TestAlloc,
 );
 
 /// Info shared by every testkit step.
@@ -563,5 +564,25 @@ impl Step for TestBranch {
 
     fn idempotency_key(&self, ctx: &StepContext) -> Option<String> {
         Some(format!("branch:{}:{}", ctx.tx_id(), ctx.step_index()))
+    }
+}
+
+/// `test_alloc`: touches `alloc_mb` MiB (default 32) of linear memory, frees it and
+/// succeeds; outputs `touched_mb`. A burst of these is a memory spike that ends.
+#[derive(Default)]
+pub struct TestAlloc;
+
+impl Step for TestAlloc {
+    fn info() -> StepInfo {
+        info("test_alloc", "touch `alloc_mb` MiB of memory, then succeed")
+    }
+
+    fn execute(&self, ctx: &mut StepContext) -> Result<(), StepError> {
+        let mb: usize = ctx.input_as::<Option<usize>>("alloc_mb")?.unwrap_or(32);
+        // Non-zero bytes touch every page.
+        let block = black_box(vec![0x5Au8; mb << 20]);
+        let touched = block.iter().step_by(4096).filter(|b| **b == 0x5A).count() >> 8;
+        drop(block);
+        ctx.set_output("touched_mb", touched)
     }
 }
