@@ -744,3 +744,86 @@ async fn events_are_filtered_and_paged_by_the_host() -> anyhow::Result<()> {
     h.stop().await;
     Ok(())
 }
+
+/// Bulk actions over a list filter: a preview, then a bounded batch with each saga's
+/// outcome, refusals included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_actions_act_on_a_filter_with_a_result_per_saga() -> anyhow::Result<()> {
+    let h = TestHost::start(HostOptions::default()).await?;
+    let mut failed = Vec::new();
+    for _ in 0..3 {
+        let v = h
+            .run_saga(json!({"steps": ["test_fail"], "input": {}}))
+            .await?;
+        assert_eq!(v["status"], "FAILED", "{v}");
+        failed.push(v["tx_id"].as_str().unwrap().to_string());
+    }
+    let done = h
+        .run_saga(json!({"steps": ["test_ok"], "input": {}}))
+        .await?;
+
+    // Refused outright: no status in the filter, or a cancel without a reason.
+    let (status, _) = h
+        .post(
+            "/api/transactions/bulk",
+            json!({"action": "retry", "filter": {}}),
+        )
+        .await?;
+    assert_eq!(status, 422);
+    let (status, _) = h
+        .post(
+            "/api/transactions/bulk",
+            json!({"action": "force-cancel", "filter": {"status": ["FAILED"]}}),
+        )
+        .await?;
+    assert_eq!(status, 422);
+
+    // A preview changes nothing.
+    let (status, preview) = h
+        .post(
+            "/api/transactions/bulk",
+            json!({"action": "force-cancel", "filter": {"status": ["FAILED", "COMPLETED"]}, "dry_run": true, "limit": 2}),
+        )
+        .await?;
+    assert_eq!(status, 200, "{preview}");
+    assert_eq!(preview["matched"], 4);
+    assert_eq!(preview["remaining"], 2);
+    assert_eq!(preview["results"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        h.get("/api/transactions?status=FAILED").await?.1["total"],
+        3
+    );
+
+    // The batch: failed sagas cancelled, the completed one refused, each said so.
+    let (status, out) = h
+        .post(
+            "/api/transactions/bulk",
+            json!({"action": "force-cancel", "filter": {"status": ["FAILED", "COMPLETED"]}, "reason": "supplier gone"}),
+        )
+        .await?;
+    assert_eq!(status, 200, "{out}");
+    assert_eq!(out["succeeded"], 3, "{out}");
+    assert_eq!(out["failed"], 1);
+    assert_eq!(out["remaining"], 0);
+    for r in out["results"].as_array().unwrap() {
+        if r["tx_id"] == done["tx_id"] {
+            assert_eq!(r["ok"], false);
+            assert_eq!(r["error"]["code"], "conflict", "{r}");
+            assert_eq!(r["status_before"], "COMPLETED");
+        } else {
+            assert!(failed.iter().any(|id| r["tx_id"] == id.as_str()), "{r}");
+            assert_eq!(r["ok"], true);
+            assert_eq!(r["status"], "CANCELLED", "{r}");
+        }
+    }
+    let (_, one) = h.get(&format!("/api/transactions/{}", failed[0])).await?;
+    assert!(
+        one["history"].to_string().contains("supplier gone"),
+        "the reason is in each saga's history: {one}"
+    );
+    // The endpoint is in the OpenAPI document.
+    let (_, doc) = h.get("/api/openapi.json").await?;
+    assert!(doc["paths"]["/api/transactions/bulk"]["post"].is_object());
+    h.stop().await;
+    Ok(())
+}
