@@ -658,6 +658,79 @@ async fn a_breaker_reset_records_its_reason_and_timelines_go_down_to_minutes() -
     Ok(())
 }
 
+/// The console's files: compressed as the browser accepts (brotli first, else gzip),
+/// content-hashed scripts and styles cached for good, `index.html` revalidated by ETag.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_files_are_compressed_and_cached_by_name() -> anyhow::Result<()> {
+    let h = TestHost::start(HostOptions::default()).await?;
+    let get = |path: &str, headers: &[(&str, &str)]| {
+        let mut req = h.http.get(format!("{}{path}", h.url));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        req.send()
+    };
+    let header = |r: &reqwest::Response, name: &str| {
+        r.headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_string())
+    };
+
+    // index.html: revalidated every time, by its ETag.
+    let index = get("/transactions", &[]).await?;
+    assert_eq!(index.status(), 200);
+    assert_eq!(header(&index, "cache-control").as_deref(), Some("no-cache"));
+    let etag = header(&index, "etag").expect("index.html has an ETag");
+    let html = index.text().await?;
+    let again = get("/", &[("if-none-match", &etag)]).await?;
+    assert_eq!(again.status(), 304);
+    assert_eq!(header(&again, "etag").as_deref(), Some(etag.as_str()));
+    assert!(again.bytes().await?.is_empty());
+
+    // The script it names: hashed, immutable, and compressed as asked.
+    let script = html
+        .split("src=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .expect("index.html names its script")
+        .to_string();
+    assert!(script.starts_with("/assets/app-"), "{script}");
+    let plain = get(&script, &[]).await?;
+    assert_eq!(plain.status(), 200);
+    assert_eq!(header(&plain, "content-encoding"), None);
+    assert_eq!(
+        header(&plain, "cache-control").as_deref(),
+        Some("public, max-age=31536000, immutable")
+    );
+    let plain_len = plain.bytes().await?.len();
+
+    let br = get(&script, &[("accept-encoding", "gzip, deflate, br")]).await?;
+    assert_eq!(header(&br, "content-encoding").as_deref(), Some("br"));
+    assert_eq!(header(&br, "vary").as_deref(), Some("accept-encoding"));
+    assert!(
+        header(&br, "content-type")
+            .unwrap()
+            .starts_with("text/javascript")
+    );
+    let br_etag = header(&br, "etag").unwrap();
+    assert!(br.bytes().await?.len() < plain_len / 2);
+
+    let gz = get(&script, &[("accept-encoding", "gzip")]).await?;
+    assert_eq!(header(&gz, "content-encoding").as_deref(), Some("gzip"));
+    assert_ne!(header(&gz, "etag").unwrap(), br_etag, "one tag per coding");
+    let body = gz.bytes().await?;
+    assert_eq!(&body[..2], &[0x1f, 0x8b], "a gzip stream");
+
+    let not_modified = get(
+        &script,
+        &[("accept-encoding", "br"), ("if-none-match", &br_etag)],
+    )
+    .await?;
+    assert_eq!(not_modified.status(), 304);
+    h.stop().await;
+    Ok(())
+}
+
 /// The event log is filtered (type, saga, step, time) and paged by the host, over more
 /// events than a page holds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
