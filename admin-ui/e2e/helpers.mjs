@@ -80,12 +80,12 @@ export async function launch() {
 }
 
 /**
- * A page with the token in sessionStorage (when one is given) that records console errors.
+ * A page with the token stored as the console keeps it (when one is given) that records console errors.
  * Errors about `allowed` paths (endpoints the host lacks) are tolerated.
  */
 export async function openPage(browser, { token = TOKEN, allowed = [], width = 1280, height = 860 } = {}) {
   const context = await browser.newContext({ viewport: { width, height } });
-  if (token) await context.addInitScript((t) => sessionStorage.setItem("rte.admin_token", t), token);
+  if (token) await context.addInitScript((t) => localStorage.setItem("rte.admin_token", JSON.stringify({ token: t, expires: Date.now() + 3_600_000 })), token);
   const page = await context.newPage();
   const errors = [];
   const tolerated = (text) => allowed.some((p) => text.includes(p)) || /EventSource/.test(text) && allowed.includes("/api/events/stream");

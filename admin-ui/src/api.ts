@@ -1,7 +1,9 @@
-// The REST client: bearer token from sessionStorage, `{"error":{code,message}}` bodies turned
-// into ApiError, and a 401 turned into a token prompt (see `auth`).
+// The REST client: bearer token shared by the browser's tabs, `{"error":{code,message}}`
+// bodies turned into ApiError, and a 401 turned into a token prompt (see `auth`).
 
 const TOKEN_KEY = "rte.admin_token";
+/** How long a token is kept without being entered again. */
+export const TOKEN_TTL_MS = 12 * 3_600_000;
 
 export class ApiError extends Error {
   constructor(
@@ -15,22 +17,52 @@ export class ApiError extends Error {
 
 type Listener = () => void;
 
-/** Token state shared by the whole app: pages refetch when `version` changes. */
+/** The stored token, or null when there is none or it has expired. */
+export function readToken(raw: string | null, now = Date.now()): string | null {
+  if (!raw) return null;
+  try {
+    const v = JSON.parse(raw) as { token?: unknown; expires?: unknown };
+    return typeof v.token === "string" && typeof v.expires === "number" && v.expires > now ? v.token : null;
+  } catch {
+    return null;
+  }
+}
+
+function storage(): Storage | null {
+  try {
+    return localStorage;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Token state shared by the whole app: pages refetch when `version` changes. The token is
+ * kept in localStorage with an expiry, so every tab of the console uses it; entering or
+ * forgetting it in one tab does the same in the others (the `storage` event). After
+ * "forget", `locked` hides what was loaded until a token is entered again.
+ */
 export const auth = {
   version: 0,
   needed: false,
+  locked: false,
   listeners: new Set<Listener>(),
   token(): string | null {
-    try {
-      return sessionStorage.getItem(TOKEN_KEY);
-    } catch {
-      return null;
-    }
+    const s = storage();
+    const t = readToken(s?.getItem(TOKEN_KEY) ?? null);
+    if (!t && s?.getItem(TOKEN_KEY)) s.removeItem(TOKEN_KEY);
+    return t;
   },
   setToken(token: string | null) {
-    if (token) sessionStorage.setItem(TOKEN_KEY, token);
-    else sessionStorage.removeItem(TOKEN_KEY);
-    this.needed = false;
+    const s = storage();
+    if (token) s?.setItem(TOKEN_KEY, JSON.stringify({ token, expires: Date.now() + TOKEN_TTL_MS }));
+    else s?.removeItem(TOKEN_KEY);
+    this.changed(token != null);
+  },
+  /** The token was entered (`present`) or forgotten, here or in another tab. */
+  changed(present: boolean) {
+    this.locked = !present;
+    this.needed = !present;
     this.version++;
     this.emit();
   },
@@ -48,6 +80,12 @@ export const auth = {
     return () => this.listeners.delete(l);
   },
 };
+
+if (typeof window !== "undefined") {
+  window.addEventListener("storage", (e) => {
+    if (e.key === TOKEN_KEY) auth.changed(readToken(e.newValue) != null);
+  });
+}
 
 export async function api<T>(path: string, init: RequestInit & { json?: unknown } = {}): Promise<T> {
   const headers = new Headers(init.headers);

@@ -30,7 +30,7 @@ function route(path: string, search: string) {
   const m = /^\/transactions\/([^/]+)$/.exec(p);
   if (m) return <TxDetail txId={decodeURIComponent(m[1])} />;
   if (p === "/start") return <StartSaga search={search} />;
-  if (p === "/events") return <Events />;
+  if (p === "/events") return <Events search={search} />;
   if (p === "/recovery") return <Recovery />;
   if (p === "/circuit-breakers") return <Breakers />;
   if (p === "/plugins") return <Plugins />;
@@ -52,7 +52,15 @@ export function App() {
   const { path, search } = useLocation();
   useAuthVersion();
   const [needed, setNeeded] = useState(auth.needed);
-  useEffect(() => auth.subscribe(() => setNeeded(auth.needed)), []);
+  const [locked, setLocked] = useState(auth.locked);
+  useEffect(
+    () =>
+      auth.subscribe(() => {
+        setNeeded(auth.needed);
+        setLocked(auth.locked);
+      }),
+    [],
+  );
   const main = useRef<HTMLElement>(null);
 
   useEffect(() => {
@@ -92,7 +100,14 @@ export function App() {
         </div>
       </nav>
       <main id="main" ref={main} tabIndex={-1}>
-        {route(path, search)}
+        {locked ? (
+          <div class="state locked" role="status">
+            <strong>Token forgotten</strong>
+            <p class="muted">What was loaded is hidden. Enter the admin token to continue.</p>
+          </div>
+        ) : (
+          route(path, search)
+        )}
       </main>
       {needed ? <TokenPrompt /> : null}
     </div>
@@ -116,8 +131,8 @@ function TokenPrompt() {
       >
         <h2 id="token-title">Admin token required</h2>
         <p class="dialog-body">
-          {had ? "The host refused the token in use. " : ""}This host protects its API with a bearer token. It is kept for this
-          browser tab only.
+          {had ? "The host refused the token in use. " : ""}This host protects its API with a bearer token. It is kept for 12 hours
+          in this browser, for every tab of the console; "Forget token" removes it from all of them.
         </p>
         <label class="label" for="token-input">
           Token

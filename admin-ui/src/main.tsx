@@ -1,5 +1,8 @@
 import { render } from "preact";
 import { App } from "./app";
+import { keepCellsLabelled } from "./lib/cells";
 import "./styles.css";
 
-render(<App />, document.getElementById("app")!);
+const root = document.getElementById("app")!;
+render(<App />, root);
+keepCellsLabelled(root);

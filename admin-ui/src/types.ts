@@ -240,6 +240,15 @@ export interface RteEvent {
   timestamp: string;
 }
 
+/** `/api/events`: a page of the host's event log (`total`, `log_size` missing on older hosts). */
+export interface EventPage {
+  events: RteEvent[];
+  total?: number;
+  page?: number;
+  page_size?: number;
+  log_size?: number;
+}
+
 export interface StepInfo {
   name: string;
   version: string;
@@ -291,7 +300,19 @@ export const EVENT_TYPES = [
   "step.compensated",
   "circuit.opened",
   "circuit.closed",
+  "circuit.reset",
   "recovery.start",
   "alert.warning",
   "alert.critical",
 ] as const;
+
+/** `POST /api/transactions/bulk`: each saga's outcome. */
+export interface BulkResponse {
+  action: "retry" | "force-cancel";
+  dry_run: boolean;
+  matched: number;
+  succeeded: number;
+  failed: number;
+  remaining: number;
+  results: { tx_id: string; status_before: TxStatus; ok: boolean; status?: TxStatus; error?: { code: string; message: string } }[];
+}

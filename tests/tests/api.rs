@@ -609,3 +609,294 @@ async fn a_client_that_never_finishes_its_headers_is_cut_off() -> anyhow::Result
     h.stop().await;
     Ok(())
 }
+
+/// An operator's breaker reset is recorded with its reason (in the answer and in a
+/// `circuit.reset` event), and the dashboard's shortest range has per-minute buckets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_breaker_reset_records_its_reason_and_timelines_go_down_to_minutes() -> anyhow::Result<()>
+{
+    let h = TestHost::start(HostOptions::default()).await?;
+    h.run_saga(json!({"steps": ["test_fail"], "input": {}}))
+        .await?;
+    let (status, body) = h
+        .post(
+            "/api/circuit-breakers/testkit:testkit/reset",
+            json!({"reason": "supplier fixed their outage"}),
+        )
+        .await?;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["state"], "closed");
+    assert_eq!(
+        body["previous_state"], "closed",
+        "one failure does not open it"
+    );
+    assert_eq!(body["reason"], "supplier fixed their outage");
+    let (_, events) = h.get("/api/events?type=circuit.reset").await?;
+    let events = events["events"].as_array().unwrap().clone();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["data"]["service"], "testkit:testkit");
+    assert_eq!(events[0]["data"]["reason"], "supplier fixed their outage");
+    assert_eq!(events[0]["data"]["by"], "operator");
+    let (status, _) = h
+        .post(
+            "/api/circuit-breakers/testkit:testkit/reset",
+            json!({"reason": "  "}),
+        )
+        .await?;
+    assert_eq!(status, 422, "a blank reason is refused");
+
+    let (_, timeline) = h.get("/api/stats/timeline?minutes=15").await?;
+    assert_eq!(timeline["bucket_seconds"], 60, "{timeline}");
+    let points = timeline["points"].as_array().unwrap();
+    assert!((15..=17).contains(&points.len()), "{}", points.len());
+    let finished: u64 = points
+        .iter()
+        .map(|p| p["completed"].as_u64().unwrap() + p["failed"].as_u64().unwrap())
+        .sum();
+    assert_eq!(finished, 1, "{timeline}");
+    h.stop().await;
+    Ok(())
+}
+
+/// The console's files: compressed as the browser accepts (brotli first, else gzip),
+/// content-hashed scripts and styles cached for good, `index.html` revalidated by ETag.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_files_are_compressed_and_cached_by_name() -> anyhow::Result<()> {
+    let h = TestHost::start(HostOptions::default()).await?;
+    let get = |path: &str, headers: &[(&str, &str)]| {
+        let mut req = h.http.get(format!("{}{path}", h.url));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        req.send()
+    };
+    let header = |r: &reqwest::Response, name: &str| {
+        r.headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_string())
+    };
+
+    // index.html: revalidated every time, by its ETag.
+    let index = get("/transactions", &[]).await?;
+    assert_eq!(index.status(), 200);
+    assert_eq!(header(&index, "cache-control").as_deref(), Some("no-cache"));
+    let etag = header(&index, "etag").expect("index.html has an ETag");
+    let html = index.text().await?;
+    let again = get("/", &[("if-none-match", &etag)]).await?;
+    assert_eq!(again.status(), 304);
+    assert_eq!(header(&again, "etag").as_deref(), Some(etag.as_str()));
+    assert!(again.bytes().await?.is_empty());
+
+    // The script it names: hashed, immutable, and compressed as asked.
+    let script = html
+        .split("src=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .expect("index.html names its script")
+        .to_string();
+    assert!(script.starts_with("/assets/app-"), "{script}");
+    let plain = get(&script, &[]).await?;
+    assert_eq!(plain.status(), 200);
+    assert_eq!(header(&plain, "content-encoding"), None);
+    assert_eq!(
+        header(&plain, "cache-control").as_deref(),
+        Some("public, max-age=31536000, immutable")
+    );
+    let plain_len = plain.bytes().await?.len();
+
+    let br = get(&script, &[("accept-encoding", "gzip, deflate, br")]).await?;
+    assert_eq!(header(&br, "content-encoding").as_deref(), Some("br"));
+    assert_eq!(header(&br, "vary").as_deref(), Some("accept-encoding"));
+    assert!(
+        header(&br, "content-type")
+            .unwrap()
+            .starts_with("text/javascript")
+    );
+    let br_etag = header(&br, "etag").unwrap();
+    assert!(br.bytes().await?.len() < plain_len / 2);
+
+    let gz = get(&script, &[("accept-encoding", "gzip")]).await?;
+    assert_eq!(header(&gz, "content-encoding").as_deref(), Some("gzip"));
+    assert_ne!(header(&gz, "etag").unwrap(), br_etag, "one tag per coding");
+    let body = gz.bytes().await?;
+    assert_eq!(&body[..2], &[0x1f, 0x8b], "a gzip stream");
+
+    let not_modified = get(
+        &script,
+        &[("accept-encoding", "br"), ("if-none-match", &br_etag)],
+    )
+    .await?;
+    assert_eq!(not_modified.status(), 304);
+    h.stop().await;
+    Ok(())
+}
+
+/// The event log is filtered (type, saga, step, time) and paged by the host, over more
+/// events than a page holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_are_filtered_and_paged_by_the_host() -> anyhow::Result<()> {
+    let h = TestHost::start(HostOptions::default()).await?;
+    let mut ids = Vec::new();
+    for i in 0..30 {
+        let v = h
+            .run_saga(json!({"steps": ["test_ok", "test_ok"], "input": {"i": i}}))
+            .await?;
+        ids.push(v["tx_id"].as_str().unwrap().to_string());
+    }
+    let (_, all) = h.get("/api/events?limit=1000").await?;
+    assert!(all["total"].as_u64().unwrap() > 150, "{}", all["total"]);
+    assert_eq!(all["log_size"], 1000);
+
+    // Pages of one type, newest first, with the total that match.
+    let (_, p1) = h.get("/api/events?type=tx.completed&limit=12").await?;
+    let (_, p3) = h
+        .get("/api/events?type=tx.completed&limit=12&page=3")
+        .await?;
+    assert_eq!(p1["total"], 30);
+    assert_eq!(p1["events"].as_array().unwrap().len(), 12);
+    assert_eq!(p1["events"][0]["tx_id"], ids[29].as_str());
+    assert_eq!(p3["page"], 3);
+    let last: Vec<&str> = p3["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["tx_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        last,
+        ids[..6]
+            .iter()
+            .rev()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+    );
+    let (_, past) = h.get("/api/events?type=tx.completed&page=9").await?;
+    assert_eq!(past["events"].as_array().unwrap().len(), 0);
+    assert_eq!(past["total"], 30);
+
+    // Several types, a step, part of a saga id.
+    let (_, two) = h
+        .get("/api/events?type=tx.created,tx.completed&limit=1")
+        .await?;
+    assert_eq!(two["total"], 60);
+    let (_, steps) = h
+        .get("/api/events?type=step.completed&step=test_ok&limit=5")
+        .await?;
+    assert_eq!(steps["total"], 60);
+    let part = &ids[7][9..20];
+    let (_, one) = h.get(&format!("/api/events?tx={part}")).await?;
+    assert!(
+        one["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["tx_id"] == ids[7].as_str()),
+        "{one}"
+    );
+    assert!(one["total"].as_u64().unwrap() >= 4);
+
+    // A time window: from the 20th saga's end on.
+    let (_, ends) = h.get("/api/events?type=tx.completed&limit=100").await?;
+    let at = ends["events"][10]["timestamp"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (_, since) = h
+        .get(&format!("/api/events?type=tx.completed&since={at}"))
+        .await?;
+    assert!(since["total"].as_u64().unwrap() >= 11, "{since}");
+    let (_, until) = h
+        .get(&format!("/api/events?type=tx.completed&until={at}"))
+        .await?;
+    assert_eq!(
+        since["total"].as_u64().unwrap() + until["total"].as_u64().unwrap(),
+        30
+    );
+    let (status, _) = h.get("/api/events?since=yesterday").await?;
+    assert_eq!(status, 400);
+    h.stop().await;
+    Ok(())
+}
+
+/// Bulk actions over a list filter: a preview, then a bounded batch with each saga's
+/// outcome, refusals included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_actions_act_on_a_filter_with_a_result_per_saga() -> anyhow::Result<()> {
+    let h = TestHost::start(HostOptions::default()).await?;
+    let mut failed = Vec::new();
+    for _ in 0..3 {
+        let v = h
+            .run_saga(json!({"steps": ["test_fail"], "input": {}}))
+            .await?;
+        assert_eq!(v["status"], "FAILED", "{v}");
+        failed.push(v["tx_id"].as_str().unwrap().to_string());
+    }
+    let done = h
+        .run_saga(json!({"steps": ["test_ok"], "input": {}}))
+        .await?;
+
+    // Refused outright: no status in the filter, or a cancel without a reason.
+    let (status, _) = h
+        .post(
+            "/api/transactions/bulk",
+            json!({"action": "retry", "filter": {}}),
+        )
+        .await?;
+    assert_eq!(status, 422);
+    let (status, _) = h
+        .post(
+            "/api/transactions/bulk",
+            json!({"action": "force-cancel", "filter": {"status": ["FAILED"]}}),
+        )
+        .await?;
+    assert_eq!(status, 422);
+
+    // A preview changes nothing.
+    let (status, preview) = h
+        .post(
+            "/api/transactions/bulk",
+            json!({"action": "force-cancel", "filter": {"status": ["FAILED", "COMPLETED"]}, "dry_run": true, "limit": 2}),
+        )
+        .await?;
+    assert_eq!(status, 200, "{preview}");
+    assert_eq!(preview["matched"], 4);
+    assert_eq!(preview["remaining"], 2);
+    assert_eq!(preview["results"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        h.get("/api/transactions?status=FAILED").await?.1["total"],
+        3
+    );
+
+    // The batch: failed sagas cancelled, the completed one refused, each said so.
+    let (status, out) = h
+        .post(
+            "/api/transactions/bulk",
+            json!({"action": "force-cancel", "filter": {"status": ["FAILED", "COMPLETED"]}, "reason": "supplier gone"}),
+        )
+        .await?;
+    assert_eq!(status, 200, "{out}");
+    assert_eq!(out["succeeded"], 3, "{out}");
+    assert_eq!(out["failed"], 1);
+    assert_eq!(out["remaining"], 0);
+    for r in out["results"].as_array().unwrap() {
+        if r["tx_id"] == done["tx_id"] {
+            assert_eq!(r["ok"], false);
+            assert_eq!(r["error"]["code"], "conflict", "{r}");
+            assert_eq!(r["status_before"], "COMPLETED");
+        } else {
+            assert!(failed.iter().any(|id| r["tx_id"] == id.as_str()), "{r}");
+            assert_eq!(r["ok"], true);
+            assert_eq!(r["status"], "CANCELLED", "{r}");
+        }
+    }
+    let (_, one) = h.get(&format!("/api/transactions/{}", failed[0])).await?;
+    assert!(
+        one["history"].to_string().contains("supplier gone"),
+        "the reason is in each saga's history: {one}"
+    );
+    // The endpoint is in the OpenAPI document.
+    let (_, doc) = h.get("/api/openapi.json").await?;
+    assert!(doc["paths"]["/api/transactions/bulk"]["post"].is_object());
+    h.stop().await;
+    Ok(())
+}

@@ -13,6 +13,8 @@ export interface ConfirmProps {
   extra?: ComponentChildren;
   error?: string | null;
   busy?: boolean;
+  /** What the reason is recorded in. */
+  placeholder?: string;
   onConfirm: (reason: string) => void;
   onClose: () => void;
 }
@@ -52,7 +54,7 @@ export function ConfirmDialog(p: ConfirmProps) {
           rows={3}
           value={reason}
           required={p.reasonRequired}
-          placeholder="Why? Recorded in the saga's history."
+          placeholder={p.placeholder ?? "Why? Recorded in the saga's history."}
           onInput={(e) => setReason((e.target as HTMLTextAreaElement).value)}
         />
         {p.extra}

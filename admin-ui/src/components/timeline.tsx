@@ -96,7 +96,7 @@ export function Timeline({ tx, now }: { tx: TxView; now: number }) {
           <span class="swatch" style={{ background: TONE_COLOURS.ok }} /> execute attempt
         </span>
         <span>
-          <span class="swatch swatch-thin" style={{ background: TONE_COLOURS.warn }} /> compensate
+          <span class="swatch swatch-thin" style={{ background: TONE_COLOURS.undone }} /> compensate
         </span>
         {has((b) => b.kind === "confirm") ? (
           <span>

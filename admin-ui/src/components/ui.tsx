@@ -3,7 +3,7 @@
 import type { ComponentChildren } from "preact";
 import { useState } from "preact/hooks";
 import type { ApiError } from "../api";
-import { formatJson } from "../lib/format";
+import { breakPieces, formatJson } from "../lib/format";
 import { statusLabel, statusTone } from "../lib/status";
 
 export function StatusBadge({ status }: { status: string }) {
@@ -104,4 +104,10 @@ export function Field({ label, children }: { label: string; children: ComponentC
       <dd>{children}</dd>
     </div>
   );
+}
+
+/** Text whose long unbroken runs (hashes, URLs, padding) may wrap at fixed points, never mid-word elsewhere. */
+export function Breakable({ text }: { text: string }) {
+  const pieces = breakPieces(text);
+  return <>{pieces.map((p, i) => (i ? [<wbr key={i} />, p] : p))}</>;
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { between, failureOf, formatAgo, formatClock, formatBytes, formatDuration, formatShortTime, isoToLocalInput, kindLabel, localInputToIso, shortDigest, splitErrorKind } from "./format";
+import { between, breakPieces, failureOf, formatAgo, formatClock, formatBytes, formatDuration, formatEventData, formatShortTime, isoToLocalInput, kindLabel, localInputToIso, shortDigest, splitErrorKind } from "./format";
 
 describe("formatDuration", () => {
   it.each([
@@ -84,4 +84,19 @@ it("splits an old-style step error into kind and message", () => {
   expect(splitErrorKind("permanent: no funds")).toEqual({ kind: "permanent", message: "no funds" });
   expect(splitErrorKind("trap: wasm `unreachable`")).toEqual({ kind: "trap", message: "wasm `unreachable`" });
   expect(splitErrorKind("something else")).toEqual({ kind: null, message: "something else" });
+});
+
+describe("breakPieces", () => {
+  it("leaves short words whole and cuts long runs", () => {
+    expect(breakPieces("a short message")).toEqual(["a short message"]);
+    expect(breakPieces("x".repeat(70), 32)).toEqual(["x".repeat(32), "x".repeat(32), "x".repeat(6)]);
+    expect(breakPieces(`ab ${"y".repeat(33)}`, 32)).toEqual([`ab ${"y".repeat(32)}`, "y"]);
+  });
+});
+
+describe("formatEventData", () => {
+  it("writes key=value pairs that wrap between pairs", () => {
+    expect(formatEventData({ service: "testkit", n: 3, o: { a: 1, b: [1, 2] } })).toBe('service=testkit  n=3  o={ "a": 1, "b": [ 1, 2 ] }');
+    expect(formatEventData(null)).toBe("");
+  });
 });

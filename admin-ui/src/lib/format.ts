@@ -133,3 +133,37 @@ export function shortDigest(digest: string | null | undefined, n = 12): string {
   if (!digest) return "—";
   return digest.length > n ? `${digest.slice(0, n)}…` : digest;
 }
+
+/**
+ * `text` cut into pieces between which a line may break: after every run of `max`
+ * characters that holds no space (a hash, a URL, a padded message), so that such a token
+ * wraps at known points instead of widening its table or breaking at any letter.
+ */
+export function breakPieces(text: string, max = 32): string[] {
+  const pieces: string[] = [];
+  let start = 0;
+  let run = 0;
+  for (let i = 0; i < text.length; i++) {
+    run = /\s/.test(text[i]) ? 0 : run + 1;
+    if (run > max) {
+      pieces.push(text.slice(start, i));
+      start = i;
+      run = 1;
+    }
+  }
+  pieces.push(text.slice(start));
+  return pieces;
+}
+
+/** An event's data as `key=value` pairs separated by spaces (values as compact JSON). */
+export function formatEventData(data: Record<string, unknown> | null | undefined): string {
+  return Object.entries(data ?? {})
+    .map(([k, v]) => `${k}=${typeof v === "string" ? v : JSON.stringify(v, null, 1).replace(/\s*\n\s*/g, " ")}`)
+    .join("  ");
+}
+
+/** "2024-05-01" in local time. */
+export function formatDay(t: string | null | undefined): string {
+  const s = formatTime(t);
+  return s === "—" ? s : s.slice(0, 10);
+}

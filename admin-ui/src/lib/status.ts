@@ -1,14 +1,21 @@
-// Status → colour tone. One mapping for badges, charts and the timeline.
+// Status → colour tone. One mapping for badges, cards, charts, the timeline and events.
+//
+// The palette is chosen to stay apart for people with red-green colour blindness: the
+// failure statuses differ in lightness as well as hue (FAILED a light red-orange,
+// TIMEOUT a dark olive brown, COMPENSATION_FAILED the darkest, a plum), COMPENSATED is a
+// teal blue rather than the amber of warnings, and running is a brighter blue.
+// status.test.ts checks every pair in simulated deuteranopia and protanopia. Where a
+// chart relies on colour it also has a label or a pattern.
 
-export type Tone = "ok" | "warn" | "bad" | "run" | "muted";
+export type Tone = "ok" | "warn" | "bad" | "critical" | "timeout" | "undone" | "run" | "muted";
 
 const TONES: Record<string, Tone> = {
   COMPLETED: "ok",
   CONFIRMED: "ok",
-  COMPENSATED: "warn",
+  COMPENSATED: "undone",
   FAILED: "bad",
-  COMPENSATION_FAILED: "bad",
-  TIMEOUT: "bad",
+  COMPENSATION_FAILED: "critical",
+  TIMEOUT: "timeout",
   CANCELLED: "muted",
   SKIPPED: "muted",
   PENDING: "muted",
@@ -30,12 +37,18 @@ export function statusTone(status: string): Tone {
 
 /** CSS colour of a tone (kept in step with the CSS variables of the same name). */
 export const TONE_COLOURS: Record<Tone, string> = {
-  ok: "#1a7f37",
+  ok: "#17854d",
   warn: "#b45309",
-  bad: "#c62828",
-  run: "#1d5fd1",
-  muted: "#6b7280",
+  bad: "#d12f08",
+  critical: "#6d1a4c",
+  timeout: "#553f12",
+  undone: "#027bb4",
+  run: "#0f58ec",
+  muted: "#686d76",
 };
+
+/** The tones a saga's status can have, which must all tell apart. */
+export const STATUS_TONES: Tone[] = ["ok", "bad", "critical", "timeout", "undone", "run", "muted"];
 
 export function statusColour(status: string): string {
   return TONE_COLOURS[statusTone(status)];

@@ -99,7 +99,7 @@ describe("layoutTimeline", () => {
     expect(span(a.bars[0])).toEqual([10, 30]);
     expect(span(a.bars[1])).toEqual([80, 100]);
     expect(span(b.bars[1])).toEqual([60, 80]);
-    expect(b.bars[1].tone).toBe("warn");
+    expect(b.bars[1].tone).toBe("undone");
     expect(c.bars).toHaveLength(1);
     expect(c.bars[0]).toMatchObject({ tone: "bad", outcome: "failed", failureKind: "permanent" });
     expect(c.markers).toEqual([expect.objectContaining({ kind: "error", title: "permanent: test_fail: boom" })]);

@@ -92,11 +92,11 @@ export function tickStep(span: number, target = 6): number {
   return 10 * mag;
 }
 
-/** Green for work done, amber for an undo, red for a failure, grey for "nothing to undo". */
+/** Green for work done, teal for an undo (as COMPENSATED), red for a failure, grey for "nothing to undo". */
 export function attemptTone(a: Pick<AttemptView, "phase" | "outcome">): Tone {
   if (a.outcome === "failed") return "bad";
   if (a.outcome === "nothing_to_undo") return "muted";
-  return a.phase === "compensate" ? "warn" : "ok";
+  return a.phase === "compensate" ? "undone" : "ok";
 }
 
 /** What an attempt's tooltip says: what, how it ended, how long, where and with which plugin. */
@@ -203,7 +203,7 @@ export function layoutTimeline(tx: TxView, opts: TimelineOptions = {}): Timeline
     if (!spans[i].length && started != null && s.status !== "PENDING") {
       const next = parseTime(steps[i + 1]?.started_at);
       const end = parseTime(s.finished_at) ?? next ?? (live ? now : started);
-      const tone: Tone = s.status === "FAILED" || s.status === "COMPENSATION_FAILED" ? "bad" : s.status.startsWith("COMPENSAT") ? "warn" : "ok";
+      const tone: Tone = s.status === "FAILED" || s.status === "COMPENSATION_FAILED" ? "bad" : s.status.startsWith("COMPENSAT") ? "undone" : "ok";
       spans[i].push({
         kind: "execute",
         start: started,

@@ -3,10 +3,11 @@
 import { useEffect, useState } from "preact/hooks";
 import { api, ApiError } from "../api";
 import { BreakerHostsView } from "../components/breakers";
+import { ConfirmDialog } from "../components/dialog";
 import { Empty, ErrorState, Loading, PageHeader, StatusBadge } from "../components/ui";
 import { useApi } from "../hooks";
 import { subscribe } from "../stream";
-import type { BreakersResponse } from "../types";
+import type { Breaker, BreakersResponse } from "../types";
 
 export function Breakers() {
   const list = useApi<BreakersResponse>("/api/circuit-breakers", 5000);
@@ -14,15 +15,20 @@ export function Breakers() {
   const [message, setMessage] = useState<{ ok: boolean; text: string } | null>(null);
   useEffect(() => subscribe((e) => e.type.startsWith("circuit.") && list.reload()), [list.reload]);
 
-  const reset = async (service: string) => {
+  const [confirm, setConfirm] = useState<Breaker | null>(null);
+  const [error, setError] = useState<string | null>(null);
+
+  const reset = async (service: string, reason: string) => {
     setBusy(service);
     setMessage(null);
+    setError(null);
     try {
-      await api(`/api/circuit-breakers/${encodeURIComponent(service)}/reset`, { method: "POST" });
+      await api(`/api/circuit-breakers/${encodeURIComponent(service)}/reset`, { method: "POST", json: { reason } });
       setMessage({ ok: true, text: `Breaker for ${service} reset to closed.` });
+      setConfirm(null);
       list.reload();
     } catch (e) {
-      setMessage({ ok: false, text: `Could not reset ${service}: ${(e as ApiError).message}` });
+      setError(`Could not reset ${service}: ${(e as ApiError).message}`);
     } finally {
       setBusy(null);
     }
@@ -85,7 +91,7 @@ export function Breakers() {
                       <td class="num">{b.total_failures}</td>
                       <td class="num">{b.total_successes}</td>
                       <td class="actions">
-                        <button type="button" class="btn btn-small" disabled={busy === b.service} onClick={() => reset(b.service)} aria-label={`Reset breaker ${b.service}`}>
+                        <button type="button" class="btn btn-small" disabled={busy === b.service} onClick={() => (setError(null), setConfirm(b))} aria-label={`Reset breaker ${b.service}`}>
                           {busy === b.service ? "Resetting…" : "Reset"}
                         </button>
                       </td>
@@ -96,6 +102,29 @@ export function Breakers() {
             </div>
           )}
           <BreakerHostsView shared={list.data.shared} hosts={list.data.hosts} />
+          {confirm ? (
+            <ConfirmDialog
+              title={`Reset the breaker for ${confirm.service}?`}
+              confirmLabel="Reset breaker"
+              danger={confirm.state !== "closed"}
+              reasonRequired
+              busy={busy === confirm.service}
+              error={error}
+              placeholder="Why? Recorded in the circuit.reset event."
+              description={
+                <>
+                  <p>
+                    It is <StatusBadge status={confirm.state} /> after {confirm.consecutive_failures} consecutive failure
+                    {confirm.consecutive_failures === 1 ? "" : "s"}. Closing it lets every call through again at once; if
+                    the service is still failing, the breaker opens again.
+                  </p>
+                  {list.data.shared === false ? <p class="muted">Without Redis this resets the breaker on this host only.</p> : null}
+                </>
+              }
+              onClose={() => setConfirm(null)}
+              onConfirm={(reason) => reset(confirm.service, reason)}
+            />
+          ) : null}
         </>
       )}
     </>

@@ -2,16 +2,18 @@
 // operator actions (force-complete, force-cancel, retry).
 
 import { useEffect, useState } from "preact/hooks";
+import { Fragment } from "preact";
 import { api, ApiError } from "../api";
 import { ConfirmDialog } from "../components/dialog";
 import { Timeline } from "../components/timeline";
-import { CopyButton, Empty, ErrorState, Field, JsonBlock, Loading, PageHeader, StatusBadge } from "../components/ui";
+import { Breakable, CopyButton, Empty, ErrorState, Field, JsonBlock, Loading, PageHeader, StatusBadge } from "../components/ui";
 import { useApi, useDebounced, useNow } from "../hooks";
 import { between, failureOf, formatClock, formatDuration, formatTime, kindLabel, shortDigest } from "../lib/format";
 import { canForceCancel, canForceComplete, canRetry, retryStartSteps } from "../lib/actions";
 import { actorOf, historyKindLabel } from "../lib/history";
 import { attemptTone } from "../lib/timeline";
 import { failedStepOf, isTerminal, TONE_COLOURS } from "../lib/status";
+import { shortHostId } from "../lib/cluster";
 import { Link } from "../router";
 import { subscribe, type StreamState } from "../stream";
 import type { AttemptView, HistoryEntry, RteEvent, StepView, TxView } from "../types";
@@ -294,11 +296,7 @@ function AttemptsTable({ attempts, now }: { attempts: AttemptView[]; now: number
             </th>
             <th scope="col">Outcome</th>
             <th scope="col">Started</th>
-            <th scope="col" class="num">
-              Took
-            </th>
-            <th scope="col">Host</th>
-            <th scope="col">Plugin</th>
+            <th scope="col">Host and plugin</th>
           </tr>
         </thead>
         <tbody>
@@ -319,15 +317,24 @@ function AttemptsTable({ attempts, now }: { attempts: AttemptView[]; now: number
                       <span class={`tag tag-${f.kind}`}>{kindLabel(f.kind)}</span>
                     </>
                   ) : null}
-                  {f?.message ? <span class="err-text"> {f.message}</span> : null}
+                  {f?.message ? (
+                    <span class="err-text">
+                      {" "}
+                      <Breakable text={f.message} />
+                    </span>
+                  ) : null}
                 </td>
                 <td class="nowrap" title={formatTime(a.started_at, true)}>
                   {formatClock(a.started_at, now)}
+                  <div class="sub">took {formatDuration(a.duration_ms)}</div>
                 </td>
-                <td class="num nowrap">{formatDuration(a.duration_ms)}</td>
-                <td class="mono nowrap">{a.host}</td>
-                <td class="mono nowrap" title={a.plugin_digest ?? undefined}>
-                  {a.plugin_digest ? shortDigest(a.plugin_digest) : <span class="muted">—</span>}
+                <td class="nowrap">
+                  <span class="mono" title={a.host}>
+                    {shortHostId(a.host)}
+                  </span>
+                  <div class="sub mono" title={a.plugin_digest ?? undefined}>
+                    {a.plugin_digest ? shortDigest(a.plugin_digest) : "—"}
+                  </div>
                 </td>
               </tr>
             );
@@ -339,7 +346,14 @@ function AttemptsTable({ attempts, now }: { attempts: AttemptView[]; now: number
 }
 
 function StepsTable({ steps, now, current }: { steps: StepView[]; now: number; current: number }) {
+  const [open, setOpen] = useState<Set<number>>(new Set());
   if (!steps.length) return <p class="muted">No steps.</p>;
+  const toggle = (i: number) =>
+    setOpen((o) => {
+      const next = new Set(o);
+      if (!next.delete(i)) next.add(i);
+      return next;
+    });
   return (
     <div class="table-wrap">
       <table class="steps">
@@ -348,15 +362,11 @@ function StepsTable({ steps, now, current }: { steps: StepView[]; now: number; c
             <th scope="col">#</th>
             <th scope="col">Step</th>
             <th scope="col">Status</th>
-            <th scope="col" class="num">
+            <th scope="col" class="num wide-only">
               Attempts
             </th>
-            <th scope="col" class="num">
-              Comp.
-            </th>
-            <th scope="col">Started</th>
-            <th scope="col" class="num">
-              Took
+            <th scope="col" class="wide-only">
+              Started
             </th>
             <th scope="col">Error</th>
             <th scope="col">Details</th>
@@ -365,42 +375,65 @@ function StepsTable({ steps, now, current }: { steps: StepView[]; now: number; c
         <tbody>
           {steps.map((s) => {
             const err = failureOf(s.error, s.failure_kind);
+            const shown = open.has(s.step_index);
             return (
-              <tr key={s.step_index} class={s.step_index === current ? "current" : ""}>
-                <td class="num">{s.step_index + 1}</td>
-                <td>
-                  <strong>{s.step_name}</strong>
-                </td>
-                <td>
-                  <StatusBadge status={s.status} />
-                </td>
-                <td class="num">{s.attempts}</td>
-                <td class="num">{s.compensation_attempts}</td>
-                <td class="nowrap" title={formatTime(s.started_at, true)}>
-                  {s.started_at ? formatClock(s.started_at, now) : <span class="muted">—</span>}
-                </td>
-                <td class="num nowrap">{s.started_at ? formatDuration(between(s.started_at, s.finished_at, now)) : "—"}</td>
-                <td class="err-cell wide">
-                  {err ? (
-                    <>
-                      {err.kind ? <span class={`tag tag-${err.kind}`}>{kindLabel(err.kind)}</span> : null} {err.message}
-                    </>
-                  ) : (
-                    <span class="muted">—</span>
-                  )}
-                </td>
-                <td>
-                  <details>
-                    <summary>Show</summary>
-                    <dl class="fields fields-compact">
-                      <Field label="Idempotency key">{s.idempotency_key ? <code>{s.idempotency_key}</code> : <span class="muted">none</span>}</Field>
-                      <Field label="Plugin digest">{s.plugin_digest ? <code title={s.plugin_digest}>{s.plugin_digest.slice(0, 16)}…</code> : <span class="muted">—</span>}</Field>
-                      <Field label="Finished">{formatTime(s.finished_at, true)}</Field>
-                    </dl>
-                    <JsonBlock label="Step output" value={s.output} />
-                  </details>
-                </td>
-              </tr>
+              <Fragment key={s.step_index}>
+                <tr class={s.step_index === current ? "current" : ""}>
+                  <td class="num">{s.step_index + 1}</td>
+                  <td>
+                    <strong>{s.step_name}</strong>
+                    <div class="sub narrow-only">
+                      {s.attempts} {s.attempts === 1 ? "attempt" : "attempts"}
+                      {s.compensation_attempts ? `, ${s.compensation_attempts} undo` : ""}
+                      {s.started_at ? ` · ${formatClock(s.started_at, now)}, took ${formatDuration(between(s.started_at, s.finished_at, now))}` : ""}
+                    </div>
+                  </td>
+                  <td>
+                    <StatusBadge status={s.status} />
+                  </td>
+                  <td class="num nowrap wide-only" title={`${s.attempts} execute, ${s.compensation_attempts} compensate`}>
+                    {s.attempts}
+                    {s.compensation_attempts ? <div class="sub">{s.compensation_attempts} undo</div> : null}
+                  </td>
+                  <td class="nowrap wide-only" title={formatTime(s.started_at, true)}>
+                    {s.started_at ? formatClock(s.started_at, now) : <span class="muted">—</span>}
+                    {s.started_at ? <div class="sub">took {formatDuration(between(s.started_at, s.finished_at, now))}</div> : null}
+                  </td>
+                  <td class="err-cell wide">
+                    {err ? (
+                      <>
+                        {err.kind ? <span class={`tag tag-${err.kind}`}>{kindLabel(err.kind)}</span> : null} <Breakable text={err.message} />
+                      </>
+                    ) : (
+                      <span class="muted">—</span>
+                    )}
+                  </td>
+                  <td>
+                    <button
+                      type="button"
+                      class="btn btn-small step-toggle"
+                      aria-expanded={shown}
+                      aria-controls={`step-details-${s.step_index}`}
+                      aria-label={`${shown ? "Hide" : "Show"} details of step ${s.step_index + 1}`}
+                      onClick={() => toggle(s.step_index)}
+                    >
+                      {shown ? "Hide" : "Show"}
+                    </button>
+                  </td>
+                </tr>
+                {shown ? (
+                  <tr class="step-details" id={`step-details-${s.step_index}`}>
+                    <td colSpan={7}>
+                      <dl class="fields fields-compact">
+                        <Field label="Idempotency key">{s.idempotency_key ? <code>{s.idempotency_key}</code> : <span class="muted">none</span>}</Field>
+                        <Field label="Plugin digest">{s.plugin_digest ? <code title={s.plugin_digest}>{s.plugin_digest.slice(0, 16)}…</code> : <span class="muted">—</span>}</Field>
+                        <Field label="Finished">{formatTime(s.finished_at, true)}</Field>
+                      </dl>
+                      <JsonBlock label={`Output of step ${s.step_index + 1}`} value={s.output} />
+                    </td>
+                  </tr>
+                ) : null}
+              </Fragment>
             );
           })}
         </tbody>

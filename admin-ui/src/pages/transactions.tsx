@@ -1,7 +1,8 @@
 // Transaction list: status/type/time/id filters reflected in the URL, server-side pages.
 
 import { useEffect, useMemo, useState } from "preact/hooks";
-import { Empty, ErrorState, Loading, PageHeader, StatusBadge } from "../components/ui";
+import { BulkDialog } from "../components/bulk";
+import { Breakable, Empty, ErrorState, Loading, PageHeader, StatusBadge } from "../components/ui";
 import { useApi, useDebounced, useNow } from "../hooks";
 import { between, formatAgo, formatDuration, formatShortTime, formatTime, isoToLocalInput, localInputToIso } from "../lib/format";
 import {
@@ -33,10 +34,20 @@ export function Transactions({ search }: { search: string }) {
   useEffect(() => subscribe((e) => (e.type.startsWith("tx.") || e.type === "lagged") && refresh()), [refresh]);
   const now = useNow(5000);
   const active = filtersToQuery({ ...filters, page: 1, page_size: DEFAULT_FILTERS.page_size }) !== "";
+  const [bulk, setBulk] = useState(false);
 
   return (
     <>
       <PageHeader title="Transactions">
+        <button
+          type="button"
+          class="btn"
+          onClick={() => setBulk(true)}
+          disabled={!filters.status.length || !list.data?.total}
+          title={filters.status.length ? "Retry or force-cancel every saga this filter selects" : "Choose one or more statuses first"}
+        >
+          Bulk actions…
+        </button>
         <button type="button" class="btn" onClick={list.reload} disabled={list.loading}>
           Refresh
         </button>
@@ -45,6 +56,7 @@ export function Transactions({ search }: { search: string }) {
         </Link>
       </PageHeader>
       <FilterBar filters={filters} active={active} />
+      {bulk ? <BulkDialog filters={filters} onClose={() => setBulk(false)} onDone={list.reload} /> : null}
       {list.error ? (
         <ErrorState error={list.error} what="transactions" onRetry={list.reload} />
       ) : !list.data ? (
@@ -75,8 +87,7 @@ export function Transactions({ search }: { search: string }) {
               <thead>
                 <tr>
                   <th scope="col">Transaction</th>
-                  <th scope="col">Status</th>
-                  <th scope="col">Steps</th>
+                  <th scope="col">Status and steps</th>
                   <th scope="col">Created</th>
                   <th scope="col" class="num">
                     Duration
@@ -93,10 +104,8 @@ export function Transactions({ search }: { search: string }) {
                       </Link>
                       <div class="sub">{tx.tx_type}</div>
                     </td>
-                    <td>
+                    <td class="nowrap status-cell">
                       <StatusBadge status={tx.status} />
-                    </td>
-                    <td class="nowrap">
                       <Progress tx={tx} />
                       {tx.retry_count ? (
                         <div class="sub">
@@ -110,7 +119,13 @@ export function Transactions({ search }: { search: string }) {
                     </td>
                     <td class="num">{formatDuration(between(tx.created_at, tx.completed_at, now))}</td>
                     <td class="err-cell" title={tx.error ?? undefined}>
-                      {tx.error ? <div class="clamp">{tx.error}</div> : <span class="muted">—</span>}
+                      {tx.error ? (
+                        <div class="clamp">
+                          <Breakable text={tx.error} />
+                        </div>
+                      ) : (
+                        <span class="muted">—</span>
+                      )}
                     </td>
                   </tr>
                 ))}
@@ -127,7 +142,7 @@ export function Transactions({ search }: { search: string }) {
 /** Running sagas show how far they got; finished ones how many steps they had. */
 function Progress({ tx }: { tx: TxView }) {
   const running = !isTerminal(tx.status);
-  if (!running && tx.status !== "COMPLETED") return <span class="sub">{tx.total_steps === 1 ? "1 step" : `${tx.total_steps} steps`}</span>;
+  if (!running && tx.status !== "COMPLETED") return <div class="sub">{tx.total_steps === 1 ? "1 step" : `${tx.total_steps} steps`}</div>;
   const done = running ? tx.current_step : tx.total_steps;
   const pct = tx.total_steps ? Math.min(100, (done / tx.total_steps) * 100) : 0;
   return (

@@ -1,7 +1,12 @@
 //! The embedded admin console: the built single-page app from `admin-ui/dist`, with an
 //! `index.html` fallback so that client-side routes survive deep links and reloads.
+//!
+//! The build writes brotli and gzip copies beside each text file (`app-…js.br`, `.gz`);
+//! the copy the browser accepts is served, so nothing is compressed at run time. Files
+//! with a content hash in their names are cached for good; `index.html`, which names
+//! them, is revalidated with its ETag on every load.
 
-use axum::http::{HeaderValue, StatusCode, Uri, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 
 use super::ApiError;
@@ -15,9 +20,11 @@ struct Dist;
 const NO_CACHE: &str = "no-cache";
 /// Content-hashed file names never change meaning, so they may be kept for good.
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+/// Precompressed copies, best first: (content coding, file suffix).
+const ENCODINGS: [(&str, &str); 2] = [("br", ".br"), ("gzip", ".gz")];
 
 /// Serve the file at `uri`, or `index.html` for any other path outside `/api` and `/assets`.
-pub async fn serve(uri: Uri) -> Response {
+pub async fn serve(uri: Uri, request: HeaderMap) -> Response {
     let path = uri.path().trim_start_matches('/');
     if path == "api" || path.starts_with("api/") {
         return ApiError::not_found("no such API endpoint").into_response();
@@ -26,14 +33,14 @@ pub async fn serve(uri: Uri) -> Response {
         && let Some(file) = Dist::get(path)
     {
         let cache = if is_hashed(path) { IMMUTABLE } else { NO_CACHE };
-        return file_response(path, file.data.into_owned(), cache);
+        return file_response(path, file, cache, &request);
     }
     // A missing script or stylesheet must not turn into an HTML page the browser misreads.
     if path.starts_with("assets/") {
         return (StatusCode::NOT_FOUND, "not found").into_response();
     }
     match Dist::get("index.html") {
-        Some(index) => file_response("index.html", index.data.into_owned(), NO_CACHE),
+        Some(index) => file_response("index.html", index, NO_CACHE, &request),
         None => (
             StatusCode::NOT_FOUND,
             "the admin console was not built into this binary",
@@ -42,19 +49,90 @@ pub async fn serve(uri: Uri) -> Response {
     }
 }
 
-fn file_response(path: &str, body: Vec<u8>, cache: &'static str) -> Response {
-    let mut response = body.into_response();
+fn file_response(
+    path: &str,
+    file: rust_embed::EmbeddedFile,
+    cache: &'static str,
+    request: &HeaderMap,
+) -> Response {
+    let accept = request
+        .get(header::ACCEPT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let (encoding, body) = ENCODINGS
+        .iter()
+        .filter(|(coding, _)| accepts(accept, coding))
+        .find_map(|(coding, suffix)| {
+            Dist::get(&format!("{path}{suffix}")).map(|f| (Some(*coding), f.data))
+        })
+        .unwrap_or((None, file.data));
+    // One tag per file content and coding: a cache must not hand gzip to whoever asked for br.
+    let hash: String = file.metadata.sha256_hash()[..12]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let etag = match encoding {
+        Some(coding) => format!("\"{hash}-{coding}\""),
+        None => format!("\"{hash}\""),
+    };
+    let fresh = request
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|tags| matches_etag(tags, &etag));
+    let mut response = if fresh {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        body.into_owned().into_response()
+    };
     let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(content_type(path)),
-    );
+    if !fresh {
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(content_type(path)),
+        );
+        if let Some(coding) = encoding {
+            headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static(coding));
+        }
+    }
+    if let Ok(tag) = HeaderValue::from_str(&etag) {
+        headers.insert(header::ETAG, tag);
+    }
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+    headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
     response
+}
+
+/// Whether an `Accept-Encoding` value accepts `coding` (named, or `*`, without `q=0`).
+fn accepts(accept: &str, coding: &str) -> bool {
+    let mut verdict = None;
+    for item in accept.split(',') {
+        let mut parts = item.split(';');
+        let name = parts.next().unwrap_or("").trim();
+        let refused = parts.any(|p| {
+            p.trim()
+                .strip_prefix("q=")
+                .and_then(|q| q.trim().parse::<f32>().ok())
+                .is_some_and(|q| q <= 0.0)
+        });
+        if name.eq_ignore_ascii_case(coding) {
+            return !refused;
+        }
+        if name == "*" {
+            verdict = Some(!refused);
+        }
+    }
+    verdict.unwrap_or(false)
+}
+
+/// Whether an `If-None-Match` value names `etag` (weakly compared, as RFC 9110 asks for GET).
+fn matches_etag(tags: &str, etag: &str) -> bool {
+    tags.split(',')
+        .map(str::trim)
+        .any(|t| t == "*" || t.trim_start_matches("W/") == etag)
 }
 
 /// The media type of a built file, by extension.
@@ -95,7 +173,7 @@ mod tests {
     use super::*;
 
     async fn get(path: &str) -> Response {
-        serve(path.parse().unwrap()).await
+        serve(path.parse().unwrap(), HeaderMap::new()).await
     }
 
     fn header(r: &Response, name: header::HeaderName) -> &str {
@@ -127,6 +205,18 @@ mod tests {
         let r = get(&format!("/{js}")).await;
         assert_eq!(r.status(), StatusCode::OK);
         assert!(header(&r, header::CONTENT_TYPE).starts_with("text/javascript"));
+    }
+
+    #[test]
+    fn reads_accept_encoding() {
+        assert!(accepts("gzip, deflate, br", "br"));
+        assert!(accepts("br;q=1.0, gzip;q=0.5", "gzip"));
+        assert!(!accepts("br;q=0, gzip", "br"));
+        assert!(!accepts("identity", "gzip"));
+        assert!(accepts("*", "gzip"));
+        assert!(!accepts("*, gzip;q=0", "gzip"));
+        assert!(matches_etag("\"a\", W/\"b\"", "\"b\""));
+        assert!(!matches_etag("\"a\"", "\"b\""));
     }
 
     #[test]

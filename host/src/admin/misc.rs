@@ -11,7 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::error::ErrorBody;
 use super::{ApiError, AppState};
-use crate::breaker::BreakerStatus;
+use crate::breaker::{BreakerState, BreakerStatus};
 use crate::engine::TxStatus;
 use crate::events::Event;
 use crate::plugin::PluginStatus;
@@ -158,6 +158,14 @@ pub async fn breakers(State(state): State<AppState>) -> Json<BreakersResponse> {
     })
 }
 
+/// Body of a breaker reset (it may be empty).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResetRequest {
+    /// Why, for the `circuit.reset` event (1 to 1000 characters).
+    pub reason: Option<String>,
+}
+
 /// A breaker after its reset.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ResetResponse {
@@ -165,50 +173,100 @@ pub struct ResetResponse {
     pub service: String,
     /// Always `closed`.
     pub state: String,
+    /// The state it was in.
+    pub previous_state: BreakerState,
+    /// The reason given, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
-/// Force a service's circuit breaker closed.
+/// Force a service's circuit breaker closed; a `circuit.reset` event records it, with the
+/// reason given.
 #[utoipa::path(post, path = "/circuit-breakers/{service}/reset", tag = "circuit-breakers",
+    request_body(content = Option<ResetRequest>),
     params(("service" = String, Path, description = "The step's declared service")),
-    responses((status = 200, body = ResetResponse), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = ResetResponse), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
 pub async fn reset_breaker(
     State(state): State<AppState>,
     Path(service): Path<String>,
+    body: axum::body::Bytes,
 ) -> Result<Json<ResetResponse>, ApiError> {
-    if state.engine.breakers().reset(&service).await {
-        Ok(Json(ResetResponse {
+    let body: ResetRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        ResetRequest::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::bad_request(format!("malformed JSON: {e}")))?
+    };
+    let reason = match body.reason.as_deref().map(str::trim) {
+        Some(r) if r.is_empty() || r.len() > 1000 => {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_body",
+                "`reason` must be 1 to 1000 characters",
+            ));
+        }
+        other => other,
+    };
+    match state
+        .engine
+        .breakers()
+        .reset_by_operator(&service, reason)
+        .await
+    {
+        Some(previous_state) => Ok(Json(ResetResponse {
             service,
             state: "closed".into(),
-        }))
-    } else {
-        Err(ApiError::not_found(format!(
+            previous_state,
+            reason: reason.map(str::to_string),
+        })),
+        None => Err(ApiError::not_found(format!(
             "no circuit breaker for service `{service}`"
-        )))
+        ))),
     }
 }
 
-/// Filters of the event log.
+/// Filters and page of the event log.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct EventsQuery {
-    /// Only this event type (`tx.completed`, …).
+    /// Only these event types (`tx.completed`, or several: `tx.failed,tx.timeout`).
     #[serde(rename = "type")]
     #[param(rename = "type")]
     pub kind: Option<String>,
     /// Only this saga's events.
     pub tx_id: Option<String>,
-    /// At most this many (default 200).
+    /// Only events of sagas whose id contains this text.
+    pub tx: Option<String>,
+    /// Only this step's events.
+    pub step: Option<String>,
+    /// At or after this time (RFC 3339).
+    pub since: Option<String>,
+    /// Before this time (RFC 3339).
+    pub until: Option<String>,
+    /// Events per page (default 200, at most 1000).
     pub limit: Option<u32>,
+    /// The page, from 1 (newest first).
+    pub page: Option<u32>,
 }
 
-/// Recent events.
+/// A page of the event log.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct EventsResponse {
     /// Newest first.
     pub events: Vec<Event>,
+    /// Events in the log that match the filters.
+    pub total: usize,
+    /// This page, from 1.
+    pub page: u32,
+    /// Events per page.
+    pub page_size: u32,
+    /// How many events the log keeps (the oldest go first).
+    pub log_size: usize,
 }
 
-/// Recent events, newest first.
+/// The event log, newest first: this host's recent events (and other hosts', where
+/// events are shared), filtered by type, saga, step and time, a page at a time.
 #[utoipa::path(get, path = "/events", tag = "events", params(EventsQuery),
     responses((status = 200, body = EventsResponse), (status = 400, body = ErrorBody)))]
 pub async fn events(
@@ -216,19 +274,62 @@ pub async fn events(
     query: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<EventsResponse>, ApiError> {
     let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let limit = q.limit.unwrap_or(200) as usize;
-    let events = state
-        .engine
-        .events()
-        .recent()
-        .into_iter()
+    let page_size = q.limit.unwrap_or(200).clamp(1, 1000);
+    let page = q.page.unwrap_or(1).max(1);
+    let kinds: Vec<&str> = q
+        .kind
+        .as_deref()
+        .map(|k| {
+            k.split(',')
+                .map(str::trim)
+                .filter(|k| !k.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    // Event times are written one way (RFC 3339, UTC, milliseconds), so they compare as text.
+    let time = |name: &str, value: &Option<String>| -> Result<Option<String>, ApiError> {
+        value
+            .as_deref()
+            .map(|v| {
+                humantime::parse_rfc3339_weak(v)
+                    .map(|t| humantime::format_rfc3339_millis(t).to_string())
+                    .map_err(|_| ApiError::bad_request(format!("`{name}` is not an RFC 3339 time")))
+            })
+            .transpose()
+    };
+    let since = time("since", &q.since)?;
+    let until = time("until", &q.until)?;
+    let tx_part = q.tx.as_deref().map(str::trim).filter(|t| !t.is_empty());
+    let recent = state.engine.events().recent();
+    let matching = recent
+        .iter()
         .rev()
-        .filter(|e| q.kind.as_ref().is_none_or(|t| &e.kind == t))
+        .filter(|e| kinds.is_empty() || kinds.contains(&e.kind.as_str()))
         .filter(|e| q.tx_id.as_ref().is_none_or(|t| e.tx_id.as_ref() == Some(t)))
-        .take(limit)
-        .map(|e| (*e).clone())
-        .collect();
-    Ok(Json(EventsResponse { events }))
+        .filter(|e| tx_part.is_none_or(|t| e.tx_id.as_deref().is_some_and(|id| id.contains(t))))
+        .filter(|e| {
+            q.step
+                .as_ref()
+                .is_none_or(|s| e.step_name.as_ref() == Some(s))
+        })
+        .filter(|e| since.as_ref().is_none_or(|t| &e.timestamp >= t))
+        .filter(|e| until.as_ref().is_none_or(|t| &e.timestamp < t));
+    let mut total = 0;
+    let skip = (page as usize - 1) * page_size as usize;
+    let mut events = Vec::new();
+    for e in matching {
+        if total >= skip && events.len() < page_size as usize {
+            events.push((**e).clone());
+        }
+        total += 1;
+    }
+    Ok(Json(EventsResponse {
+        events,
+        total,
+        page,
+        page_size,
+        log_size: state.engine.events().capacity(),
+    }))
 }
 
 /// Health.
@@ -286,6 +387,9 @@ pub async fn api_not_found() -> ApiError {
 pub struct TimelineQuery {
     /// Hours back from now (1 to 720, default 24); per-minute buckets up to 2 hours.
     pub hours: Option<i64>,
+    /// Minutes back from now (15 to 43200), instead of `hours`: the short ranges an operator
+    /// watching an incident wants.
+    pub minutes: Option<i64>,
 }
 
 /// Finished sagas over time.
@@ -316,10 +420,17 @@ pub async fn timeline(
     query: Result<Query<TimelineQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<TimelineResponse>, ApiError> {
     let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let hours = q.hours.unwrap_or(24).clamp(1, 24 * 30);
-    let bucket_ms: i64 = if hours <= 2 { 60_000 } else { 3_600_000 };
+    let span_ms = match q.minutes {
+        Some(m) => m.clamp(15, 60 * 24 * 30) * 60_000,
+        None => q.hours.unwrap_or(24).clamp(1, 24 * 30) * 3_600_000,
+    };
+    let bucket_ms: i64 = if span_ms <= 2 * 3_600_000 {
+        60_000
+    } else {
+        3_600_000
+    };
     let now = crate::store::now_ms();
-    let since = (now - hours * 3_600_000) / bucket_ms * bucket_ms;
+    let since = (now - span_ms) / bucket_ms * bucket_ms;
     let rows = state
         .engine
         .store()

@@ -4,6 +4,7 @@
 
 mod assets;
 mod auth;
+mod bulk;
 mod error;
 mod json;
 mod misc;
@@ -113,6 +114,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(transactions::force_complete))
         .routes(routes!(transactions::force_cancel))
         .routes(routes!(transactions::retry))
+        .routes(routes!(bulk::bulk))
         .routes(routes!(misc::sagas))
         .routes(routes!(misc::stats))
         .routes(routes!(misc::timeline))

@@ -248,9 +248,41 @@ impl Breakers {
 
     /// Force `service`'s breaker closed; returns whether it existed.
     pub async fn reset(&self, service: &str) -> bool {
-        if !self.list().await.iter().any(|b| b.service == service) {
-            return false;
+        self.reset_state(service).await.is_some()
+    }
+
+    /// Force `service`'s breaker closed on an operator's word, as [`reset`](Self::reset)
+    /// does, and record it: a `circuit.reset` event names the service, the state it left
+    /// and the reason given. Returns the state it left, or `None` with no such breaker.
+    pub async fn reset_by_operator(
+        &self,
+        service: &str,
+        reason: Option<&str>,
+    ) -> Option<BreakerState> {
+        let before = self.reset_state(service).await?;
+        let mut event = Event::new(kinds::CIRCUIT_RESET)
+            .with("service", service)
+            .with(
+                "previous_state",
+                serde_json::to_value(before).unwrap_or_default(),
+            )
+            .with("by", "operator");
+        if let Some(reason) = reason {
+            event = event.with("reason", reason);
         }
+        tracing::info!(%service, previous = ?before, reason = reason.unwrap_or(""), "circuit breaker reset by an operator");
+        self.events.publish(event);
+        Some(before)
+    }
+
+    /// Close `service`'s breaker, keeping its totals; the state it left, or `None`.
+    async fn reset_state(&self, service: &str) -> Option<BreakerState> {
+        let before = self
+            .list()
+            .await
+            .into_iter()
+            .find(|b| b.service == service)?
+            .state;
         let reset = |b: &mut Breaker| {
             *b = Breaker {
                 total_failures: b.total_failures,
@@ -261,7 +293,7 @@ impl Breakers {
         if let Some(((), before, after)) = self.update(service, reset).await {
             self.announce(service, before, after);
         }
-        true
+        Some(before)
     }
 
     /// Every breaker's state.

@@ -42,6 +42,8 @@ pub mod kinds {
     pub const CIRCUIT_OPENED: &str = "circuit.opened";
     /// A circuit breaker closed.
     pub const CIRCUIT_CLOSED: &str = "circuit.closed";
+    /// An operator reset a circuit breaker (with the reason given).
+    pub const CIRCUIT_RESET: &str = "circuit.reset";
     /// A recovery scan started.
     pub const RECOVERY_START: &str = "recovery.start";
     /// Something an operator should look at.
@@ -282,6 +284,11 @@ impl EventBus {
     /// A live stream of every event from now on.
     pub fn stream(&self) -> broadcast::Receiver<Arc<Event>> {
         self.log.sender.subscribe()
+    }
+
+    /// How many events the event log keeps.
+    pub fn capacity(&self) -> usize {
+        self.log.capacity
     }
 
     /// The most recent events, oldest first.
