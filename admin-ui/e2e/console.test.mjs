@@ -170,6 +170,20 @@ describe("transactions", { timeout: 120000 }, () => {
     await context.close();
     assert.deepEqual(errors, []);
   });
+
+  it("shows a parallel group while its branches run, then the order they completed in", async () => {
+    const group = { parallel: ["test_branch", "test_branch", "test_branch"] };
+    const running = await startSaga({ steps: ["test_ok", group, "test_ok"], input: { sleep_ms: 4000 } }, "");
+    const { context, page, errors } = await visit(`/transactions/${running.tx_id}`, "detail-parallel");
+    await until(async () => /^Steps 2–4 of 5 \(a parallel group\) ?3 branches running/.test(await field(page, "Step")), "the group shown running", 10000);
+    const marks = await page.locator("table.steps tbody tr td:nth-child(2) .sub:not(.narrow-only)").allTextContents();
+    assert.equal(marks.filter((m) => m.startsWith("∥ parallel, steps 2–4")).length, 3, marks.join(" | "));
+    await shot(page, "detail-parallel-running");
+    await until(async () => (await page.locator(".tx-title .badge").textContent()) === "Completed", "the saga completed", 20000);
+    await until(async () => (await page.getByText(/∥ parallel, steps 2–4 · completed (2nd|3rd|4th)/).count()) === 3, "completion order shown", 10000);
+    await context.close();
+    assert.deepEqual(errors, []);
+  });
 });
 
 describe("actions", { timeout: 120000 }, () => {

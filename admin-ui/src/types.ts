@@ -39,6 +39,8 @@ export const FAILURE_KINDS = [
   "unavailable",
   "store_unavailable",
   "lost",
+  "resource_limit",
+  "output_conflict",
 ] as const;
 export type FailureKind = (typeof FAILURE_KINDS)[number];
 
@@ -57,7 +59,20 @@ export interface StepView {
   finished_at: string | null;
   /** The kind of the latest failure. */
   failure_kind: FailureKind | null;
+  /** The parallel group the step is a branch of (absent for a step that runs alone). */
+  group?: StepGroup;
+  /** Its place in the order the saga's steps completed. */
+  completed_order?: number;
 }
+
+/** A parallel group, named by the index of its first step. */
+export interface StepGroup {
+  first: number;
+  max_concurrent: number;
+}
+
+/** One entry of a saga type's steps: a step, or a parallel group of steps. */
+export type StepEntry = string | { parallel: string[]; max_concurrent?: number };
 
 export type AttemptPhase = "execute" | "compensate" | "confirm";
 export type AttemptOutcome = "completed" | "replayed" | "failed" | "nothing_to_undo";
@@ -278,7 +293,7 @@ export interface PluginList {
 }
 
 export interface SagaDef {
-  steps: string[];
+  steps: StepEntry[];
   lock_keys: string[];
   timeout: string | null;
   max_retries: number | null;

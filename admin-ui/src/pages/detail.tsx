@@ -14,6 +14,7 @@ import { actorOf, historyKindLabel } from "../lib/history";
 import { attemptTone } from "../lib/timeline";
 import { failedStepOf, isTerminal, TONE_COLOURS } from "../lib/status";
 import { shortHostId } from "../lib/cluster";
+import { ordinal, positionOf } from "../lib/groups";
 import { Link } from "../router";
 import { subscribe, type StreamState } from "../stream";
 import type { AttemptView, HistoryEntry, RteEvent, StepView, TxView } from "../types";
@@ -245,6 +246,17 @@ function StepField({ tx, steps }: { tx: TxView; steps: StepView[] }) {
     );
   }
   const at = Math.min(tx.current_step, Math.max(0, tx.total_steps - 1));
+  const where = positionOf(steps, at);
+  if (where.group && tx.status !== "COMPLETED" && tx.status !== "COMPENSATING") {
+    return (
+      <Field label="Step">
+        Steps {where.label} of {tx.total_steps} <span class="muted">(a parallel group)</span>
+        <div class="sub">
+          {where.running} {where.running === 1 ? "branch" : "branches"} running
+        </div>
+      </Field>
+    );
+  }
   return (
     <Field label="Step">
       {tx.status === "COMPLETED" ? tx.total_steps : Math.min(tx.current_step + 1, tx.total_steps)} of {tx.total_steps}
@@ -382,6 +394,12 @@ function StepsTable({ steps, now, current }: { steps: StepView[]; now: number; c
                   <td class="num">{s.step_index + 1}</td>
                   <td>
                     <strong>{s.step_name}</strong>
+                    {s.group ? (
+                      <div class="sub" title={`Runs at once with the other steps of its group (at most ${s.group.max_concurrent} at a time)`}>
+                        ∥ parallel, steps {positionOf(steps, s.step_index).label}
+                        {s.completed_order != null ? ` · completed ${ordinal(s.completed_order)}` : ""}
+                      </div>
+                    ) : null}
                     <div class="sub narrow-only">
                       {s.attempts} {s.attempts === 1 ? "attempt" : "attempts"}
                       {s.compensation_attempts ? `, ${s.compensation_attempts} undo` : ""}

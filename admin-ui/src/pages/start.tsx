@@ -6,6 +6,7 @@ import { ErrorState, Loading, PageHeader, StatusBadge } from "../components/ui";
 import { useApi } from "../hooks";
 import { Link } from "../router";
 import { inputSkeleton, startOutcome } from "../lib/start";
+import { stepsLine } from "../lib/groups";
 import type { PluginStatus, SagaDef, TxView } from "../types";
 
 const AD_HOC = "";
@@ -103,7 +104,7 @@ export function StartSaga({ search }: { search: string }) {
                 <input type="radio" name="saga-type" value={n} checked={type === n} onChange={() => choose(n)} />
                 <span>
                   <strong>{n}</strong>
-                  <span class="sub">{defs[n].description || defs[n].steps.join(" → ")}</span>
+                  <span class="sub">{defs[n].description || stepsLine(defs[n].steps)}</span>
                 </span>
               </label>
             ))}
