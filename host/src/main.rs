@@ -1,4 +1,6 @@
-//! The `rte` command: `serve`, `migrate`.
+//! The `rte` command: `serve`, `migrate`, `bench`, `plugins check`, `step run`.
+
+mod cli;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -40,6 +42,18 @@ enum Command {
         #[command(subcommand)]
         command: PluginsCommand,
     },
+    /// Run steps of a component outside any saga.
+    Step {
+        #[command(subcommand)]
+        command: StepCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum StepCommand {
+    /// Call one step's execute (or compensate, or confirm) once, in the host's sandbox,
+    /// and print its outputs, kv writes, logs and error. Exits 1 when the call fails.
+    Run(cli::step::RunArgs),
 }
 
 #[derive(Subcommand)]
@@ -136,10 +150,21 @@ fn load_config(
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    // Logs, and traces when OTLP is configured; dropping the guard flushes the spans.
-    let _telemetry = rte_host::telemetry::init(cli.log_format);
     let explicit =
         std::env::args().any(|a| a == "--config" || a == "-c" || a.starts_with("--config="));
+    // `step run` collects the plugin's logs for its report instead.
+    if let Command::Step {
+        command: StepCommand::Run(args),
+    } = cli.command
+    {
+        let config = load_config(&cli.config, Overrides::default(), explicit)?;
+        if !cli::step::run(&config, args).await? {
+            std::process::exit(1);
+        }
+        return Ok(());
+    }
+    // Logs, and traces when OTLP is configured; dropping the guard flushes the spans.
+    let _telemetry = rte_host::telemetry::init(cli.log_format);
     match cli.command {
         Command::Serve(overrides) => {
             let config = load_config(&cli.config, overrides, explicit)?;
@@ -171,6 +196,7 @@ async fn main() -> anyhow::Result<()> {
             let config = load_config(&cli.config, Overrides::default(), explicit)?;
             check_plugin(&config, &file).await?;
         }
+        Command::Step { .. } => unreachable!("handled above"),
     }
     Ok(())
 }

@@ -4,6 +4,7 @@
 //! - [`loader`]: compile (with an on-disk cache by digest), pre-instantiate, list steps.
 //! - [`bounds`]: what a component may hold, checked before it is compiled.
 //! - [`call`]: one step call: a new `Store` with limits, a deadline and a key-value overlay.
+//! - [`local`]: one call outside any saga, for `rte step run`.
 //! - [`watcher`]: reloads the plugins directory as files come, change and go.
 
 mod bindings;
@@ -15,6 +16,7 @@ mod guest;
 mod host_impl;
 mod http_policy;
 mod loader;
+mod local;
 mod manifest;
 mod state;
 mod stderr;
@@ -32,6 +34,7 @@ use wasmtime::component::Linker;
 pub use call::{CallFailure, CallOutput, FailureKind, KeyLookup, Keyed, StepCall};
 pub use epoch::EpochTicker;
 pub use guest::WitVersion;
+pub use local::{LocalError, LocalPhase, LocalResult, LocalWrite, MemoryKv};
 pub use manifest::Manifest;
 pub use watcher::PluginWatcher;
 

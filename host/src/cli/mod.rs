@@ -1,0 +1,3 @@
+//! The subcommands of the `rte` binary that need more than a few lines.
+
+pub mod step;
