@@ -18,6 +18,7 @@ mod http_policy;
 mod loader;
 mod local;
 mod manifest;
+mod output;
 mod state;
 mod stderr;
 mod watcher;
@@ -270,6 +271,8 @@ pub struct PluginRuntime {
     compile_slots: Arc<tokio::sync::Semaphore>,
     /// The compiled-code cache, when one is configured and could be opened.
     cache: Option<cache::ArtifactCache>,
+    /// How fast each plugin's stdout and stderr lines may reach the log.
+    output_rates: Arc<output::LineRates>,
     _ticker: EpochTicker,
 }
 
@@ -312,6 +315,7 @@ impl PluginRuntime {
             publish: std::sync::Mutex::new(()),
             options,
             compile_slots: Arc::new(tokio::sync::Semaphore::new(1)),
+            output_rates: Arc::default(),
             _ticker: ticker,
         })
     }
