@@ -42,6 +42,26 @@ enum Command {
         #[command(subcommand)]
         command: PluginsCommand,
     },
+    /// Create a project for a saga step: its code with a unit test, build and README.
+    New {
+        /// The language.
+        #[arg(value_enum)]
+        lang: rte_host::scaffold::Lang,
+        /// The project's name (its directory, and the base of its step's name).
+        name: String,
+        /// Create it here instead of in `./NAME`.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Rust: depend on the plugin SDK at this path instead of its crates.io release.
+        #[arg(long)]
+        sdk_path: Option<PathBuf>,
+    },
+    /// Build the step project in DIR into `.wasm` and check it as the host would load it.
+    Build {
+        /// The project directory.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
     /// Run steps of a component outside any saga.
     Step {
         #[command(subcommand)]
@@ -195,6 +215,33 @@ async fn main() -> anyhow::Result<()> {
         } => {
             let config = load_config(&cli.config, Overrides::default(), explicit)?;
             check_plugin(&config, &file).await?;
+        }
+        Command::New {
+            lang,
+            name,
+            dir,
+            sdk_path,
+        } => {
+            let project = rte_host::scaffold::NewProject {
+                lang,
+                name,
+                dir,
+                sdk_path,
+            };
+            let dir = rte_host::scaffold::create(&project)?;
+            println!(
+                "created {} with step `{}`; see its README.md, then: cd {} && rte build",
+                dir.display(),
+                rte_host::scaffold::step_name(&project.name),
+                dir.display()
+            );
+        }
+        Command::Build { dir } => {
+            let config = load_config(&cli.config, Overrides::default(), explicit)?;
+            for file in cli::build::build(&dir)? {
+                check_plugin(&config, &file).await?;
+                println!("built {}", file.display());
+            }
         }
         Command::Step { .. } => unreachable!("handled above"),
     }
