@@ -253,7 +253,12 @@ async fn check_plugin(config: &Config, file: &std::path::Path) -> anyhow::Result
     use rte_host::plugin::{Limits, PluginRuntime, RuntimeOptions};
     let runtime = PluginRuntime::new(RuntimeOptions {
         limits: Limits::from_config(config),
-        cache_dir: None,
+        // The host's compiled-plugin cache: a second run of a large component starts at once.
+        cache_dir: config
+            .plugin_cache_dir
+            .clone()
+            .or_else(rte_host::plugin::cache::default_dir)
+            .and_then(|d| std::path::absolute(d).ok()),
         max_instances: 16,
     })?;
     let plugin = runtime.inspect(file).await?;

@@ -104,3 +104,97 @@ async fn the_rust_template_builds_tests_runs_and_serves_a_saga() -> Result<()> {
     assert_eq!(second["output"]["remaining"], 4, "{second}");
     Ok(())
 }
+
+/// `rte new python`: the step's unit test in plain Python, `rte build` through componentize-py
+/// (installed by `plugins/build-polyglot.sh`), `rte step run`, and a saga on a real host.
+#[tokio::test]
+async fn the_python_template_builds_tests_runs_and_serves_a_saga() -> Result<()> {
+    let rte = rte_binary()?;
+    let componentize = rte_tests::polyglot::polyglot_dir().join("venv/bin/componentize-py");
+    let tmp = tempfile::tempdir()?;
+    let project = tmp.path().join("pyshop");
+    let rte_cmd = |args: &[&str], expect_ok: bool| {
+        let out = Command::new(&rte)
+            .current_dir(&project)
+            .args(args)
+            .env("COMPONENTIZE_PY", &componentize)
+            // An 18 MB interpreter compiles slowly in a debug host: cache it once, and
+            // give the first compile room on a busy machine.
+            .env("RTE_PLUGIN_CACHE_DIR", rte_tests::artifact_cache())
+            .env("RTE_PLUGIN_COMPILE_TIMEOUT", "15m")
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.status.success(), expect_ok, "rte {args:?}:\n{text}");
+        text
+    };
+    let made = Command::new(&rte)
+        .args([
+            "new",
+            "python",
+            "pyshop",
+            "--dir",
+            project.to_str().unwrap(),
+        ])
+        .output()?;
+    assert!(made.status.success(), "{made:?}");
+
+    let tested = Command::new("python3")
+        .current_dir(&project)
+        .args(["-m", "unittest"])
+        .output()?;
+    let text = String::from_utf8_lossy(&tested.stderr);
+    assert!(tested.status.success() && text.contains("OK"), "{text}");
+
+    let built = rte_cmd(&["build"], true);
+    assert!(
+        built.contains("a valid rte:saga@0.2.0 component") && built.contains("pyshop_reserve"),
+        "{built}"
+    );
+    let wasm = project.join("dist/pyshop.wasm");
+    let out = rte_cmd(
+        &[
+            "step",
+            "run",
+            wasm.to_str().unwrap(),
+            "pyshop_reserve",
+            "--input",
+            r#"{"item": "pear", "qty": 4}"#,
+            "--json",
+        ],
+        true,
+    );
+    let report: serde_json::Value = serde_json::from_str(&out[..out.rfind('}').unwrap() + 1])?;
+    assert_eq!(report["outputs"], json!({"reserved": 4, "remaining": 6}));
+    assert_eq!(report["idempotency_key"], "pyshop_reserve:tx-local");
+    let out = rte_cmd(
+        &[
+            "step",
+            "run",
+            wasm.to_str().unwrap(),
+            "pyshop_reserve",
+            "--input",
+            r#"{"item": "pear", "qty": 40}"#,
+            "--json",
+        ],
+        false,
+    );
+    assert!(out.contains("only 10 pear left"), "{out}");
+
+    let host = TestHost::start(HostOptions {
+        plugins: vec![],
+        extra_files: vec![("pyshop.wasm".into(), std::fs::read(&wasm)?)],
+        ..HostOptions::default()
+    })
+    .await?;
+    let body = json!({"steps": ["pyshop_reserve"], "input": {"item": "fig", "qty": 3}});
+    let first = host.run_saga(body.clone()).await?;
+    assert_eq!(first["status"], "COMPLETED", "{first}");
+    let second = host.run_saga(body).await?;
+    assert_eq!(second["output"]["remaining"], 4, "{second}");
+    Ok(())
+}

@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 pub enum Lang {
     /// Rust, with the `rte-plugin-sdk` crate.
     Rust,
+    /// Python, with componentize-py and the `rte_step.py` helper.
+    Python,
 }
 
 /// Why a project could not be created.
@@ -63,6 +65,19 @@ const RUST: &[(&str, &str)] = &[
     ("src/lib.rs", include_str!("templates/rust/src/lib.rs")),
 ];
 
+/// The contract, shipped into projects whose toolchain reads WIT directly.
+const WIT: &str = include_str!("../../../wit/saga.wit");
+
+const PYTHON: &[(&str, &str)] = &[
+    ("app.py", include_str!("templates/python/app.py")),
+    ("rte_step.py", include_str!("templates/python/rte_step.py")),
+    ("test_app.py", include_str!("templates/python/test_app.py")),
+    ("build.sh", include_str!("templates/python/build.sh")),
+    (".gitignore", include_str!("templates/python/.gitignore")),
+    ("README.md", include_str!("templates/python/README.md")),
+    ("wit/saga.wit", WIT),
+];
+
 /// The step name a project `name` gets: `{name}_reserve`, in snake case.
 pub fn step_name(name: &str) -> String {
     format!("{}_reserve", name.replace('-', "_").to_lowercase())
@@ -94,13 +109,18 @@ pub fn create(project: &NewProject) -> Result<PathBuf, ScaffoldError> {
     };
     let files = match project.lang {
         Lang::Rust => RUST,
+        Lang::Python => PYTHON,
     };
     for (path, text) in files {
-        let text = text
-            .replace("{{name}}", name)
-            .replace("{{crate}}", &name.replace('-', "_"))
-            .replace("{{step}}", &step_name(name))
-            .replace("{{sdk}}", &sdk);
+        // The WIT is copied as it is.
+        let text = if path.ends_with(".wit") {
+            text.to_string()
+        } else {
+            text.replace("{{name}}", name)
+                .replace("{{crate}}", &name.replace('-', "_"))
+                .replace("{{step}}", &step_name(name))
+                .replace("{{sdk}}", &sdk)
+        };
         write(&dir.join(path), &text, path.ends_with(".sh"))?;
     }
     Ok(dir)
@@ -131,7 +151,7 @@ mod tests {
 
     #[test]
     fn every_template_is_filled_in() {
-        for lang in [Lang::Rust] {
+        for lang in [Lang::Rust, Lang::Python] {
             let tmp = tempfile::tempdir().unwrap();
             let dir = tmp.path().join("my-shop");
             create(&NewProject {
