@@ -17,6 +17,7 @@
 //! | [`config`] | the layered configuration |
 //! | [`server`] | wiring it all into the `rte serve` process |
 //! | [`bench`] | `rte bench`: saga throughput against the database's raw commit rate, memory in flight |
+//! | [`scaffold`] | `rte new`: project templates for a step, embedded in the binary |
 //!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
@@ -61,6 +62,7 @@ pub mod plugin;
 pub mod recovery;
 pub mod redis_client;
 pub mod retention;
+pub mod scaffold;
 pub mod server;
 pub mod store;
 pub mod telemetry;

@@ -1,4 +1,6 @@
-//! The `rte` command: `serve`, `migrate`.
+//! The `rte` command: `serve`, `migrate`, `bench`, `plugins check`, `step run`.
+
+mod cli;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -40,6 +42,38 @@ enum Command {
         #[command(subcommand)]
         command: PluginsCommand,
     },
+    /// Create a project for a saga step: its code with a unit test, build and README.
+    New {
+        /// The language.
+        #[arg(value_enum)]
+        lang: rte_host::scaffold::Lang,
+        /// The project's name (its directory, and the base of its step's name).
+        name: String,
+        /// Create it here instead of in `./NAME`.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Rust: depend on the plugin SDK at this path instead of its crates.io release.
+        #[arg(long)]
+        sdk_path: Option<PathBuf>,
+    },
+    /// Build the step project in DIR into `.wasm` and check it as the host would load it.
+    Build {
+        /// The project directory.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Run steps of a component outside any saga.
+    Step {
+        #[command(subcommand)]
+        command: StepCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum StepCommand {
+    /// Call one step's execute (or compensate, or confirm) once, in the host's sandbox,
+    /// and print its outputs, kv writes, logs and error. Exits 1 when the call fails.
+    Run(cli::step::RunArgs),
 }
 
 #[derive(Subcommand)]
@@ -136,10 +170,21 @@ fn load_config(
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    // Logs, and traces when OTLP is configured; dropping the guard flushes the spans.
-    let _telemetry = rte_host::telemetry::init(cli.log_format);
     let explicit =
         std::env::args().any(|a| a == "--config" || a == "-c" || a.starts_with("--config="));
+    // `step run` collects the plugin's logs for its report instead.
+    if let Command::Step {
+        command: StepCommand::Run(args),
+    } = cli.command
+    {
+        let config = load_config(&cli.config, Overrides::default(), explicit)?;
+        if !cli::step::run(&config, args).await? {
+            std::process::exit(1);
+        }
+        return Ok(());
+    }
+    // Logs, and traces when OTLP is configured; dropping the guard flushes the spans.
+    let _telemetry = rte_host::telemetry::init(cli.log_format);
     match cli.command {
         Command::Serve(overrides) => {
             let config = load_config(&cli.config, overrides, explicit)?;
@@ -171,6 +216,34 @@ async fn main() -> anyhow::Result<()> {
             let config = load_config(&cli.config, Overrides::default(), explicit)?;
             check_plugin(&config, &file).await?;
         }
+        Command::New {
+            lang,
+            name,
+            dir,
+            sdk_path,
+        } => {
+            let project = rte_host::scaffold::NewProject {
+                lang,
+                name,
+                dir,
+                sdk_path,
+            };
+            let dir = rte_host::scaffold::create(&project)?;
+            println!(
+                "created {} with step `{}`; see its README.md, then: cd {} && rte build",
+                dir.display(),
+                rte_host::scaffold::step_name(&project.name),
+                dir.display()
+            );
+        }
+        Command::Build { dir } => {
+            let config = load_config(&cli.config, Overrides::default(), explicit)?;
+            for file in cli::build::build(&dir)? {
+                check_plugin(&config, &file).await?;
+                println!("built {}", file.display());
+            }
+        }
+        Command::Step { .. } => unreachable!("handled above"),
     }
     Ok(())
 }
@@ -180,7 +253,12 @@ async fn check_plugin(config: &Config, file: &std::path::Path) -> anyhow::Result
     use rte_host::plugin::{Limits, PluginRuntime, RuntimeOptions};
     let runtime = PluginRuntime::new(RuntimeOptions {
         limits: Limits::from_config(config),
-        cache_dir: None,
+        // The host's compiled-plugin cache: a second run of a large component starts at once.
+        cache_dir: config
+            .plugin_cache_dir
+            .clone()
+            .or_else(rte_host::plugin::cache::default_dir)
+            .and_then(|d| std::path::absolute(d).ok()),
         max_instances: 16,
     })?;
     let plugin = runtime.inspect(file).await?;

@@ -145,6 +145,24 @@ impl StepContext {
     }
 }
 
+/// For tests: the host builds the contexts of real calls; [`testing`](crate::testing) builds
+/// them for unit tests.
+impl StepContext {
+    /// This context turned into one for `phase`, with `outcome` as what is known of
+    /// execute (for tests: the host builds the contexts of real calls).
+    pub fn for_phase(mut self, phase: Phase, outcome: ExecuteOutcome) -> Self {
+        self.phase = phase;
+        self.execute_outcome = outcome;
+        self
+    }
+
+    /// This context at attempt `attempt` (one-based; for tests).
+    pub fn with_attempt(mut self, attempt: u32) -> Self {
+        self.attempt = attempt;
+        self
+    }
+}
+
 /// Shared by input and output lookups.
 fn lookup<T: DeserializeOwned>(
     what: &str,

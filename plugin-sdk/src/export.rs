@@ -10,7 +10,9 @@ use crate::{ExecuteOutcome, Phase, Step, StepContext, StepError, StepInfo};
 
 /// Export the listed [`Step`] types as the plugin's `rte:saga/step` interface.
 ///
-/// Invoke it once, at the top level of a `cdylib` crate. Each type must implement [`Step`] and
+/// Invoke it once, at the top level of a `cdylib` crate. On targets other than `wasm32` it
+/// exports nothing, so the crate still builds and tests natively (see
+/// [`testing`](crate::testing)). Each type must implement [`Step`] and
 /// [`Default`]; the host addresses a step by the name in its [`StepInfo`].
 ///
 /// ```ignore
@@ -77,6 +79,9 @@ macro_rules! export_steps {
                 }
             }
 
+            // Only a WebAssembly build exports the interface: on the machine's own target
+            // (`cargo test`), the component's export names are not valid native symbols.
+            #[cfg(target_arch = "wasm32")]
             $crate::wit::export!(__RteSteps with_types_in $crate::wit);
         };
     };

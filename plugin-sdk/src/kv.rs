@@ -10,6 +10,9 @@
 //! after this host stalled past its lock), the writes are discarded and the step runs again,
 //! as a retryable failure, on fresh values. A call that writes nothing is never refused.
 //!
+//! On any target but `wasm32` (in unit tests), the store is the in-memory one of
+//! [`testing`](crate::testing).
+//!
 //! A store failure is a [retryable](StepError::Retryable) error: the next attempt may find the
 //! store healthy.
 
@@ -17,6 +20,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::StepError;
+#[cfg(not(target_arch = "wasm32"))]
+use crate::testing::fake::kv as host;
+#[cfg(target_arch = "wasm32")]
 use crate::wit::rte::saga::kv as host;
 
 /// The value stored under `key`, if any.

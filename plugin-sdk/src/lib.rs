@@ -12,6 +12,7 @@
 //! | [`StepError`] | retryable or permanent failure |
 //! | [`kv`] | a durable key-value store, committed with the step's result |
 //! | [`log`], [`config`] | the host's logs; values the operator grants |
+//! | [`testing`] | unit tests on the machine's own target: contexts, an in-memory kv |
 //!
 //! # Example
 //!
@@ -66,8 +67,22 @@
 //! export_steps!(Reserve);
 //! ```
 //!
-//! Build it with `cargo build --target wasm32-wasip2 --release` and drop the `.wasm` file into
-//! the host's plugins directory.
+//! Build it with `cargo build --target wasm32-wasip2 --release` (or `rte build`, which also
+//! checks the component as the host would load it) and drop the `.wasm` file into the host's
+//! plugins directory.
+//!
+//! # Testing
+//!
+//! A step's logic is tested with a plain `cargo test`, on the machine's own target: there
+//! [`kv`], [`log`] and [`config`] use an in-memory stand-in of the host, and
+//! [`testing::StepTest`] builds contexts and calls steps as the host would (a failed call's
+//! kv writes are discarded). `rte step run FILE.wasm STEP --input JSON` then runs the built
+//! component once, in the host's own sandbox.
+//!
+//! # Versions
+//!
+//! The crate's version is that of the `rte:saga` WIT package it targets; its `wit/saga.wit`
+//! ships inside the crate.
 //!
 //! # Errors and retries
 //!
@@ -93,6 +108,8 @@ mod step;
 pub mod config;
 pub mod kv;
 pub mod log;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod testing;
 
 #[doc(hidden)]
 #[allow(missing_docs, unsafe_code, rust_2018_idioms)]

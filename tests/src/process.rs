@@ -54,7 +54,7 @@ impl HostProcess {
                 &repo_root().join("sagas.toml").display().to_string(),
             ])
             .args(settings.iter().flat_map(|s| ["--set", s]))
-            .env("RUST_LOG", "warn,rte_host=info")
+            .env("RUST_LOG", "warn,rte_host=info,rte::plugin=info")
             .stdout(Stdio::from(log.try_clone()?))
             .stderr(Stdio::from(log))
             .spawn()?;

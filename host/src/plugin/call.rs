@@ -13,6 +13,7 @@ use wasmtime_wasi::WasiCtx;
 use wasmtime_wasi_http::WasiHttpCtx;
 
 use super::http_policy::HttpPolicy;
+use super::output::GuestOutput;
 use super::state::{CallLimiter, CallState, KvOverlay, MemoryCapHit};
 use super::stderr::StderrTail;
 use super::{LoadedPlugin, PluginRuntime, StepDescriptor};
@@ -260,13 +261,25 @@ impl PluginRuntime {
     ) -> Result<CallOutput<CallValue>, CallFailure> {
         let limits = plugin.limits;
         let stderr = StderrTail::new(STDERR_CAPTURE);
-        let wasi = WasiCtx::builder().stderr(stderr.clone()).build();
         let span = tracing::info_span!(
             "plugin",
             tx_id = call.map(|c| c.tx_id.as_str()).unwrap_or(""),
             step = step,
             plugin = %plugin.file
         );
+        // stdout and stderr go to the log in the call's span; stderr's tail also goes into
+        // the step's error when the call traps.
+        let (guest_out, guest_err) = GuestOutput::pair(
+            span.clone(),
+            &plugin.file,
+            self.output_rates.clone(),
+            limits.max_log_bytes,
+            stderr.clone(),
+        );
+        let wasi = WasiCtx::builder()
+            .stdout(guest_out.clone())
+            .stderr(guest_err.clone())
+            .build();
         let state = CallState {
             wasi,
             table: ResourceTable::new(),
@@ -362,7 +375,7 @@ impl PluginRuntime {
                 .with_label_values(&[plugin.file.as_str()])
                 .inc();
         }
-        let dropped = wasm.data().log_dropped;
+        let dropped = wasm.data().log_dropped + GuestOutput::finish(&guest_out, &guest_err);
         if dropped > 0 {
             m.plugin_log_dropped
                 .with_label_values(&[plugin.file.as_str()])

@@ -4,6 +4,7 @@
 //! - [`loader`]: compile (with an on-disk cache by digest), pre-instantiate, list steps.
 //! - [`bounds`]: what a component may hold, checked before it is compiled.
 //! - [`call`]: one step call: a new `Store` with limits, a deadline and a key-value overlay.
+//! - [`local`]: one call outside any saga, for `rte step run`.
 //! - [`watcher`]: reloads the plugins directory as files come, change and go.
 
 mod bindings;
@@ -15,7 +16,9 @@ mod guest;
 mod host_impl;
 mod http_policy;
 mod loader;
+mod local;
 mod manifest;
+mod output;
 mod state;
 mod stderr;
 mod watcher;
@@ -32,6 +35,7 @@ use wasmtime::component::Linker;
 pub use call::{CallFailure, CallOutput, FailureKind, KeyLookup, Keyed, StepCall};
 pub use epoch::EpochTicker;
 pub use guest::WitVersion;
+pub use local::{LocalError, LocalPhase, LocalResult, LocalWrite, MemoryKv};
 pub use manifest::Manifest;
 pub use watcher::PluginWatcher;
 
@@ -267,6 +271,8 @@ pub struct PluginRuntime {
     compile_slots: Arc<tokio::sync::Semaphore>,
     /// The compiled-code cache, when one is configured and could be opened.
     cache: Option<cache::ArtifactCache>,
+    /// How fast each plugin's stdout and stderr lines may reach the log.
+    output_rates: Arc<output::LineRates>,
     _ticker: EpochTicker,
 }
 
@@ -309,6 +315,7 @@ impl PluginRuntime {
             publish: std::sync::Mutex::new(()),
             options,
             compile_slots: Arc::new(tokio::sync::Semaphore::new(1)),
+            output_rates: Arc::default(),
             _ticker: ticker,
         })
     }

@@ -27,6 +27,17 @@ impl StderrTail {
         }
     }
 
+    /// Keep `bytes`, dropping the oldest beyond the cap.
+    pub(super) fn push(&self, bytes: &[u8]) {
+        let mut buf = self.buf.lock().unwrap_or_else(|p| p.into_inner());
+        buf.extend_from_slice(bytes);
+        // Drop old output in batches, so trimming stays cheap per write.
+        if buf.len() > 2 * self.cap {
+            let excess = buf.len() - self.cap;
+            buf.drain(..excess);
+        }
+    }
+
     /// What was kept, as text, with `…` in front when older output was dropped.
     pub(super) fn text(&self) -> String {
         let buf = self.buf.lock().unwrap_or_else(|p| p.into_inner());
@@ -47,13 +58,7 @@ impl AsyncWrite for StderrTail {
         _cx: &mut Context<'_>,
         bytes: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let mut buf = self.buf.lock().unwrap_or_else(|p| p.into_inner());
-        buf.extend_from_slice(bytes);
-        // Drop old output in batches, so trimming stays cheap per write.
-        if buf.len() > 2 * self.cap {
-            let excess = buf.len() - self.cap;
-            buf.drain(..excess);
-        }
+        self.push(bytes);
         Poll::Ready(Ok(bytes.len()))
     }
 

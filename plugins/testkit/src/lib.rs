@@ -14,6 +14,7 @@ use rte_plugin_sdk::{Step, StepContext, StepError, StepInfo, config, export_step
 
 export_steps!(
     TestOk,
+    TestPrint,
     TestSleep,
     TestFlaky,
     TestFail,
@@ -405,6 +406,31 @@ impl Step for TestCharge {
 
     fn idempotency_key(&self, ctx: &StepContext) -> Option<String> {
         booking(ctx).ok()
+    }
+}
+
+/// `test_print`: writes input `message` (default `test_print`) and a line number to stdout
+/// `lines` times (default 1), then the message once to stderr; outputs `printed`.
+#[derive(Default)]
+pub struct TestPrint;
+
+impl Step for TestPrint {
+    fn info() -> StepInfo {
+        info(
+            "test_print",
+            "print message to stdout lines times, then once to stderr",
+        )
+    }
+
+    fn execute(&self, ctx: &mut StepContext) -> Result<(), StepError> {
+        let message = ctx.input_as::<Option<String>>("message")?;
+        let message = message.as_deref().unwrap_or("test_print");
+        let lines = ctx.input_as::<Option<u32>>("lines")?.unwrap_or(1);
+        for i in 0..lines {
+            println!("{message} {i}");
+        }
+        eprintln!("{message} on stderr");
+        ctx.set_output("printed", lines)
     }
 }
 
