@@ -110,6 +110,10 @@ pub struct Config {
     pub saga_max_outputs_kb: u64,
     /// Largest request body the API accepts, in KiB.
     pub max_body_kb: u64,
+    /// Longest an API request may take, body read included, beyond the `?wait=` it asks
+    /// for; past it the answer is `408`. The event stream is exempt.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
     /// Most client connections the API serves at once; further ones wait in the listen
     /// backlog until one closes. Keep it below the process's open-file limit.
     pub server_max_connections: u32,
@@ -159,6 +163,7 @@ impl Default for Config {
             plugin_compile_timeout: Duration::from_secs(120),
             saga_max_outputs_kb: 4096,
             max_body_kb: 1024,
+            request_timeout: Duration::from_secs(30),
             server_max_connections: 1024,
             event_log_size: 1000,
         }
@@ -206,6 +211,7 @@ pub const KEYS: &[&str] = &[
     "plugin_compile_timeout",
     "saga_max_outputs_kb",
     "max_body_kb",
+    "request_timeout",
     "server_max_connections",
     "event_log_size",
 ];
@@ -335,6 +341,9 @@ impl Config {
             return Err(Error::Config(
                 "plugin_compile_timeout must be above zero".into(),
             ));
+        }
+        if self.request_timeout.is_zero() {
+            return Err(Error::Config("request_timeout must be above zero".into()));
         }
         if self.server_max_connections == 0 {
             return Err(Error::Config(

@@ -148,6 +148,7 @@ impl Host {
             recovery: self.recovery.clone(),
             admin_token: self.config.admin_token.as_deref().map(Arc::from),
             max_body: (self.config.max_body_kb << 10) as usize,
+            request_timeout: self.config.request_timeout,
         }
     }
 }

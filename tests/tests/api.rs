@@ -610,6 +610,57 @@ async fn a_client_that_never_finishes_its_headers_is_cut_off() -> anyhow::Result
     Ok(())
 }
 
+/// A request whose body never finishes is answered `408` in the JSON shape once
+/// `request_timeout` passes, while a request that asks to wait longer than that for its
+/// saga gets its wait, and the event stream is not cut.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_past_its_timeout_is_answered_408() -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let h = TestHost::start(HostOptions {
+        configure: |c| c.request_timeout = Duration::from_millis(800),
+        ..HostOptions::default()
+    })
+    .await?;
+    let addr = h.url.trim_start_matches("http://").to_string();
+    let mut s = tokio::net::TcpStream::connect(&addr).await?;
+    s.write_all(
+        b"POST /api/transactions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"steps\": ",
+    )
+    .await?;
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(20), async {
+        let mut buf = [0u8; 1024];
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    answer.extend_from_slice(&buf[..n]);
+                    if answer.windows(4).any(|w| w == b"\r\n\r\n") && answer.ends_with(b"}}") {
+                        break;
+                    }
+                }
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "the stalled request was held");
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("\"code\":\"request_timeout\""), "{text}");
+
+    // Waiting for a saga is not cut by the request timeout.
+    let v = h
+        .post(
+            "/api/transactions?wait=20s",
+            json!({"steps": ["test_sleep"], "input": {"sleep_ms": 1500}}),
+        )
+        .await?;
+    assert_eq!(v.1["status"], "COMPLETED", "{v:?}");
+    assert_eq!(h.get("/healthz").await?.0, 200);
+    h.stop().await;
+    Ok(())
+}
+
 /// An operator's breaker reset is recorded with its reason (in the answer and in a
 /// `circuit.reset` event), and the dashboard's shortest range has per-minute buckets.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -112,6 +112,43 @@ impl IntoResponse for ApiError {
 /// Longest text of a framework rejection passed on as an error message.
 const MAX_REJECTION_TEXT: usize = 512;
 
+/// Bound how long an API request may take (body read included): `request_timeout` beyond
+/// the `?wait=` it asks for, then `408`. The event stream, which lasts, is exempt.
+pub async fn request_deadline(
+    axum::extract::State(state): axum::extract::State<super::AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if request.uri().path() == "/api/events/stream" {
+        return next.run(request).await;
+    }
+    // A request may ask to wait for a saga's end (at most five minutes): that wait is its
+    // own, the deadline comes on top of it.
+    let wait = request
+        .uri()
+        .query()
+        .and_then(|q| {
+            q.split('&')
+                .find_map(|kv| kv.strip_prefix("wait="))
+                .and_then(|w| humantime::parse_duration(w).ok())
+        })
+        .unwrap_or_default()
+        .min(std::time::Duration::from_secs(300));
+    let limit = state.request_timeout + wait;
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            format!(
+                "the request took longer than {} (request_timeout, beyond its wait); nothing of it was applied unless its saga was already recorded",
+                humantime::format_duration(limit)
+            ),
+        )
+        .into_response(),
+    }
+}
+
 /// Give every error answer that is not already JSON (the framework's own: 405, 413, a bad
 /// path or query) the API's error shape, `{"error": {"code", "message"}}`.
 pub async fn json_errors(

@@ -38,6 +38,8 @@ pub struct AppState {
     pub admin_token: Option<Arc<str>>,
     /// Largest accepted request body, in bytes.
     pub max_body: usize,
+    /// Longest a request may take beyond the `?wait=` it asks for.
+    pub request_timeout: std::time::Duration,
 }
 
 #[derive(OpenApi)]
@@ -153,6 +155,10 @@ pub fn router(state: AppState) -> Router {
             auth::require_token,
         ))
         .layer(axum::extract::DefaultBodyLimit::max(state.max_body))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            error::request_deadline,
+        ))
         .layer(axum::middleware::from_fn(error::json_errors))
         // A handler bug answers 500 instead of dropping the connection.
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
