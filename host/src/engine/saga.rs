@@ -949,6 +949,19 @@ impl SagaRun {
                 .error(f.message.clone())
                 .with("kind", serde_json::to_value(f.kind).unwrap_or_default()),
         );
+        self.announce_failure(&name, message, status, undo, None);
+        Ok(())
+    }
+
+    /// Count the saga's failure at step `name` (or the group at `group`) and publish it.
+    fn announce_failure(
+        &self,
+        name: &str,
+        message: String,
+        status: TxStatus,
+        undo: bool,
+        group: Option<u32>,
+    ) {
         let label = telemetry::type_label(&self.engine.inner.definitions, &self.tx.tx_type);
         telemetry::metrics()
             .tx_failed
@@ -959,13 +972,15 @@ impl SagaRun {
         } else {
             kinds::TX_FAILED
         };
-        self.events().publish(
-            self.event(kind)
-                .step(&name)
-                .error(message)
-                .with("compensating", undo),
-        );
-        Ok(())
+        let mut event = self
+            .event(kind)
+            .step(name)
+            .error(message)
+            .with("compensating", undo);
+        if let Some(first) = group {
+            event = event.with("group", first);
+        }
+        self.events().publish(event);
     }
 
     /// Compensate steps backward from the current one, in reverse order.

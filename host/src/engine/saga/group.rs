@@ -527,23 +527,7 @@ impl SagaRun {
         };
         self.commit(event, &changed, None, None).await?;
         tracing::warn!(tx_id = %self.tx.tx_id, step = %name, kind = %failure.kind, status = %self.tx.status, "parallel group failed");
-        let label = telemetry::type_label(&self.engine.inner.definitions, &self.tx.tx_type);
-        telemetry::metrics()
-            .tx_failed
-            .with_label_values(&[label])
-            .inc();
-        let kind = if status == TxStatus::Timeout {
-            kinds::TX_TIMEOUT
-        } else {
-            kinds::TX_FAILED
-        };
-        self.events().publish(
-            self.event(kind)
-                .step(&name)
-                .error(message)
-                .with("group", first as u64)
-                .with("compensating", undo),
-        );
+        self.announce_failure(&name, message, status, undo, Some(first as u32));
         Ok(())
     }
 }
