@@ -213,6 +213,28 @@ impl SagaRun {
         };
         self.holding = false;
         result?;
+        // Nothing left to run yet the group is not done (a branch in a status no run
+        // leaves, which only a hand-edited row could hold): fail the group rather than
+        // come back to it for ever.
+        if failed.is_none()
+            && matches!(self.tx.status, TxStatus::Locked | TxStatus::Executing)
+            && branches.contains(&(self.tx.current_step as usize))
+            && let Some(k) = branches
+                .clone()
+                .find(|&k| self.steps[k].status != StepStatus::Completed)
+        {
+            failed = Some(GroupFailure {
+                i: k,
+                failure: CallFailure::new(
+                    FailureKind::Permanent,
+                    format!(
+                        "branch {} (`{}`) is {} and cannot run",
+                        k, self.steps[k].step_name, self.steps[k].status
+                    ),
+                ),
+                status: TxStatus::Failed,
+            });
+        }
         let outcome = if failed.is_some() {
             "failed"
         } else {
