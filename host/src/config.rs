@@ -239,6 +239,15 @@ const NUMERIC_KEYS: &[&str] = &[
 ];
 
 impl Config {
+    /// Where compiled plugins are cached: `plugin_cache_dir`, else the user's cache
+    /// directory; made absolute (`None` when neither can be found).
+    pub fn compiled_cache_dir(&self) -> Option<std::path::PathBuf> {
+        self.plugin_cache_dir
+            .clone()
+            .or_else(crate::plugin::cache::default_dir)
+            .and_then(|d| std::path::absolute(d).ok())
+    }
+
     /// Parse a config file's text (unknown keys are rejected).
     pub fn from_toml(text: &str) -> Result<Self> {
         toml::from_str(text).map_err(|e| Error::Config(e.to_string()))

@@ -254,11 +254,7 @@ async fn check_plugin(config: &Config, file: &std::path::Path) -> anyhow::Result
     let runtime = PluginRuntime::new(RuntimeOptions {
         limits: Limits::from_config(config),
         // The host's compiled-plugin cache: a second run of a large component starts at once.
-        cache_dir: config
-            .plugin_cache_dir
-            .clone()
-            .or_else(rte_host::plugin::cache::default_dir)
-            .and_then(|d| std::path::absolute(d).ok()),
+        cache_dir: config.compiled_cache_dir(),
         max_instances: 16,
     })?;
     let plugin = runtime.inspect(file).await?;

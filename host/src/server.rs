@@ -34,11 +34,7 @@ impl Host {
     /// Open the store (running migrations), set up the plugin runtime, load every plugin
     /// in `plugins_dir` and watch it, and build the engine.
     pub async fn start(config: Config) -> Result<Host> {
-        let cache_dir = config
-            .plugin_cache_dir
-            .clone()
-            .or_else(crate::plugin::cache::default_dir)
-            .and_then(|d| std::path::absolute(d).ok());
+        let cache_dir = config.compiled_cache_dir();
         Self::start_with_cache(config, cache_dir).await
     }
 
