@@ -358,6 +358,8 @@ describe("live and forms", { timeout: 120000 }, () => {
     const first = await page.locator("tbody tr").first().textContent();
     await page.getByRole("button", { name: "‹ Newer" }).click();
     await page.waitForURL((u) => !u.search.includes("page="));
+    // The URL changes before the newer page is drawn: wait for the table to follow.
+    await until(async () => (await page.locator("tbody tr").first().textContent()) !== first, "the newer page drawn", 10000);
     assert.notEqual(await page.locator("tbody tr").first().textContent(), first);
 
     // One saga's events, by part of its id.
