@@ -360,9 +360,31 @@ fn reason(text: &str) -> Result<&str, ApiError> {
     Ok(text)
 }
 
-async fn detail(state: &AppState, tx_id: &str) -> Result<Json<TxView>, ApiError> {
+pub(super) async fn detail(state: &AppState, tx_id: &str) -> Result<Json<TxView>, ApiError> {
     let d = state.engine.admin().get(tx_id).await?;
-    Ok(Json(TxView::detail(&d.transaction, &d.steps, &d.history)))
+    let mut view = TxView::detail(&d.transaction, &d.steps, &d.history);
+    // Only a saga with a waiting step costs the read of its waits.
+    if d.steps
+        .iter()
+        .any(|s| s.status == crate::engine::StepStatus::Waiting)
+    {
+        let waits = state
+            .engine
+            .store()
+            .waits_of(tx_id)
+            .await
+            .map_err(crate::error::Error::from)?;
+        for step in view.steps.iter_mut().flatten() {
+            if step.status == crate::engine::StepStatus::Waiting {
+                step.wait = waits
+                    .iter()
+                    .rev()
+                    .find(|w| w.step_index == step.step_index && w.closed_at.is_none())
+                    .map(super::views::WaitView::from);
+            }
+        }
+    }
+    Ok(Json(view))
 }
 
 /// `POST /api/transactions/{tx_id}/force-complete` `{"reason"}`.

@@ -13,10 +13,13 @@ use wasmtime_wasi::WasiCtx;
 use wasmtime_wasi_http::WasiHttpCtx;
 
 use super::http_policy::HttpPolicy;
+use super::messaging::{Published, WaitRequest};
 use super::output::GuestOutput;
 use super::state::{CallLimiter, CallState, KvOverlay, MemoryCapHit};
 use super::stderr::StderrTail;
 use super::{LoadedPlugin, PluginRuntime, StepDescriptor};
+use crate::lifecycle::Phase;
+use crate::store::ReplyBody;
 use crate::store::{KvChanges, PluginKv};
 
 /// How much of a guest's stderr (its last bytes) is kept for the step's error.
@@ -77,10 +80,14 @@ impl CallFailure {
 /// What a call returned, with the key-value reads and writes it made.
 #[derive(Debug)]
 pub struct CallOutput<T> {
-    /// The returned value.
+    /// The returned value (for a call that ends waiting, the outputs it records meanwhile).
     pub value: T,
     /// Reads and writes to commit with the step's result.
     pub kv: KvChanges,
+    /// Messages published, to send once the result commits.
+    pub messages: Vec<Published>,
+    /// The reply the call ended waiting for, if it did not finish.
+    pub wait: Option<WaitRequest>,
 }
 
 /// The engine's look-up of a step's idempotency key, made between the key call and
@@ -104,6 +111,8 @@ pub(super) enum CallKind {
     KeyedExecute,
     Compensate,
     Confirm,
+    /// `on-reply` of a call that ended waiting.
+    OnReply,
 }
 
 impl CallKind {
@@ -114,6 +123,7 @@ impl CallKind {
             CallKind::Execute | CallKind::KeyedExecute => "execute",
             CallKind::Compensate => "compensate",
             CallKind::Confirm => "confirm",
+            CallKind::OnReply => "on_reply",
         }
     }
 }
@@ -165,8 +175,41 @@ impl PluginRuntime {
             CallValue::Outputs(map) => Ok(CallOutput {
                 value: map,
                 kv: out.kv,
+                messages: out.messages,
+                wait: out.wait,
             }),
             _ => unreachable!("execute returns outputs"),
+        }
+    }
+
+    /// Run `on-reply` of `call.step_name` for its `phase` call that waited on
+    /// `correlation_id`, with what came back; returns the outputs it set (for execute).
+    pub async fn on_reply(
+        &self,
+        plugin: &LoadedPlugin,
+        call: &StepCall,
+        store: Arc<dyn PluginKv>,
+        reply: (Phase, &str, &ReplyBody),
+    ) -> Result<CallOutput<Map<String, Value>>, CallFailure> {
+        let out = self
+            .call_with(
+                plugin,
+                CallKind::OnReply,
+                &call.step_name,
+                Some(call),
+                Some(store),
+                None,
+                Some(reply),
+            )
+            .await?;
+        match out.value {
+            CallValue::Outputs(map) => Ok(CallOutput {
+                value: map,
+                kv: out.kv,
+                messages: out.messages,
+                wait: out.wait,
+            }),
+            _ => unreachable!("on-reply returns outputs"),
         }
     }
 
@@ -189,12 +232,15 @@ impl PluginRuntime {
                 Some(call),
                 Some(store),
                 Some((lookup, on_execute)),
+                None,
             )
             .await?;
         match out.value {
             CallValue::Keyed(keyed) => Ok(CallOutput {
                 value: keyed,
                 kv: out.kv,
+                messages: out.messages,
+                wait: out.wait,
             }),
             _ => unreachable!("a keyed execute returns a keyed outcome"),
         }
@@ -236,6 +282,8 @@ impl PluginRuntime {
         Ok(CallOutput {
             value: (),
             kv: out.kv,
+            messages: out.messages,
+            wait: out.wait,
         })
     }
 
@@ -247,7 +295,8 @@ impl PluginRuntime {
         call: Option<&StepCall>,
         store: Option<Arc<dyn PluginKv>>,
     ) -> Result<CallOutput<CallValue>, CallFailure> {
-        self.call_with(plugin, kind, step, call, store, None).await
+        self.call_with(plugin, kind, step, call, store, None, None)
+            .await
     }
 
     async fn call_with(
@@ -258,6 +307,7 @@ impl PluginRuntime {
         call: Option<&StepCall>,
         store: Option<Arc<dyn PluginKv>>,
         keyed: Option<(KeyLookup, Box<dyn FnOnce() + Send>)>,
+        reply: Option<(Phase, &str, &ReplyBody)>,
     ) -> Result<CallOutput<CallValue>, CallFailure> {
         let limits = plugin.limits;
         let stderr = StderrTail::new(STDERR_CAPTURE);
@@ -301,6 +351,10 @@ impl PluginRuntime {
             ),
             config: plugin.config.clone(),
             log_span: span,
+            messaging: self.messaging.load_full(),
+            published: Vec::new(),
+            published_bytes: 0,
+            wait: None,
         };
         let mut wasm = Store::new(&self.engine, state);
         wasm.limiter(|s| &mut s.limits);
@@ -361,6 +415,17 @@ impl PluginRuntime {
                     .confirm(&mut wasm, step, call.unwrap())
                     .await?
                     .map(|()| CallValue::Unit),
+                CallKind::OnReply => {
+                    let (phase, correlation_id, body) =
+                        reply.expect("an on-reply call comes with its reply");
+                    match guest
+                        .on_reply(&mut wasm, step, call.unwrap(), phase, correlation_id, body)
+                        .await?
+                    {
+                        Ok(text) => parse_outputs(&text, limits.max_output_bytes),
+                        Err(f) => Err(f),
+                    }
+                }
             };
             wasmtime::Result::Ok(value)
         };
@@ -413,12 +478,29 @@ impl PluginRuntime {
             Ok(Ok(Err(failure))) => return Err(failure),
             Ok(Ok(Ok(value))) => value,
         };
-        let kv = match &value {
+        if let Some(w) = &wasm.data().wait
+            && let Err(e) = w.check()
+        {
+            return Err(CallFailure::new(FailureKind::Permanent, e));
+        }
+        Ok(match &value {
             // Nothing ran whose writes could count.
-            CallValue::Keyed(Keyed::Replayed { .. }) => KvChanges::default(),
-            _ => wasm.into_data().kv.into_changes(),
-        };
-        Ok(CallOutput { value, kv })
+            CallValue::Keyed(Keyed::Replayed { .. }) => CallOutput {
+                value,
+                kv: KvChanges::default(),
+                messages: Vec::new(),
+                wait: None,
+            },
+            _ => {
+                let data = wasm.into_data();
+                CallOutput {
+                    value,
+                    kv: data.kv.into_changes(),
+                    messages: data.published,
+                    wait: data.wait,
+                }
+            }
+        })
     }
 }
 

@@ -18,6 +18,7 @@ mod http_policy;
 mod loader;
 mod local;
 mod manifest;
+pub mod messaging;
 mod output;
 mod state;
 mod stderr;
@@ -37,6 +38,8 @@ pub use epoch::EpochTicker;
 pub use guest::WitVersion;
 pub use local::{LocalError, LocalPhase, LocalResult, LocalWrite, MemoryKv};
 pub use manifest::Manifest;
+pub use messaging::{MessagingPolicy, Published, WaitRequest};
+pub use state::is_reserved_header;
 pub use watcher::PluginWatcher;
 
 use guest::GuestPre;
@@ -273,6 +276,8 @@ pub struct PluginRuntime {
     cache: Option<cache::ArtifactCache>,
     /// How fast each plugin's stdout and stderr lines may reach the log.
     output_rates: Arc<output::LineRates>,
+    /// What calls may publish: set once the host's broker is connected.
+    messaging: arc_swap::ArcSwapOption<messaging::MessagingPolicy>,
     _ticker: EpochTicker,
 }
 
@@ -316,8 +321,15 @@ impl PluginRuntime {
             options,
             compile_slots: Arc::new(tokio::sync::Semaphore::new(1)),
             output_rates: Arc::default(),
+            messaging: arc_swap::ArcSwapOption::empty(),
             _ticker: ticker,
         })
+    }
+
+    /// Let calls publish messages under `policy` (`None`: publishing fails with a clear
+    /// error, as on a host without a broker).
+    pub fn set_messaging(&self, policy: Option<MessagingPolicy>) {
+        self.messaging.store(policy.map(Arc::new));
     }
 
     /// Load every `*.wasm` in `dir`. A file that fails is recorded with its error and the

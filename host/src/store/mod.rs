@@ -8,6 +8,7 @@ mod conns;
 mod dialect;
 mod records;
 mod sql;
+mod waits;
 
 use std::sync::Arc;
 
@@ -22,6 +23,7 @@ pub use records::{
     StatusCount, StepGroup, StepRecord, TxFilter, TxRecord,
 };
 pub use sql::{CommitPause, CommitPoint, SqlStore};
+pub use waits::{OutboxMessage, ReplyBody, ReplyOutcome, WaitChanges, WaitRecord, WaitStore};
 
 /// Result of a store operation.
 pub type StoreResult<T> = std::result::Result<T, StoreError>;
@@ -297,6 +299,7 @@ pub trait TxStore:
     + HostRegistry
     + PluginKv
     + IdempotencyRecords
+    + WaitStore
 {
     /// One line for startup logs: backend and location (no credentials).
     fn summary(&self) -> String;

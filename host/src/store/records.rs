@@ -3,6 +3,7 @@
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use super::waits::{OutboxMessage, WaitChanges};
 use crate::engine::{StepStatus, TxStatus};
 use crate::lifecycle::{Actor, AttemptOutcome, FailureKind, HistoryKind, Phase, Undo};
 
@@ -308,6 +309,10 @@ pub struct Commit<'a> {
     pub idempotency: Option<IdempotencyChange<'a>>,
     /// History lines to append.
     pub history: &'a [HistoryEntry],
+    /// A wait to open or close.
+    pub waits: WaitChanges<'a>,
+    /// Messages the step call published, to send once this commit is durable.
+    pub outbox: &'a [OutboxMessage],
 }
 
 impl<'a> Commit<'a> {
@@ -317,6 +322,8 @@ impl<'a> Commit<'a> {
         self.kv.is_some_and(KvChanges::has_writes)
             || self.idempotency.is_some()
             || !self.history.is_empty()
+            || !self.waits.is_empty()
+            || !self.outbox.is_empty()
     }
 
     /// A commit of the transaction row and these steps only.
@@ -327,6 +334,8 @@ impl<'a> Commit<'a> {
             kv: None,
             idempotency: None,
             history: &[],
+            waits: WaitChanges::default(),
+            outbox: &[],
         }
     }
 }

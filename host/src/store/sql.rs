@@ -144,8 +144,10 @@ impl Statements {
                 &["started_at", "seen_at", "info"],
             )),
             find_stuck: s(&format!(
-                "SELECT tx_id FROM rte_transactions WHERE status IN {ACTIVE} \
-                 AND updated_at < ? ORDER BY updated_at LIMIT ?"
+                "SELECT tx_id FROM rte_transactions t WHERE status IN {ACTIVE} \
+                 AND updated_at < ? AND NOT EXISTS (SELECT 1 FROM rte_waits w \
+                 WHERE w.tx_id = t.tx_id AND w.closed_at IS NULL AND w.replied_at IS NULL) \
+                 ORDER BY updated_at LIMIT ?"
             )),
         }
     }
@@ -675,7 +677,7 @@ impl SqlStore {
     }
 
     /// Wait for this process's turn to write, where the backend takes few writers at once.
-    async fn write_turn(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+    pub(super) async fn write_turn(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
         match &self.write_gate {
             Some(gate) => gate.acquire().await.ok(),
             None => None,
@@ -919,7 +921,7 @@ fn redact(url: &str) -> String {
     }
 }
 
-fn to_json<T: serde::Serialize>(v: &T) -> String {
+pub(super) fn to_json<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| "null".into())
 }
 
@@ -1279,6 +1281,10 @@ impl SagaStore for SqlStore {
                     .execute(&mut *db)
                     .await?;
             }
+            if !c.waits.is_empty() || !c.outbox.is_empty() {
+                super::waits::write_in_commit(self, &mut db, c.waits, c.outbox, tx.updated_at)
+                    .await?;
+            }
             db.commit().await?;
             conn.done();
             Ok(next_version)
@@ -1466,7 +1472,13 @@ impl Housekeeping for SqlStore {
         }
         let marks = vec!["?"; ids.len()].join(", ");
         let mut db = sqlx::Connection::begin(&mut *conn).await?;
-        for table in ["rte_steps", "rte_history", "rte_transactions"] {
+        for table in [
+            "rte_steps",
+            "rte_history",
+            "rte_waits",
+            "rte_outbox",
+            "rte_transactions",
+        ] {
             let sql = self
                 .dialect
                 .sql(&format!("DELETE FROM {table} WHERE tx_id IN ({marks})"))
