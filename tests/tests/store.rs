@@ -188,6 +188,8 @@ async fn conformance(s: &dyn TxStore) -> anyhow::Result<()> {
             kv: Some(&kv),
             idempotency: Some(IdempotencyChange::Remember(&idem)),
             history: &history,
+            waits: Default::default(),
+            outbox: &[],
         })
         .await?;
     assert_eq!(v1, 1);

@@ -128,6 +128,15 @@ impl CallKind {
     }
 }
 
+/// What one kind of call needs beyond its context.
+enum Extra<'a> {
+    None,
+    /// A keyed execute: the key's look-up, and what to do just before execute runs.
+    Keyed(KeyLookup, Box<dyn FnOnce() + Send>),
+    /// An on-reply: the phase that waited, its correlation id, and what came back.
+    Reply(Phase, &'a str, &'a ReplyBody),
+}
+
 pub(super) enum CallValue {
     Steps(Vec<StepDescriptor>),
     Outputs(Map<String, Value>),
@@ -198,8 +207,7 @@ impl PluginRuntime {
                 &call.step_name,
                 Some(call),
                 Some(store),
-                None,
-                Some(reply),
+                Extra::Reply(reply.0, reply.1, reply.2),
             )
             .await?;
         match out.value {
@@ -231,8 +239,7 @@ impl PluginRuntime {
                 &call.step_name,
                 Some(call),
                 Some(store),
-                Some((lookup, on_execute)),
-                None,
+                Extra::Keyed(lookup, on_execute),
             )
             .await?;
         match out.value {
@@ -295,7 +302,7 @@ impl PluginRuntime {
         call: Option<&StepCall>,
         store: Option<Arc<dyn PluginKv>>,
     ) -> Result<CallOutput<CallValue>, CallFailure> {
-        self.call_with(plugin, kind, step, call, store, None, None)
+        self.call_with(plugin, kind, step, call, store, Extra::None)
             .await
     }
 
@@ -306,9 +313,14 @@ impl PluginRuntime {
         step: &str,
         call: Option<&StepCall>,
         store: Option<Arc<dyn PluginKv>>,
-        keyed: Option<(KeyLookup, Box<dyn FnOnce() + Send>)>,
-        reply: Option<(Phase, &str, &ReplyBody)>,
+        extra: Extra<'_>,
     ) -> Result<CallOutput<CallValue>, CallFailure> {
+        let (mut keyed, mut reply) = (None, None);
+        match extra {
+            Extra::None => {}
+            Extra::Keyed(lookup, announce) => keyed = Some((lookup, announce)),
+            Extra::Reply(phase, id, body) => reply = Some((phase, id, body)),
+        }
         let limits = plugin.limits;
         let stderr = StderrTail::new(STDERR_CAPTURE);
         let span = tracing::info_span!(

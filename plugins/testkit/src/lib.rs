@@ -10,7 +10,9 @@ use std::hint::black_box;
 use std::thread;
 use std::time::Duration;
 
-use rte_plugin_sdk::{Step, StepContext, StepError, StepInfo, config, export_steps, kv, log};
+use rte_plugin_sdk::{
+    Step, StepContext, StepError, StepInfo, config, export_steps, kv, log, messaging,
+};
 
 export_steps!(
     TestOk,
@@ -34,6 +36,7 @@ export_steps!(
     TestFlood,
     TestBranch,
     TestAlloc,
+    TestPublish,
 );
 
 /// Info shared by every testkit step.
@@ -431,6 +434,34 @@ impl Step for TestPrint {
         }
         eprintln!("{message} on stderr");
         ctx.set_output("printed", lines)
+    }
+}
+
+/// `test_publish`: publishes `count` (default 1) messages to `subject` (default
+/// `rte.requests.test`), each its index as JSON, then fails permanently when the input
+/// `fail` is true; outputs `published`.
+#[derive(Default)]
+pub struct TestPublish;
+
+impl Step for TestPublish {
+    fn info() -> StepInfo {
+        info(
+            "test_publish",
+            "publish count messages to subject, then fail if fail is set",
+        )
+    }
+
+    fn execute(&self, ctx: &mut StepContext) -> Result<(), StepError> {
+        let subject = ctx.input_as::<Option<String>>("subject")?;
+        let subject = subject.as_deref().unwrap_or("rte.requests.test");
+        let count = ctx.input_as::<Option<u32>>("count")?.unwrap_or(1);
+        for i in 0..count {
+            messaging::publish_json(subject, &i, &[("Test-Index", &i.to_string())])?;
+        }
+        if ctx.input_as::<Option<bool>>("fail")?.unwrap_or(false) {
+            return Err(StepError::permanent("failing after publishing, as asked"));
+        }
+        ctx.set_output("published", count)
     }
 }
 

@@ -304,7 +304,7 @@ impl SagaRun {
         Ok(wait
             .reply
             .clone()
-            .map(|reply| WaitAnswer::Reply(wait, reply)))
+            .map(|reply| WaitAnswer::Reply(Box::new((wait, reply)))))
     }
 
     /// Step `i` waits in execute: finish it with its reply, or end the pass while the reply
@@ -325,12 +325,21 @@ impl SagaRun {
                 );
                 return self.retry_or_fail(i, attempt, f).await;
             }
-            Some(WaitAnswer::Reply(wait, reply)) => (wait, reply),
+            Some(WaitAnswer::Reply(found)) => *found,
         };
         let attempt = wait.attempt;
         self.closing = Some(wait.correlation_id.clone());
         self.call_started = self.now();
-        let outcome = self.call_on_reply(i, &wait, &reply).await;
+        let mut outcome = self.call_on_reply(i, &wait, &reply).await;
+        // The request went out and nothing came back: whatever the step says, its effect
+        // is unknown, so it counts as a timeout (retried, and compensated if the saga
+        // fails).
+        if let Err(f) = &mut outcome
+            && reply == ReplyBody::TimedOut
+            && matches!(f.kind, FailureKind::Retryable | FailureKind::Permanent)
+        {
+            f.kind = FailureKind::Timeout;
+        }
         match outcome {
             Err(f) if f.kind == FailureKind::StoreUnavailable => {
                 self.wait_for_store(&f).await;
@@ -390,7 +399,7 @@ impl SagaRun {
                 return Ok(true);
             }
             Some(WaitAnswer::Missing) => return Ok(false),
-            Some(WaitAnswer::Reply(wait, reply)) => (wait, reply),
+            Some(WaitAnswer::Reply(found)) => *found,
         };
         let attempt = wait.attempt;
         self.closing = Some(wait.correlation_id.clone());
@@ -498,5 +507,5 @@ enum WaitAnswer {
     /// The step is waiting, but no open wait is on record.
     Missing,
     /// The reply came (or the deadline passed).
-    Reply(WaitRecord, ReplyBody),
+    Reply(Box<(WaitRecord, ReplyBody)>),
 }
