@@ -16,6 +16,11 @@ if ! command -v promtool >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; 
   (apt-get install -y -q prometheus >/dev/null 2>&1) || (apt-get update -q >/dev/null && apt-get install -y -q prometheus >/dev/null) || true
 fi
 
+if ! command -v nats-server >/dev/null 2>&1 && [ ! -x /usr/sbin/nats-server ] && command -v apt-get >/dev/null 2>&1; then
+  log "nats-server (the broker of the waiting-step tests, each starts its own)"
+  (apt-get install -y -q nats-server >/dev/null 2>&1) || (apt-get update -q >/dev/null && apt-get install -y -q nats-server >/dev/null)
+fi
+
 if [ -f admin-ui/package.json ]; then
   log "console dependencies"
   if ! command -v chromium >/dev/null 2>&1; then

@@ -186,6 +186,31 @@ describe("transactions", { timeout: 120000 }, () => {
   });
 });
 
+describe("waiting steps", { timeout: 120000 }, () => {
+  it("shows a waiting step's correlation id and deadline, and answers it by hand", async () => {
+    const waiting = await startSaga({ steps: ["test_wait"], input: { wait_ms: 120000 } }, "");
+    const { context, page, errors } = await visit(`/transactions/${waiting.tx_id}`, "detail-waiting");
+    await until(async () => (await page.locator(".wait-info").count()) === 1, "the wait shown", 15000);
+    const info = (await page.locator(".wait-info").textContent()).replace(/\s+/g, " ");
+    assert.ok(info.includes(`waits for ${waiting.tx_id}:test_wait:0:1 until`), info);
+    await shot(page, "detail-waiting");
+    await page.getByRole("button", { name: "Answer…" }).click();
+    const dialog = page.getByRole("dialog");
+    await dialog.getByLabel("Payload (JSON)").fill("{not json");
+    await dialog.getByLabel(/Reason/).fill("e2e: approved by hand");
+    await dialog.getByRole("button", { name: "Send answer", exact: true }).click();
+    await dialog.locator(".form-error").waitFor();
+    assert.match(await dialog.locator(".form-error").textContent(), /not JSON/);
+    await dialog.getByLabel("Payload (JSON)").fill('{"approved": true}');
+    await dialog.getByRole("button", { name: "Send answer", exact: true }).click();
+    await until(async () => (await page.locator(".tx-title .badge").textContent()) === "Completed", "the saga completed", 20000);
+    const tx = await api(`/api/transactions/${waiting.tx_id}`);
+    assert.deepEqual(tx.body.output.reply, { approved: true });
+    await context.close();
+    assert.deepEqual(errors, []);
+  });
+});
+
 describe("actions", { timeout: 120000 }, () => {
   const actionAllowed = () => [...missing, "/force-cancel", "/force-complete", "/retry"];
 
