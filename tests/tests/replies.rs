@@ -510,3 +510,50 @@ async fn two_hundred_waiting_sagas_end_on_the_next_host_after_a_kill() -> Result
     }
     Ok(())
 }
+
+/// Recovery scanning every 100 ms for sagas idle 300 ms leaves a waiting saga alone (no
+/// claim, no history), and the wait still completes once answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recovery_does_not_take_a_waiting_saga_for_stuck() -> Result<()> {
+    let h = TestHost::start(HostOptions {
+        configure: |c| {
+            c.recovery_interval = Duration::from_millis(100);
+            c.stuck_threshold = Duration::from_millis(300);
+        },
+        ..HostOptions::default()
+    })
+    .await?;
+    let (status, v) = h
+        .post(
+            "/api/transactions",
+            json!({"steps": ["test_wait", "test_ok"], "input": {"wait_ms": 60000}}),
+        )
+        .await?;
+    assert_eq!(status, 201, "{v}");
+    let tx_id = v["tx_id"].as_str().context("tx_id")?.to_string();
+    eventually(Duration::from_secs(10), async || {
+        let (_, v) = h.get(&format!("/api/transactions/{tx_id}")).await?;
+        Ok(v["steps"][0]["status"] == "WAITING")
+    })
+    .await?;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (_, v) = h.get(&format!("/api/transactions/{tx_id}")).await?;
+    assert_eq!(v["steps"][0]["status"], "WAITING", "{v}");
+    assert_eq!(v["history"], json!([]), "recovery left it alone: {v}");
+    let (_, stats) = h.get("/api/recovery/stats").await?;
+    assert_eq!(stats["processed"], 0, "{stats}");
+    let cid = format!("{tx_id}:test_wait:0:1");
+    let (status, r) = h
+        .post(
+            &format!("/api/waits/{cid}/reply"),
+            json!({"payload": "yes"}),
+        )
+        .await?;
+    assert_eq!(status, 200, "{r}");
+    let (_, v) = h
+        .get(&format!("/api/transactions/{tx_id}?wait=30s"))
+        .await?;
+    assert_eq!(v["status"], "COMPLETED", "{v}");
+    assert_eq!(v["output"]["reply"], "yes", "{v}");
+    Ok(())
+}

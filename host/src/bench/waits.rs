@@ -61,7 +61,13 @@ fn waiter(engine: &Engine, i: usize) -> crate::Result<crate::Transaction> {
 
 /// Run the waits bench.
 pub(super) async fn run(args: &BenchArgs, n: usize) -> anyhow::Result<WaitsReport> {
-    let bench = Bench::start(args, &["test_wait", "test_ok"], 256, Duration::from_secs(10)).await?;
+    let bench = Bench::start(
+        args,
+        &["test_wait", "test_ok"],
+        256,
+        Duration::from_secs(10),
+    )
+    .await?;
     let engine = bench.engine.clone();
     let idle = current_rss_mb();
     reset_peak_rss();
@@ -96,7 +102,10 @@ pub(super) async fn run(args: &BenchArgs, n: usize) -> anyhow::Result<WaitsRepor
         if open >= n && engine.in_flight() == 0 {
             break;
         }
-        anyhow::ensure!(Instant::now() < limit, "only {open} of {n} sagas got to wait");
+        anyhow::ensure!(
+            Instant::now() < limit,
+            "only {open} of {n} sagas got to wait"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let start_s = started.elapsed().as_secs_f64();

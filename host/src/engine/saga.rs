@@ -528,6 +528,13 @@ impl SagaRun {
                     }
                     self.commit(TxEvent::Progress, &[], None, None).await?;
                 }
+                // A saga resuming after a wait released its locks meanwhile: it takes them
+                // again however long others hold them, showing it is alive.
+                Err(lock::LockError::Busy { .. })
+                    if self.steps.iter().any(|s| s.status == StepStatus::Waiting) =>
+                {
+                    self.commit(TxEvent::Progress, &[], None, None).await?;
+                }
                 Err(e) => return Err(e.into()),
             }
         }
@@ -1025,7 +1032,7 @@ impl SagaRun {
     /// Compensate steps backward from the current one, in reverse order.
     async fn backward(&mut self) -> Result<()> {
         let inner = self.engine.inner.clone();
-        while self.tx.status == TxStatus::Compensating {
+        while self.tx.status == TxStatus::Compensating && !self.parked {
             let Some(j) = (0..self.steps.len())
                 .filter(|&j| needs_undo(&self.steps[j]))
                 .max_by_key(|&j| undo_rank(&self.steps[j]))
