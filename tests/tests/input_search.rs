@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use anyhow::Context;
+use futures::FutureExt;
 use rte_tests::rte_host::engine::TxStatus;
 use rte_tests::rte_host::store::{
     AdminReads, Dialect, Housekeeping, InputMatch, SagaStore, SqlStore, StepRecord, TxFilter,
@@ -42,10 +43,10 @@ fn recorded(i: u32, created_at: i64) -> TxRecord {
         tx_type: "fund_transfer".into(),
         status,
         input: json!({
-            "account_id": if i % 2 == 0 { "ACC-1007" } else { "ACC-2000" },
+            "account_id": if i.is_multiple_of(2) { "ACC-1007" } else { "ACC-2000" },
             "amount": 250 + i,
             "currency": "EUR",
-            "urgent": i % 2 == 0,
+            "urgent": i.is_multiple_of(2),
             "memo": {"text": "ACC-1007"},
             "tags": ["ACC-1007"],
             "nothing": null,
@@ -330,9 +331,15 @@ fn collect_tables<'a>(v: &'a Value, out: &mut Vec<&'a Value>) {
 async fn search_at_scale(backend: Backend, dir: &Path) -> anyhow::Result<()> {
     let d = dialect(backend);
     let url = fresh_database(backend, dir).await?;
-    let outcome = search_at_scale_on(backend, d, &url).await;
+    // The database goes even when an assertion fails.
+    let outcome = std::panic::AssertUnwindSafe(search_at_scale_on(backend, d, &url))
+        .catch_unwind()
+        .await;
     let dropped = drop_database(backend, &url).await;
-    outcome?;
+    match outcome {
+        Ok(outcome) => outcome?,
+        Err(panic) => std::panic::resume_unwind(panic),
+    }
     dropped
 }
 
@@ -360,7 +367,7 @@ async fn search_at_scale_on(backend: Backend, d: Dialect, url: &str) -> anyhow::
     let now = now_ms();
     for i in 0..RECORDED {
         let tx = recorded(i, now + i64::from(i));
-        let steps = if i % 2 == 0 {
+        let steps = if i.is_multiple_of(2) {
             vec![
                 StepRecord::pending(&tx.tx_id, 0, "debit"),
                 StepRecord::pending(&tx.tx_id, 1, "credit"),
