@@ -69,7 +69,7 @@ impl InputMatch {
 }
 
 /// The text `value` is indexed as, if it is indexed at all.
-pub fn indexed_text(value: &Value) -> Option<String> {
+fn indexed_text(value: &Value) -> Option<String> {
     let text = match value {
         Value::String(s) => s.clone(),
         Value::Number(n) => n.to_string(),
@@ -81,7 +81,7 @@ pub fn indexed_text(value: &Value) -> Option<String> {
 
 /// The indexed (key, text) pairs of an input (a JSON object; anything else has none), in
 /// key order.
-pub fn indexed_entries(input: &Value) -> Vec<(&str, String)> {
+fn indexed_entries(input: &Value) -> Vec<(&str, String)> {
     let Some(input) = input.as_object() else {
         return Vec::new();
     };

@@ -22,7 +22,7 @@ use crate::engine::TxStatus;
 pub use dialect::Dialect;
 pub use input_search::{
     InputMatch, InvalidInputMatch, MAX_KEY_CHARS as MAX_INPUT_KEY_CHARS,
-    MAX_VALUE_CHARS as MAX_INPUT_VALUE_CHARS, indexed_entries as indexed_input,
+    MAX_VALUE_CHARS as MAX_INPUT_VALUE_CHARS,
 };
 pub use listing::ListPlans;
 pub use records::{
