@@ -14,7 +14,8 @@ before(async () => {
   missing = await missingEndpoints();
   const suffix = Date.now().toString(36);
   data.ok = await startSaga({ tx_type: "open_account", input: { account_id: `ui-${suffix}`, balance: 1000 } });
-  data.compensated = await startSaga({ steps: ["test_ok", "test_ok", "test_fail"], input: {} });
+  data.compensatedAccount = `ui-comp-${suffix}`;
+  data.compensated = await startSaga({ steps: ["test_ok", "test_ok", "test_fail"], input: { account_id: data.compensatedAccount } });
   data.failed = await startSaga({ steps: ["test_fail"], input: {} });
   browser = await launch();
 });
@@ -134,12 +135,19 @@ describe("transactions", { timeout: 120000 }, () => {
     assert.ok(statuses.every((s) => s === "Compensated"), statuses.join(","));
     await shot(page, "transactions-compensated");
 
-    // The id prefix search narrows to the one saga; the link is shareable.
-    await page.getByLabel("Id starts with").fill(data.compensated.tx_id.slice(0, 30));
+    // A search by part of the id (from its middle) narrows to the one saga; so does one by
+    // the saga's input; the link is shareable.
+    await page.getByLabel("Search").fill(data.compensated.tx_id.slice(14, 30));
     await page.getByRole("button", { name: "Apply" }).click();
     await page.waitForURL(/q=/);
     await settle(page);
     assert.equal(await page.locator("tbody tr").count(), 1);
+    await page.getByLabel("Search").fill(`account_id=${data.compensatedAccount}`);
+    await page.getByRole("button", { name: "Apply" }).click();
+    await page.waitForURL(/input\.account_id=/);
+    await settle(page);
+    assert.equal(await page.locator("tbody tr").count(), 1);
+    assert.equal(await page.getByLabel("Search").inputValue(), `account_id=${data.compensatedAccount}`);
     const url = page.url();
     await page.goto(url);
     await settle(page);

@@ -3,6 +3,7 @@
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use super::InputMatch;
 use super::waits::{OutboxMessage, WaitChanges};
 use crate::engine::{StepStatus, TxStatus};
 use crate::lifecycle::{Actor, AttemptOutcome, FailureKind, HistoryKind, Phase, Undo};
@@ -351,8 +352,10 @@ pub struct TxFilter {
     pub created_after: Option<i64>,
     /// Created before (ms since epoch).
     pub created_before: Option<i64>,
-    /// Ids starting with this text.
-    pub tx_id_prefix: Option<String>,
+    /// Ids holding this text anywhere.
+    pub tx_id_contains: Option<String>,
+    /// Sagas whose input matches every one of these.
+    pub input: Vec<InputMatch>,
     /// Rows to skip.
     pub offset: u64,
     /// Rows to return.
