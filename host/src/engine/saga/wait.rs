@@ -213,6 +213,11 @@ impl SagaRun {
                 ),
             )));
         }
+        // Only a call that wrote plugin state can be refused: keep what to go back to.
+        let before = done
+            .kv
+            .has_writes()
+            .then(|| (self.tx.clone(), self.steps.clone()));
         self.stage_messages(i, phase, attempt, done.messages);
         self.log_attempt(
             i,
@@ -245,16 +250,13 @@ impl SagaRun {
         let committed = self
             .commit(TxEvent::Progress, &[i], Some(&done.kv), None)
             .await;
-        if let Err(crate::error::Error::Store(crate::store::StoreError::KvConflict {
-            key, ..
-        })) = &committed
+        if let Err(crate::error::Error::Store(crate::store::StoreError::KvConflict { key, .. })) =
+            &committed
+            && let Some((tx, steps)) = before
         {
             // Nothing was written; the call runs again on fresh state.
+            (self.tx, self.steps) = (tx, steps);
             self.opening = None;
-            self.steps[i].status = match phase {
-                Phase::Compensate => StepStatus::Compensating,
-                _ => StepStatus::Executing,
-            };
             let phase_name = if phase == Phase::Compensate {
                 "compensate"
             } else {
