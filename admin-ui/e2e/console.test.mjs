@@ -204,12 +204,12 @@ describe("waiting steps", { timeout: 120000 }, () => {
     await shot(page, "detail-waiting");
     await page.getByRole("button", { name: "Answer…" }).click();
     const dialog = page.getByRole("dialog");
-    await dialog.getByLabel("Payload (JSON)").fill("{not json");
+    await dialog.locator("#answer-text").fill("{not json");
     await dialog.getByLabel(/Reason/).fill("e2e: approved by hand");
     await dialog.getByRole("button", { name: "Send answer", exact: true }).click();
     await dialog.locator(".form-error").waitFor();
     assert.match(await dialog.locator(".form-error").textContent(), /not JSON/);
-    await dialog.getByLabel("Payload (JSON)").fill('{"approved": true}');
+    await dialog.locator("#answer-text").fill('{"approved": true}');
     await dialog.getByRole("button", { name: "Send answer", exact: true }).click();
     await until(async () => (await page.locator(".tx-title .badge").textContent()) === "Completed", "the saga completed", 20000);
     const tx = await api(`/api/transactions/${waiting.tx_id}`);

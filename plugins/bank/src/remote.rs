@@ -71,7 +71,7 @@ fn send(ctx: &mut StepContext, subject: &str, kind: &str) -> Result<(), StepErro
 impl Step for RemoteTransfer {
     fn info() -> StepInfo {
         StepInfo::new("remote_transfer")
-            .service("remote-ledger")
+            .service("ledger")
             .compensation(true)
             .description("record the transfer at the remote ledger (over the broker)")
     }
