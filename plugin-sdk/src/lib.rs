@@ -117,7 +117,7 @@ pub mod wit;
 
 pub use context::{ExecuteOutcome, Phase, StepContext};
 pub use error::StepError;
-pub use step::{Step, StepInfo};
+pub use step::{Step, StepInfo, StepPolicy};
 
 /// Used by [`export_steps!`]; not part of the API.
 #[doc(hidden)]

@@ -45,6 +45,8 @@ pub struct StepCall {
     pub execute_completed: Option<bool>,
     /// W3C trace context to pass on in outgoing HTTP.
     pub traceparent: Option<String>,
+    /// The call's deadline from the step's effective policy (`None`: the plugin's limit).
+    pub timeout: Option<std::time::Duration>,
 }
 
 pub use crate::lifecycle::FailureKind;
@@ -259,7 +261,10 @@ impl PluginRuntime {
         store: Option<Arc<dyn PluginKv>>,
         keyed: Option<(KeyLookup, Box<dyn FnOnce() + Send>)>,
     ) -> Result<CallOutput<CallValue>, CallFailure> {
-        let limits = plugin.limits;
+        let mut limits = plugin.limits;
+        if let Some(timeout) = call.and_then(|c| c.timeout) {
+            limits.timeout = timeout;
+        }
         let stderr = StderrTail::new(STDERR_CAPTURE);
         let span = tracing::info_span!(
             "plugin",
