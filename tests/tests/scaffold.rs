@@ -155,6 +155,12 @@ async fn the_python_template_builds_tests_runs_and_serves_a_saga() -> Result<()>
         built.contains("a valid rte:saga@0.2.0 component") && built.contains("pyshop_reserve"),
         "{built}"
     );
+    assert!(
+        built.contains(
+            r#"pyshop_reserve policy: {"max_retries":5,"retry_interval":"200ms","timeout":"2s"}"#
+        ),
+        "{built}"
+    );
     let wasm = project.join("dist/pyshop.wasm");
     let out = rte_cmd(
         &[
