@@ -59,9 +59,10 @@ async fn the_api_answers_while_a_large_plugin_compiles() -> Result<()> {
 
     // A saga of the bank plugin runs once bank is in, while Python still compiles.
     host.poll("/api/plugins", |v| {
-        v["plugins"]
-            .as_array()
-            .is_some_and(|ps| ps.iter().any(|p| p["file"] == "bank.wasm" && p["digest"].is_string()))
+        v["plugins"].as_array().is_some_and(|ps| {
+            ps.iter()
+                .any(|p| p["file"] == "bank.wasm" && p["digest"].is_string())
+        })
     })
     .await?;
     let (status, saga) = post(
@@ -69,9 +70,16 @@ async fn the_api_answers_while_a_large_plugin_compiles() -> Result<()> {
         json!({"steps": ["open_account"], "input": {"account_id": "early", "balance": 5}}),
     )
     .await?;
-    assert_eq!((status, saga["status"].as_str()), (201, Some("COMPLETED")), "{saga}");
+    assert_eq!(
+        (status, saga["status"].as_str()),
+        (201, Some("COMPLETED")),
+        "{saga}"
+    );
     let (_, ready) = readyz(&host.url).await?;
-    assert_eq!(ready["status"], "loading", "Python compiled too soon to show anything: {ready}");
+    assert_eq!(
+        ready["status"], "loading",
+        "Python compiled too soon to show anything: {ready}"
+    );
 
     // A saga needing the Python step: a bounded wait (plugin_load_wait), then a 503 that
     // says why, in the API's error shape.
@@ -97,7 +105,11 @@ async fn the_api_answers_while_a_large_plugin_compiles() -> Result<()> {
     };
     assert!(ready["steps"].as_u64().unwrap_or(0) > 6, "{ready}");
     let (status, saga) = post(&host.url, body).await?;
-    assert_eq!((status, saga["status"].as_str()), (201, Some("COMPLETED")), "{saga}");
+    assert_eq!(
+        (status, saga["status"].as_str()),
+        (201, Some("COMPLETED")),
+        "{saga}"
+    );
     host.kill();
     Ok(())
 }
