@@ -138,12 +138,21 @@ impl Host {
             plugins.wait_loaded().await;
             run.await
         });
-        tokio::spawn(crate::cluster::run_reports(
-            engine.clone(),
-            recovery.clone(),
-            config.redis_url.is_some(),
-            until_stopped(stopped.clone()),
-        ));
+        // A host reports itself to the others once its plugins are in (its report lists
+        // them, and its recovery worker is running by then).
+        let (plugins, reports) = (
+            engine.plugins().clone(),
+            crate::cluster::run_reports(
+                engine.clone(),
+                recovery.clone(),
+                config.redis_url.is_some(),
+                until_stopped(stopped.clone()),
+            ),
+        );
+        tokio::spawn(async move {
+            plugins.wait_loaded().await;
+            reports.await
+        });
         let housekeeping = RetentionWorker::new(
             engine.store().clone(),
             config.retention,
