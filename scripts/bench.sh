@@ -4,7 +4,7 @@
 # where a tenth compensate, and kv steps with and without a version check), on PostgreSQL and MySQL/MariaDB when their URLs are given, the
 # p99 run at concurrency 8, a 1 -> 3 parallel -> 1 saga against 5 steps in a row, the same
 # sagas over the REST API of a host it starts (PostgreSQL),
-# and 10,000 sagas in flight for memory.
+# 10,000 sagas in flight for memory, and 10,000 sagas waiting for replies at once.
 #
 #   scripts/bench.sh                      # the full run
 #   scripts/bench.sh --sagas 500 --json   # one run of `rte bench` with these flags
@@ -56,3 +56,9 @@ if [ -n "${RTE_BENCH_POSTGRES_URL:-}" ]; then
   bench --rest --sagas 500 --steps 3 --concurrency 1 "${pg[@]}"
 fi
 bench --in-flight 10000 --sleep-ms 20000
+# 10,000 sagas waiting for a reply at once (memory), then every reply: reply to saga end.
+if [ -n "${RTE_BENCH_POSTGRES_URL:-}" ]; then
+  bench --waits 10000 --concurrency 32 --database-url "$RTE_BENCH_POSTGRES_URL"
+else
+  bench --waits 10000 --concurrency 32
+fi

@@ -16,6 +16,11 @@ if ! command -v promtool >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; 
   (apt-get install -y -q prometheus >/dev/null 2>&1) || (apt-get update -q >/dev/null && apt-get install -y -q prometheus >/dev/null) || true
 fi
 
+if ! command -v nats-server >/dev/null 2>&1 && [ ! -x /usr/sbin/nats-server ] && command -v apt-get >/dev/null 2>&1; then
+  log "nats-server (the broker of the waiting-step tests, each starts its own)"
+  (apt-get install -y -q nats-server >/dev/null 2>&1) || (apt-get update -q >/dev/null && apt-get install -y -q nats-server >/dev/null)
+fi
+
 # The C step template (`rte new c`): Debian's clang, wasm-ld and wasi-libc, and wit-bindgen's
 # C generator from crates.io (the Rust toolchain brings wasm-component-ld).
 if ! [ -f /usr/include/wasm32-wasi/stdio.h ] && command -v apt-get >/dev/null 2>&1; then

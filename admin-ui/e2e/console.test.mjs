@@ -14,7 +14,8 @@ before(async () => {
   missing = await missingEndpoints();
   const suffix = Date.now().toString(36);
   data.ok = await startSaga({ tx_type: "open_account", input: { account_id: `ui-${suffix}`, balance: 1000 } });
-  data.compensated = await startSaga({ steps: ["test_ok", "test_ok", "test_fail"], input: {} });
+  data.compensatedAccount = `ui-comp-${suffix}`;
+  data.compensated = await startSaga({ steps: ["test_ok", "test_ok", "test_fail"], input: { account_id: data.compensatedAccount } });
   data.failed = await startSaga({ steps: ["test_fail"], input: {} });
   browser = await launch();
 });
@@ -134,12 +135,19 @@ describe("transactions", { timeout: 120000 }, () => {
     assert.ok(statuses.every((s) => s === "Compensated"), statuses.join(","));
     await shot(page, "transactions-compensated");
 
-    // The id prefix search narrows to the one saga; the link is shareable.
-    await page.getByLabel("Id starts with").fill(data.compensated.tx_id.slice(0, 30));
+    // A search by part of the id (from its middle) narrows to the one saga; so does one by
+    // the saga's input; the link is shareable.
+    await page.getByLabel("Search").fill(data.compensated.tx_id.slice(14, 30));
     await page.getByRole("button", { name: "Apply" }).click();
     await page.waitForURL(/q=/);
     await settle(page);
     assert.equal(await page.locator("tbody tr").count(), 1);
+    await page.getByLabel("Search").fill(`account_id=${data.compensatedAccount}`);
+    await page.getByRole("button", { name: "Apply" }).click();
+    await page.waitForURL(/input\.account_id=/);
+    await settle(page);
+    assert.equal(await page.locator("tbody tr").count(), 1);
+    assert.equal(await page.getByLabel("Search").inputValue(), `account_id=${data.compensatedAccount}`);
     const url = page.url();
     await page.goto(url);
     await settle(page);
@@ -181,6 +189,31 @@ describe("transactions", { timeout: 120000 }, () => {
     await shot(page, "detail-parallel-running");
     await until(async () => (await page.locator(".tx-title .badge").textContent()) === "Completed", "the saga completed", 20000);
     await until(async () => (await page.getByText(/∥ parallel, steps 2–4 · completed (2nd|3rd|4th)/).count()) === 3, "completion order shown", 10000);
+    await context.close();
+    assert.deepEqual(errors, []);
+  });
+});
+
+describe("waiting steps", { timeout: 120000 }, () => {
+  it("shows a waiting step's correlation id and deadline, and answers it by hand", async () => {
+    const waiting = await startSaga({ steps: ["test_wait"], input: { wait_ms: 120000 } }, "");
+    const { context, page, errors } = await visit(`/transactions/${waiting.tx_id}`, "detail-waiting");
+    await until(async () => (await page.locator(".wait-info").count()) === 1, "the wait shown", 15000);
+    const info = (await page.locator(".wait-info").textContent()).replace(/\s+/g, " ");
+    assert.ok(info.includes(`waits for ${waiting.tx_id}:test_wait:0:1 until`), info);
+    await shot(page, "detail-waiting");
+    await page.getByRole("button", { name: "Answer…" }).click();
+    const dialog = page.getByRole("dialog");
+    await dialog.getByLabel("Payload (JSON)").fill("{not json");
+    await dialog.getByLabel(/Reason/).fill("e2e: approved by hand");
+    await dialog.getByRole("button", { name: "Send answer", exact: true }).click();
+    await dialog.locator(".form-error").waitFor();
+    assert.match(await dialog.locator(".form-error").textContent(), /not JSON/);
+    await dialog.getByLabel("Payload (JSON)").fill('{"approved": true}');
+    await dialog.getByRole("button", { name: "Send answer", exact: true }).click();
+    await until(async () => (await page.locator(".tx-title .badge").textContent()) === "Completed", "the saga completed", 20000);
+    const tx = await api(`/api/transactions/${waiting.tx_id}`);
+    assert.deepEqual(tx.body.output.reply, { approved: true });
     await context.close();
     assert.deepEqual(errors, []);
   });

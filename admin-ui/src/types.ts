@@ -18,6 +18,7 @@ export type TxStatus = (typeof TX_STATUSES)[number];
 export const STEP_STATUSES = [
   "PENDING",
   "EXECUTING",
+  "WAITING",
   "COMPLETED",
   "FAILED",
   "COMPENSATING",
@@ -63,6 +64,21 @@ export interface StepView {
   group?: StepGroup;
   /** Its place in the order the saga's steps completed. */
   completed_order?: number;
+  /** The reply a WAITING step waits for. */
+  wait?: WaitView;
+}
+
+/** A step's wait for a reply. */
+export interface WaitView {
+  correlation_id: string;
+  tx_id: string;
+  step_index: number;
+  phase: AttemptPhase;
+  attempt: number;
+  started_at: string;
+  deadline_at: string;
+  /** What came back, once recorded: "message", "error" or "timed_out". */
+  reply?: string;
 }
 
 /** A parallel group, named by the index of its first step. */
@@ -75,7 +91,7 @@ export interface StepGroup {
 export type StepEntry = string | { parallel: string[]; max_concurrent?: number };
 
 export type AttemptPhase = "execute" | "compensate" | "confirm";
-export type AttemptOutcome = "completed" | "replayed" | "failed" | "nothing_to_undo";
+export type AttemptOutcome = "completed" | "replayed" | "failed" | "nothing_to_undo" | "waiting";
 
 /** One call of one step, as stored with the saga (it outlives the host's event log). */
 export interface AttemptView {

@@ -13,6 +13,7 @@
 
 mod counting;
 mod remote;
+mod waits;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -74,6 +75,10 @@ pub struct BenchArgs {
     /// Memory mode: start M sagas whose step waits, all in flight at once.
     #[arg(long, value_name = "M")]
     pub in_flight: Option<usize>,
+    /// Waits mode: start N sagas whose first step waits for a reply, all waiting at once
+    /// (resident memory then), then deliver every reply at `--concurrency`.
+    #[arg(long, value_name = "N")]
+    pub waits: Option<usize>,
     /// How long the step of an in-flight saga waits, in milliseconds.
     #[arg(long, default_value_t = 2000)]
     pub sleep_ms: u64,
@@ -193,6 +198,17 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     if !(0.0..=1.0).contains(&args.fail_ratio) {
         bail!("--fail-ratio must be between 0 and 1");
+    }
+    if let Some(n) = args.waits {
+        if args.url.is_some() || args.rest {
+            bail!("--waits measures this process; it cannot be combined with --url or --rest");
+        }
+        let report = waits::run(&args, n.max(1)).await?;
+        match args.json {
+            true => println!("{}", serde_json::to_string(&report)?),
+            false => waits::print(&report),
+        }
+        return Ok(());
     }
     if let Some(m) = args.in_flight {
         if args.url.is_some() {

@@ -68,6 +68,16 @@ pub struct Config {
     pub redis_url: Option<String>,
     /// Prefix of every Redis key the host writes, so several deployments can share a server.
     pub redis_prefix: String,
+    /// NATS server (with JetStream) that carries the messages steps publish and the
+    /// replies they wait for; unset means no broker (publishing fails plainly, and replies
+    /// come only through the HTTP completion endpoint).
+    pub nats_url: Option<String>,
+    /// Subjects steps may publish to, comma-separated NATS patterns; the host keeps them
+    /// in its JetStream stream `RTE_REQUESTS`.
+    pub nats_subjects: String,
+    /// How often each host looks for waits whose deadline passed.
+    #[serde(with = "humantime_serde")]
+    pub wait_sweep_interval: Duration,
     /// Directory of `*.wasm` plugins, watched for changes.
     pub plugins_dir: PathBuf,
     /// Saga definitions file.
@@ -154,6 +164,9 @@ impl Default for Config {
             database_statement_timeout: Duration::from_secs(10),
             redis_url: None,
             redis_prefix: "rte:".into(),
+            nats_url: None,
+            nats_subjects: "rte.requests.>".into(),
+            wait_sweep_interval: Duration::from_secs(1),
             plugins_dir: PathBuf::from("./plugins"),
             sagas_file: PathBuf::from("./sagas.toml"),
             listen: "127.0.0.1:8080".into(),
@@ -204,6 +217,9 @@ pub const KEYS: &[&str] = &[
     "database_statement_timeout",
     "redis_url",
     "redis_prefix",
+    "nats_url",
+    "nats_subjects",
+    "wait_sweep_interval",
     "plugins_dir",
     "sagas_file",
     "listen",
@@ -318,6 +334,7 @@ impl Config {
                 .check()
                 .map_err(|e| Error::Config(format!("step_policy.{step}: {e}")))?;
         }
+        crate::broker::check_subjects(&self.nats_subjects).map_err(Error::Config)?;
         if self.lock_extend_period >= self.lock_ttl {
             return Err(Error::Config(format!(
                 "lock_extend_period ({}) must be shorter than lock_ttl ({})",

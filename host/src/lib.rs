@@ -51,6 +51,7 @@
 pub mod admin;
 pub mod bench;
 pub mod breaker;
+pub mod broker;
 pub mod clock;
 pub mod cluster;
 pub mod config;

@@ -103,6 +103,9 @@ named_enum! {
         Pending = "PENDING",
         /// Execute was called (and may be running, or its host died).
         Executing = "EXECUTING",
+        /// Execute (or compensate) was called and ended waiting for a reply; the wait's
+        /// record says which call and until when.
+        Waiting = "WAITING",
         /// Execute succeeded.
         Completed = "COMPLETED",
         /// Execute succeeded and the step's confirm made its effect final (TCC).
@@ -211,6 +214,9 @@ named_enum! {
         Failed = "failed",
         /// The step declares no compensation: nothing to undo.
         NothingToUndo = "nothing_to_undo",
+        /// The call ended waiting for a reply; `on-reply` finishes it (a later entry of the
+        /// same attempt).
+        Waiting = "waiting",
     }
 }
 
@@ -429,6 +435,7 @@ impl StepStatus {
             self,
             StepStatus::Completed
                 | StepStatus::Executing
+                | StepStatus::Waiting
                 | StepStatus::Compensating
                 | StepStatus::CompensationFailed
         )

@@ -153,6 +153,28 @@ impl Host {
             plugins.wait_loaded().await;
             reports.await
         });
+        tokio::spawn(crate::broker::sweep_waits(
+            engine.clone(),
+            config.wait_sweep_interval,
+            until_stopped(stopped.clone()),
+        ));
+        if let Some(url) = config.nats_url.clone() {
+            // Steps publish into the outbox from the start; the relay sends once the
+            // broker answers (connecting again until it does).
+            engine
+                .plugins()
+                .set_messaging(Some(crate::plugin::MessagingPolicy {
+                    subjects: crate::broker::subject_list(&config.nats_subjects),
+                    max_messages: 16,
+                    max_bytes: 1 << 20,
+                }));
+            tokio::spawn(crate::broker::connect_and_run(
+                engine.clone(),
+                url,
+                config.nats_subjects.clone(),
+                until_stopped(stopped.clone()),
+            ));
+        }
         let housekeeping = RetentionWorker::new(
             engine.store().clone(),
             config.retention,

@@ -109,6 +109,18 @@ fn a_parallel_group_commits_no_more_than_steps_in_a_row() {
     );
 }
 
+/// The waits mode: every saga gets to wait, then every reply ends its saga.
+#[test]
+fn the_waits_bench_ends_every_saga_after_its_reply() {
+    let report = bench(&["--waits", "40", "--concurrency", "4"]);
+    assert_eq!(report["sagas"], 40, "{report}");
+    assert_eq!(report["completed"], 40, "every saga completed: {report}");
+    let p50 = report["reply_p50_ms"].as_f64().expect("reply_p50_ms");
+    let p99 = report["reply_p99_ms"].as_f64().expect("reply_p99_ms");
+    assert!(p50 > 0.0 && p50 <= p99, "{report}");
+    assert!(report["waiting_rss_mb"].as_f64().is_some(), "{report}");
+}
+
 #[test]
 fn bench_says_clearly_when_the_test_steps_are_missing() {
     let empty = tempfile::tempdir().expect("temp dir");

@@ -44,6 +44,8 @@ pub struct StepContext {
     pub(crate) input: Map<String, Value>,
     pub(crate) outputs: Map<String, Value>,
     pub(crate) set: Map<String, Value>,
+    /// The reply this call ends waiting for: correlation id and timeout.
+    pub(crate) wait: Option<(String, std::time::Duration)>,
 }
 
 impl StepContext {
@@ -142,6 +144,27 @@ impl StepContext {
     /// The outputs this call has set so far.
     pub fn outputs_set(&self) -> &Map<String, Value> {
         &self.set
+    }
+
+    /// End this call waiting for the reply that carries `correlation_id`, for at most
+    /// `timeout`, instead of finishing: return `Ok(())` after calling this. The host
+    /// commits the call (its outputs so far, `kv` writes and published messages), holds
+    /// the wait durably, and calls [`Step::on_reply`](crate::Step::on_reply) in a fresh
+    /// instance when the reply comes, or with [`ReplyBody::TimedOut`](crate::ReplyBody)
+    /// at the deadline (for execute, never later than the saga's deadline). Use a new id
+    /// for every wait, such as `{tx_id}:{step}:{attempt}`.
+    pub fn wait_for_reply(
+        &mut self,
+        correlation_id: impl Into<String>,
+        timeout: std::time::Duration,
+    ) {
+        self.wait = Some((correlation_id.into(), timeout));
+    }
+
+    /// The reply this call ends waiting for, if [`wait_for_reply`](Self::wait_for_reply)
+    /// was called: its correlation id and timeout.
+    pub fn waiting_for(&self) -> Option<(&str, std::time::Duration)> {
+        self.wait.as_ref().map(|(id, t)| (id.as_str(), *t))
     }
 }
 

@@ -6,7 +6,7 @@
 use serde_json::{Map, Value};
 
 use crate::wit::rte::saga::types as wit;
-use crate::{ExecuteOutcome, Phase, Step, StepContext, StepError, StepInfo};
+use crate::{ExecuteOutcome, Phase, Reply, ReplyBody, Step, StepContext, StepError, StepInfo};
 
 /// Export the listed [`Step`] types as the plugin's `rte:saga/step` interface.
 ///
@@ -39,7 +39,6 @@ macro_rules! export_steps {
                     $crate::wit::rte::saga::types::StepError,
                 > {
                     $crate::__private::execute(STEPS, &step, ctx)
-                        .map($crate::wit::rte::saga::types::ExecuteResult::Done)
                 }
 
                 fn compensate(
@@ -50,7 +49,6 @@ macro_rules! export_steps {
                     $crate::wit::rte::saga::types::StepError,
                 > {
                     $crate::__private::compensate(STEPS, &step, ctx)
-                        .map(|()| $crate::wit::rte::saga::types::CompensateResult::Done)
                 }
 
                 fn confirm(
@@ -93,6 +91,7 @@ pub struct Entry {
     execute: fn(&mut StepContext) -> Result<(), StepError>,
     compensate: fn(&mut StepContext) -> Result<(), StepError>,
     confirm: fn(&mut StepContext) -> Result<(), StepError>,
+    on_reply: fn(&mut StepContext, &Reply) -> Result<(), StepError>,
     idempotency_key: fn(&StepContext) -> Option<String>,
 }
 
@@ -104,6 +103,7 @@ impl Entry {
             execute: |ctx| S::default().execute(ctx),
             compensate: |ctx| S::default().compensate(ctx),
             confirm: |ctx| S::default().confirm(ctx),
+            on_reply: |ctx, reply| S::default().on_reply(ctx, reply),
             idempotency_key: |ctx| S::default().idempotency_key(ctx),
         }
     }
@@ -139,32 +139,56 @@ fn millis(d: std::time::Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// `execute`: run the named step and return the outputs it set, as JSON object text.
+/// `execute`: run the named step; its outputs as JSON object text, or the reply it waits
+/// for.
 pub fn execute(
     table: &[Entry],
     step: &str,
     ctx: wit::StepContext,
-) -> Result<String, wit::StepError> {
+) -> Result<wit::ExecuteResult, wit::StepError> {
     let run = || {
         let entry = find(table, step)?;
         let mut ctx = context(ctx)?;
         (entry.execute)(&mut ctx)?;
-        to_json(&ctx.set)
+        finished(ctx)
     };
     run().map_err(wit_error)
 }
 
-/// `compensate`: undo the named step.
+/// `compensate`: undo the named step, or say which reply the undo waits for.
 pub fn compensate(
     table: &[Entry],
     step: &str,
     ctx: wit::StepContext,
-) -> Result<(), wit::StepError> {
+) -> Result<wit::CompensateResult, wit::StepError> {
     let run = || {
         let entry = find(table, step)?;
-        (entry.compensate)(&mut context(ctx)?)
+        let mut ctx = context(ctx)?;
+        (entry.compensate)(&mut ctx)?;
+        Ok(match ctx.wait.take() {
+            Some((correlation_id, timeout)) => wit::CompensateResult::Wait(wit::WaitForReply {
+                correlation_id,
+                timeout_ms: timeout.as_millis().min(u128::from(u64::MAX)) as u64,
+                outputs: String::new(),
+            }),
+            None => wit::CompensateResult::Done,
+        })
     };
     run().map_err(wit_error)
+}
+
+/// How an execute (or on-reply) that returned `Ok` ends: done with its outputs, or
+/// waiting with the outputs it set so far.
+fn finished(mut ctx: StepContext) -> Result<wit::ExecuteResult, StepError> {
+    let outputs = to_json(&ctx.set)?;
+    Ok(match ctx.wait.take() {
+        Some((correlation_id, timeout)) => wit::ExecuteResult::Wait(wit::WaitForReply {
+            correlation_id,
+            timeout_ms: timeout.as_millis().min(u128::from(u64::MAX)) as u64,
+            outputs,
+        }),
+        None => wit::ExecuteResult::Done(outputs),
+    })
 }
 
 /// `confirm`: make the named step's effect final.
@@ -176,20 +200,29 @@ pub fn confirm(table: &[Entry], step: &str, ctx: wit::StepContext) -> Result<(),
     run().map_err(wit_error)
 }
 
-/// `on-reply`: steps written with this SDK never end waiting for a reply, so the host has
-/// no reason to call it; a call anyway is a permanent error naming the step.
+/// `on-reply`: finish the named step's call that waited, with what came back.
 pub fn on_reply(
     table: &[Entry],
     step: &str,
     ctx: wit::StepContext,
     reply: wit::Reply,
 ) -> Result<wit::ExecuteResult, wit::StepError> {
-    let _ = (ctx, reply);
     let run = || {
-        find(table, step)?;
-        Err(StepError::permanent(format!(
-            "step `{step}` does not wait for replies"
-        )))
+        let entry = find(table, step)?;
+        let mut ctx = context(ctx)?;
+        let reply = Reply {
+            correlation_id: reply.correlation_id,
+            body: match reply.body {
+                wit::ReplyBody::Message(m) => ReplyBody::Message {
+                    payload: m.payload,
+                    headers: m.headers,
+                },
+                wit::ReplyBody::Error(message) => ReplyBody::Error(message),
+                wit::ReplyBody::TimedOut => ReplyBody::TimedOut,
+            },
+        };
+        (entry.on_reply)(&mut ctx, &reply)?;
+        finished(ctx)
     };
     run().map_err(wit_error)
 }
@@ -228,6 +261,7 @@ fn context(ctx: wit::StepContext) -> Result<StepContext, StepError> {
             wit::ExecuteOutcome::NotApplicable => ExecuteOutcome::NotApplicable,
         },
         set: Map::new(),
+        wait: None,
     })
 }
 
@@ -320,6 +354,14 @@ mod tests {
         }
     }
 
+    /// Execute, which must finish (not wait).
+    fn run(table: &[Entry], step: &str, ctx: wit::StepContext) -> Result<String, wit::StepError> {
+        execute(table, step, ctx).map(|r| match r {
+            wit::ExecuteResult::Done(text) => text,
+            wit::ExecuteResult::Wait(w) => panic!("unexpected wait on {}", w.correlation_id),
+        })
+    }
+
     fn permanent(result: Result<String, wit::StepError>) -> String {
         match result {
             Err(wit::StepError::Permanent(message)) => message,
@@ -334,7 +376,7 @@ mod tests {
             r#"{"earlier": "x"}"#,
             wit::ExecuteOutcome::NotApplicable,
         );
-        let text = execute(TABLE, "echo", call).unwrap();
+        let text = run(TABLE, "echo", call).unwrap();
         let outputs: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(
             outputs,
@@ -345,26 +387,26 @@ mod tests {
     #[test]
     fn bad_calls_are_permanent_errors_naming_the_problem() {
         let na = wit::ExecuteOutcome::NotApplicable;
-        let message = permanent(execute(TABLE, "nope", ctx("{}", "{}", na)));
+        let message = permanent(run(TABLE, "nope", ctx("{}", "{}", na)));
         assert!(message.contains("unknown step `nope`"), "{message}");
-        let message = permanent(execute(TABLE, "echo", ctx("{", "{}", na)));
+        let message = permanent(run(TABLE, "echo", ctx("{", "{}", na)));
         assert!(
             message.starts_with("input is not a JSON object"),
             "{message}"
         );
-        let message = permanent(execute(TABLE, "echo", ctx("[]", "{}", na)));
+        let message = permanent(run(TABLE, "echo", ctx("[]", "{}", na)));
         assert!(
             message.starts_with("input is not a JSON object"),
             "{message}"
         );
-        let message = permanent(execute(TABLE, "echo", ctx("{}", "{}", na)));
+        let message = permanent(run(TABLE, "echo", ctx("{}", "{}", na)));
         assert_eq!(message, "missing input `amount`");
-        let message = permanent(execute(TABLE, "echo", ctx(r#"{"amount": "1"}"#, "{}", na)));
+        let message = permanent(run(TABLE, "echo", ctx(r#"{"amount": "1"}"#, "{}", na)));
         assert!(
             message.starts_with("input `amount`: invalid type"),
             "{message}"
         );
-        let message = permanent(execute(TABLE, "echo", ctx(r#"{"amount": 1}"#, "", na)));
+        let message = permanent(run(TABLE, "echo", ctx(r#"{"amount": 1}"#, "", na)));
         assert_eq!(message, "missing output `earlier`");
     }
 

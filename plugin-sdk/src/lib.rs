@@ -103,11 +103,13 @@
 mod context;
 mod error;
 mod export;
+mod reply;
 mod step;
 
 pub mod config;
 pub mod kv;
 pub mod log;
+pub mod messaging;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
 
@@ -117,6 +119,8 @@ pub mod wit;
 
 pub use context::{ExecuteOutcome, Phase, StepContext};
 pub use error::StepError;
+pub use messaging::Message;
+pub use reply::{Reply, ReplyBody};
 pub use step::{Step, StepInfo, StepPolicy};
 
 /// Used by [`export_steps!`]; not part of the API.

@@ -44,6 +44,20 @@ pub trait Step {
         Ok(())
     }
 
+    /// Finish a call that ended waiting for a reply (see
+    /// [`StepContext::wait_for_reply`]): `ctx` is the call that waited (same phase and
+    /// attempt, fresh outputs), `reply` what came back. Outputs it sets become the step's,
+    /// as execute's would; it may wait again (with a new correlation id), or fail: a
+    /// retryable error runs the step again by its retry policy. The default fails
+    /// permanently (a step that never waits is never called here).
+    fn on_reply(&self, ctx: &mut StepContext, reply: &crate::Reply) -> Result<(), StepError> {
+        let _ = reply;
+        Err(StepError::permanent(format!(
+            "step `{}` does not wait for replies",
+            ctx.step_name()
+        )))
+    }
+
     /// A key naming this execution's effect, such as `debit:{tx_id}:{account}`. The default,
     /// `None`, always runs.
     ///

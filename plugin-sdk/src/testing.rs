@@ -75,6 +75,10 @@ struct World {
     kv: BTreeMap<String, String>,
     config: HashMap<String, String>,
     logs: Vec<LogLine>,
+    /// Messages published by calls that succeeded.
+    published: Vec<crate::Message>,
+    /// Messages published by the call running now.
+    pending: Vec<crate::Message>,
     /// When set, every kv call fails with this message, as an unreachable store would.
     kv_failure: Option<String>,
 }
@@ -133,6 +137,11 @@ pub(crate) mod fake {
 
     pub(crate) fn config_get(key: &str) -> Option<String> {
         with(|w| w.config.get(key).cloned())
+    }
+
+    pub(crate) fn publish(message: crate::Message) -> Result<(), String> {
+        with(|w| w.pending.push(message));
+        Ok(())
     }
 }
 
@@ -246,6 +255,7 @@ impl StepTest {
             input,
             outputs: self.outputs.clone(),
             set: Map::new(),
+            wait: None,
         }
     }
 
@@ -295,6 +305,30 @@ impl StepTest {
         atomically(|| step.compensate(&mut ctx))
     }
 
+    /// Messages published by the calls that succeeded so far, in order.
+    pub fn published(&self) -> Vec<crate::Message> {
+        with(|w| w.published.clone())
+    }
+
+    /// Call `step`'s on-reply for a call `ctx` (as the call that waited saw it) with
+    /// `reply`. On success its outputs are returned (and, for an execute, merged into the
+    /// saga's); on failure its kv writes and messages are discarded.
+    pub fn run_on_reply<S: Step>(
+        &mut self,
+        step: &S,
+        mut ctx: StepContext,
+        reply: &crate::Reply,
+    ) -> Result<Map<String, Value>, StepError> {
+        ctx.set.clear();
+        ctx.wait = None;
+        atomically(|| step.on_reply(&mut ctx, reply))?;
+        if ctx.phase == Phase::Execute && ctx.wait.is_none() {
+            self.outputs
+                .extend(ctx.set.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        Ok(ctx.set)
+    }
+
     /// Call `step`'s confirm with `input` and the outputs so far. Its kv writes are
     /// discarded when it fails.
     pub fn confirm<S: Step>(&mut self, step: &S, input: Value) -> Result<(), StepError> {
@@ -305,13 +339,22 @@ impl StepTest {
     }
 }
 
-/// Run `call`, and put the kv back as it was if it fails.
+/// Run `call`, and put the kv back as it was if it fails; its published messages are
+/// kept only if it succeeds, as the host's outbox keeps them.
 fn atomically(call: impl FnOnce() -> Result<(), StepError>) -> Result<(), StepError> {
-    let before = with(|w| w.kv.clone());
+    let before = with(|w| {
+        w.pending.clear();
+        w.kv.clone()
+    });
     let result = call();
-    if result.is_err() {
-        with(|w| w.kv = before);
-    }
+    with(|w| {
+        let pending = std::mem::take(&mut w.pending);
+        if result.is_err() {
+            w.kv = before;
+        } else {
+            w.published.extend(pending);
+        }
+    });
     result
 }
 

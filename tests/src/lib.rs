@@ -9,6 +9,7 @@ use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
 pub mod faults;
+pub mod nats;
 pub mod polyglot;
 pub mod process;
 
@@ -225,6 +226,8 @@ pub struct HostOptions {
     pub redis_prefix: Option<String>,
     /// Use this Redis instead of the loopback one (under `redis_prefix`, or `rte-test:`).
     pub redis_url: Option<String>,
+    /// Use this NATS server as the message broker.
+    pub nats_url: Option<String>,
 }
 
 impl Default for HostOptions {
@@ -237,6 +240,7 @@ impl Default for HostOptions {
             database_url: None,
             redis_prefix: None,
             redis_url: None,
+            nats_url: None,
         }
     }
 }
@@ -303,6 +307,9 @@ impl TestHost {
             if options.redis_prefix.is_none() {
                 config.redis_prefix = "rte-test:".into();
             }
+        }
+        if let Some(url) = &options.nats_url {
+            config.nats_url = Some(url.clone());
         }
         (options.configure)(&mut config);
         let host = rte_host::server::Host::start_with_cache(config, Some(artifact_cache())).await?;

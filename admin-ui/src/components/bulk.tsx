@@ -3,7 +3,7 @@
 
 import { useEffect, useRef, useState } from "preact/hooks";
 import { api, ApiError } from "../api";
-import type { TxFilters } from "../lib/query";
+import { bulkFilter, type TxFilters } from "../lib/query";
 import { statusLabel } from "../lib/status";
 import { Link } from "../router";
 import type { BulkResponse } from "../types";
@@ -23,16 +23,6 @@ const LABELS: Record<BulkAction, { title: string; verb: string; text: string }> 
     text: "Each saga stops and its completed steps are compensated, in reverse order.",
   },
 };
-
-/** The body's filter: the list's, without its page. */
-export function bulkFilter(f: TxFilters): Record<string, unknown> {
-  const out: Record<string, unknown> = { status: f.status };
-  if (f.tx_type) out.tx_type = f.tx_type;
-  if (f.from) out.from = f.from;
-  if (f.to) out.to = f.to;
-  if (f.q) out.q = f.q;
-  return out;
-}
 
 export function BulkDialog({ filters, onClose, onDone }: { filters: TxFilters; onClose: () => void; onDone: () => void }) {
   const ref = useRef<HTMLDialogElement>(null);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { DEFAULT_FILTERS, filtersToQuery, pageCount, pageWindow, parseFilters, rangeLabel, toggleStatus, withFilter } from "./query";
+import { bulkFilter, DEFAULT_FILTERS, filtersToQuery, pageCount, pageWindow, parseFilters, parseSearch, rangeLabel, searchText, toggleStatus, withFilter, type TxFilters } from "./query";
 
 describe("filters ↔ query string", () => {
   it("leaves defaults out of page URLs", () => {
@@ -17,11 +17,15 @@ describe("filters ↔ query string", () => {
       from: "2024-01-01T00:00:00.000Z",
       to: "2024-01-02T00:00:00.000Z",
       q: "01a2",
+      input: [
+        ["account_id", "ACC-1007"],
+        ["note", "a&b=c"],
+      ],
       page: 3,
       page_size: 50,
     });
     expect(q).toBe(
-      "status=FAILED&status=COMPENSATED&tx_type=fund_transfer&from=2024-01-01T00%3A00%3A00.000Z&to=2024-01-02T00%3A00%3A00.000Z&q=01a2&page=3&page_size=50",
+      "status=FAILED&status=COMPENSATED&tx_type=fund_transfer&from=2024-01-01T00%3A00%3A00.000Z&to=2024-01-02T00%3A00%3A00.000Z&q=01a2&input.account_id=ACC-1007&input.note=a%26b%3Dc&page=3&page_size=50",
     );
     expect(parseFilters(`?${q}`)).toEqual({
       status: ["FAILED", "COMPENSATED"],
@@ -29,6 +33,10 @@ describe("filters ↔ query string", () => {
       from: "2024-01-01T00:00:00.000Z",
       to: "2024-01-02T00:00:00.000Z",
       q: "01a2",
+      input: [
+        ["account_id", "ACC-1007"],
+        ["note", "a&b=c"],
+      ],
       page: 3,
       page_size: 50,
     });
@@ -51,6 +59,87 @@ describe("filters ↔ query string", () => {
     expect(t.status).toEqual(["FAILED", "TIMEOUT"]);
     expect(toggleStatus(t, "FAILED").status).toEqual(["TIMEOUT"]);
     expect(t.page).toBe(1);
+  });
+});
+
+describe("the search box", () => {
+  it("reads key=value as an input condition and any other word as part of an id", () => {
+    expect(parseSearch("account_id=ACC-1007")).toEqual({ q: "", input: [["account_id", "ACC-1007"]] });
+    expect(parseSearch("  0192f3a1  ")).toEqual({ q: "0192f3a1", input: [] });
+    expect(parseSearch("amount=100 urgent=true 7d5e")).toEqual({
+      q: "7d5e",
+      input: [
+        ["amount", "100"],
+        ["urgent", "true"],
+      ],
+    });
+    expect(parseSearch("")).toEqual({ q: "", input: [] });
+  });
+
+  it("keeps spaces inside quotes, takes escaped characters as they are, and splits at the first =", () => {
+    expect(parseSearch('name="Ada  L" memo=a=b')).toEqual({
+      q: "",
+      input: [
+        ["name", "Ada  L"],
+        ["memo", "a=b"],
+      ],
+    });
+    expect(parseSearch('quote=say\\"hi\\" empty=""')).toEqual({
+      q: "",
+      input: [
+        ["quote", 'say"hi"'],
+        ["empty", ""],
+      ],
+    });
+    expect(parseSearch('"my key"=x')).toEqual({ q: "", input: [["my key", "x"]] });
+  });
+
+  it("says what it cannot read", () => {
+    expect(parseSearch("=ACC-1007")).toHaveProperty("error", expect.stringContaining("name the input key"));
+    expect(parseSearch('name="Ada')).toHaveProperty("error", "A quote is not closed.");
+    expect(parseSearch("0192 7d5e")).toHaveProperty("error", expect.stringContaining("one id part at a time"));
+    expect(parseSearch("a=1 a=2")).toHaveProperty("error", expect.stringContaining('"a" is given twice'));
+  });
+
+  it("shows the filters' search as text that reads back the same", () => {
+    const cases: Pick<TxFilters, "q" | "input">[] = [
+      { q: "", input: [] },
+      { q: "01a2", input: [["account_id", "ACC-1007"]] },
+      {
+        q: "",
+        input: [
+          ["name", "Ada L"],
+          ["quote", 'say "hi" \\o/'],
+          ["k=1", "v"],
+          ["empty", ""],
+        ],
+      },
+    ];
+    for (const c of cases) expect(parseSearch(searchText(c))).toEqual(c);
+    expect(searchText({ q: "01a2", input: [["account_id", "ACC-1007"]] })).toBe("account_id=ACC-1007 01a2");
+  });
+
+  it("round-trips through the page URL", () => {
+    const parsed = parseSearch("account_id=ACC-1007 amount=100");
+    if ("error" in parsed) throw new Error(parsed.error);
+    const f = withFilter({ ...DEFAULT_FILTERS, page: 3 }, parsed);
+    expect(f.page).toBe(1);
+    expect(filtersToQuery(f)).toBe("input.account_id=ACC-1007&input.amount=100");
+    expect(parseFilters(filtersToQuery(f)).input).toEqual(f.input);
+    // "input." alone names no key and is ignored, as are other parameters.
+    expect(parseFilters("input.=x&inputs=y").input).toEqual([]);
+  });
+});
+
+describe("bulkFilter", () => {
+  it("sends the list's filters, its search included, without the page", () => {
+    const input: [string, string][] = [
+      ["account_id", "ACC-1007"],
+      ["amount", "100"],
+    ];
+    const f = { ...DEFAULT_FILTERS, status: ["FAILED"], q: "7d5e", input, page: 4 };
+    expect(bulkFilter(f)).toEqual({ status: ["FAILED"], q: "7d5e", input: { account_id: "ACC-1007", amount: "100" } });
+    expect(bulkFilter({ ...DEFAULT_FILTERS, status: ["TIMEOUT"] })).toEqual({ status: ["TIMEOUT"] });
   });
 });
 

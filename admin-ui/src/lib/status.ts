@@ -22,6 +22,7 @@ const TONES: Record<string, Tone> = {
   CREATED: "run",
   LOCKED: "run",
   EXECUTING: "run",
+  WAITING: "run",
   CONFIRMING: "run",
   COMPENSATING: "run",
   // circuit breaker states

@@ -17,7 +17,8 @@ import { shortHostId } from "../lib/cluster";
 import { ordinal, positionOf } from "../lib/groups";
 import { Link } from "../router";
 import { subscribe, type StreamState } from "../stream";
-import type { AttemptView, HistoryEntry, RteEvent, StepView, TxView } from "../types";
+import type { AttemptView, HistoryEntry, RteEvent, StepView, TxView, WaitView } from "../types";
+import { replyBody, replyPath, type ReplyKind } from "../lib/waits";
 
 type Action = "force-complete" | "force-cancel" | "retry";
 
@@ -30,6 +31,7 @@ export function TxDetail({ txId }: { txId: string }) {
   const [live, setLive] = useState<RteEvent[]>([]);
   const [stream, setStream] = useState<StreamState>("connecting");
   const [action, setAction] = useState<Action | null>(null);
+  const [answering, setAnswering] = useState<WaitView | null>(null);
   const [notice, setNotice] = useState<string | null>(null);
   const reload = useDebounced(tx.reload, 250);
   const now = useNow(tx.data && !isTerminal(tx.data.status) ? 500 : 10000);
@@ -143,7 +145,7 @@ export function TxDetail({ txId }: { txId: string }) {
 
       <section class="panel" aria-labelledby="steps-title">
         <h2 id="steps-title">Steps</h2>
-        <StepsTable steps={steps} now={now} current={isTerminal(t.status) ? -1 : t.current_step} />
+        <StepsTable steps={steps} now={now} current={isTerminal(t.status) ? -1 : t.current_step} onAnswer={setAnswering} />
       </section>
 
       <section class="panel" aria-labelledby="attempts-title">
@@ -197,6 +199,17 @@ export function TxDetail({ txId }: { txId: string }) {
         </section>
       </div>
 
+      {answering ? (
+        <AnswerDialog
+          wait={answering}
+          onClose={() => setAnswering(null)}
+          onDone={() => {
+            setAnswering(null);
+            setNotice("Answer recorded; the step resumes with it.");
+            tx.reload();
+          }}
+        />
+      ) : null}
       {action ? (
         <ActionDialog
           action={action}
@@ -357,8 +370,9 @@ function AttemptsTable({ attempts, now }: { attempts: AttemptView[]; now: number
   );
 }
 
-function StepsTable({ steps, now, current }: { steps: StepView[]; now: number; current: number }) {
+function StepsTable({ steps, now, current, onAnswer }: { steps: StepView[]; now: number; current: number; onAnswer: (w: WaitView) => void }) {
   const [open, setOpen] = useState<Set<number>>(new Set());
+  const setAnswering = (w: WaitView | null) => w && onAnswer(w);
   if (!steps.length) return <p class="muted">No steps.</p>;
   const toggle = (i: number) =>
     setOpen((o) => {
@@ -408,6 +422,16 @@ function StepsTable({ steps, now, current }: { steps: StepView[]; now: number; c
                   </td>
                   <td>
                     <StatusBadge status={s.status} />
+                    {s.wait ? (
+                      <div class="sub wait-info">
+                        waits for <Breakable text={s.wait.correlation_id} /> until {formatClock(s.wait.deadline_at, now)}
+                        <div>
+                          <button type="button" class="btn btn-small" onClick={() => setAnswering(s.wait ?? null)}>
+                            Answer…
+                          </button>
+                        </div>
+                      </div>
+                    ) : null}
                   </td>
                   <td class="num nowrap wide-only" title={`${s.attempts} execute, ${s.compensation_attempts} compensate`}>
                     {s.attempts}
@@ -536,6 +560,67 @@ function ActionDialog(p: { action: Action; tx: TxView; steps: StepView[]; onClos
         } catch (e) {
           const err = e as ApiError;
           setError(err.status === 409 ? `Not allowed now: ${err.message}` : err.message);
+          setBusy(false);
+        }
+      }}
+    />
+  );
+}
+
+/** Give a waiting step its reply by hand: a JSON payload or an error, with a reason. */
+function AnswerDialog(p: { wait: WaitView; onClose: () => void; onDone: () => void }) {
+  const [kind, setKind] = useState<ReplyKind>("payload");
+  const [text, setText] = useState("");
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<string | null>(null);
+  return (
+    <ConfirmDialog
+      title="Answer this waiting step?"
+      confirmLabel="Send answer"
+      danger={kind === "error"}
+      reasonRequired
+      busy={busy}
+      error={error}
+      description={
+        <>
+          <p>The step resumes with this answer as if the remote service had sent it. A wait takes one answer: one that comes later is ignored.</p>
+          <p class="muted">
+            Waits for <code>{p.wait.correlation_id}</code> until {formatTime(p.wait.deadline_at, true)}
+          </p>
+        </>
+      }
+      extra={
+        <>
+          <fieldset class="answer-kind">
+            <legend class="label">Answer with</legend>
+            <label>
+              <input type="radio" name="answer-kind" checked={kind === "payload"} onChange={() => setKind("payload")} /> a payload (JSON)
+            </label>
+            <label>
+              <input type="radio" name="answer-kind" checked={kind === "error"} onChange={() => setKind("error")} /> an error
+            </label>
+          </fieldset>
+          <label class="label" for="answer-text">
+            {kind === "payload" ? "Payload (JSON)" : "Error"}
+          </label>
+          <textarea id="answer-text" rows={3} value={text} onInput={(e) => setText((e.target as HTMLTextAreaElement).value)} />
+        </>
+      }
+      onClose={p.onClose}
+      onConfirm={async (reason) => {
+        const built = replyBody(kind, text, reason);
+        if ("error" in built) {
+          setError(built.error);
+          return;
+        }
+        setBusy(true);
+        setError(null);
+        try {
+          await api(replyPath(p.wait.correlation_id), { method: "POST", json: built.body });
+          p.onDone();
+        } catch (e) {
+          const err = e as ApiError;
+          setError(err.status === 409 ? `Already answered: ${err.message}` : err.message);
           setBusy(false);
         }
       }}

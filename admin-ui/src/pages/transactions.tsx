@@ -1,4 +1,5 @@
-// Transaction list: status/type/time/id filters reflected in the URL, server-side pages.
+// Transaction list: status/type/time filters and a search (id part, input key=value)
+// reflected in the URL, server-side pages.
 
 import { useEffect, useMemo, useState } from "preact/hooks";
 import { BulkDialog } from "../components/bulk";
@@ -12,7 +13,9 @@ import {
   pageCount,
   pageWindow,
   parseFilters,
+  parseSearch,
   rangeLabel,
+  searchText,
   toggleStatus,
   withFilter,
   type TxFilters,
@@ -166,14 +169,17 @@ function FilterBar({ filters, active }: { filters: TxFilters; active: boolean })
     return [...set].sort();
   }, [stats.data, sagas.data, filters.tx_type]);
 
-  const [q, setQ] = useState(filters.q);
+  const shownSearch = searchText(filters);
+  const [search, setSearch] = useState(shownSearch);
+  const [searchError, setSearchError] = useState("");
   const [from, setFrom] = useState(isoToLocalInput(filters.from));
   const [to, setTo] = useState(isoToLocalInput(filters.to));
   useEffect(() => {
-    setQ(filters.q);
+    setSearch(shownSearch);
+    setSearchError("");
     setFrom(isoToLocalInput(filters.from));
     setTo(isoToLocalInput(filters.to));
-  }, [filters.q, filters.from, filters.to]);
+  }, [shownSearch, filters.from, filters.to]);
 
   return (
     <form
@@ -182,7 +188,12 @@ function FilterBar({ filters, active }: { filters: TxFilters; active: boolean })
       aria-label="Filter transactions"
       onSubmit={(e) => {
         e.preventDefault();
-        go(withFilter(filters, { q: q.trim(), from: localInputToIso(from), to: localInputToIso(to) }));
+        const parsed = parseSearch(search);
+        if ("error" in parsed) {
+          setSearchError(parsed.error);
+          return;
+        }
+        go(withFilter(filters, { ...parsed, from: localInputToIso(from), to: localInputToIso(to) }));
       }}
     >
       <fieldset class="chips">
@@ -225,8 +236,20 @@ function FilterBar({ filters, active }: { filters: TxFilters; active: boolean })
           <input type="datetime-local" value={to} onInput={(e) => setTo((e.target as HTMLInputElement).value)} />
         </label>
         <label class="field-inline grow">
-          <span>Id starts with</span>
-          <input type="search" value={q} placeholder="tx id prefix" spellcheck={false} onInput={(e) => setQ((e.target as HTMLInputElement).value)} />
+          <span>Search</span>
+          <input
+            type="search"
+            value={search}
+            placeholder="part of an id, or input key=value"
+            title="Part of a saga id, and/or conditions on the input's top-level keys: account_id=ACC-1007 amount=100 (quote values with spaces)"
+            spellcheck={false}
+            aria-invalid={searchError ? true : undefined}
+            aria-describedby={searchError ? "search-error" : undefined}
+            onInput={(e) => {
+              setSearch((e.target as HTMLInputElement).value);
+              setSearchError("");
+            }}
+          />
         </label>
         <button type="submit" class="btn btn-primary">
           Apply
@@ -237,6 +260,11 @@ function FilterBar({ filters, active }: { filters: TxFilters; active: boolean })
           </button>
         ) : null}
       </div>
+      {searchError ? (
+        <p id="search-error" class="form-error" role="alert">
+          {searchError}
+        </p>
+      ) : null}
     </form>
   );
 }

@@ -159,13 +159,21 @@ fn content_type(path: &str) -> &'static str {
 fn is_hashed(path: &str) -> bool {
     let name = path.rsplit('/').next().unwrap_or(path);
     let stem = name.split_once('.').map_or(name, |(s, _)| s);
-    stem.rsplit_once('-').is_some_and(|(_, hash)| {
-        hash.len() >= 8
-            && hash.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-            && hash
-                .chars()
-                .any(|c| c.is_ascii_digit() || c.is_ascii_uppercase())
-    })
+    // `[name]-[hash]`: the build's hash is the last eight characters, in base64url, so it
+    // may hold a `-` itself (`app-BD-7Fzsz`).
+    const HASH_LEN: usize = 8;
+    let Some(dash) = stem.len().checked_sub(HASH_LEN + 1) else {
+        return false;
+    };
+    let (head, hash) = (&stem.as_bytes()[..=dash], &stem.as_bytes()[dash + 1..]);
+    dash > 0
+        && head[dash] == b'-'
+        && hash
+            .iter()
+            .all(|c| c.is_ascii_alphanumeric() || *c == b'_' || *c == b'-')
+        && hash
+            .iter()
+            .any(|c| c.is_ascii_digit() || c.is_ascii_uppercase())
 }
 
 #[cfg(test)]
@@ -222,6 +230,8 @@ mod tests {
     #[test]
     fn tells_hashed_names() {
         assert!(is_hashed("assets/index-B3x9_fQa.js"));
+        assert!(is_hashed("assets/app-BD-7Fzsz.js"));
+        assert!(is_hashed("assets/app-BD-7Fzsz.js.br"));
         assert!(!is_hashed("assets/app.js"));
         assert!(!is_hashed("assets/circuit-breakers.js"));
         assert!(!is_hashed("index.html"));

@@ -40,8 +40,12 @@ pub struct BulkFilter {
     pub from: Option<String>,
     /// Created before (RFC 3339).
     pub to: Option<String>,
-    /// Saga id prefix.
+    /// Part of the saga id, anywhere in it.
     pub q: Option<String>,
+    /// Sagas whose input has each of these top-level keys with the value given (as the
+    /// list's `input.{key}` parameters: `{"account_id": "ACC-1007"}`).
+    #[serde(default)]
+    pub input: std::collections::BTreeMap<String, String>,
 }
 
 /// `POST /api/transactions/bulk`.
@@ -149,7 +153,14 @@ pub async fn bulk(
         tx_type: body.filter.tx_type.clone().filter(|t| !t.is_empty()),
         created_after: time("from", &body.filter.from)?,
         created_before: time("to", &body.filter.to)?,
-        tx_id_prefix: body.filter.q.clone().filter(|q| !q.is_empty()),
+        tx_id_contains: super::transactions::id_part(body.filter.q.clone())?,
+        input: super::transactions::input_matches(
+            body.filter
+                .input
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str())),
+            |key| format!("`filter.input.{key}`"),
+        )?,
         offset: 0,
         limit,
     };

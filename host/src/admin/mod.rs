@@ -11,6 +11,7 @@ mod misc;
 mod stream;
 mod transactions;
 mod views;
+mod waits;
 
 use std::sync::{Arc, OnceLock};
 
@@ -23,7 +24,7 @@ use utoipa_axum::routes;
 
 pub use error::{ApiError, ErrorBody};
 pub use json::ApiJson;
-pub use views::{StepView, TxView, rfc3339};
+pub use views::{StepView, TxView, WaitView, rfc3339};
 
 use crate::engine::Engine;
 
@@ -59,6 +60,7 @@ pub struct AppState {
         (name = "recovery", description = "The recovery worker"),
         (name = "plugins", description = "Loaded plugins"),
         (name = "hosts", description = "The hosts sharing the database"),
+        (name = "waits", description = "Steps waiting for a reply, and their completion"),
     )
 )]
 struct ApiDoc;
@@ -126,7 +128,9 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(misc::reset_breaker))
         .routes(routes!(misc::events))
         .routes(routes!(stream::events_stream))
-        .routes(routes!(misc::plugins));
+        .routes(routes!(misc::plugins))
+        .routes(routes!(waits::list))
+        .routes(routes!(waits::reply));
     OpenApiRouter::with_openapi(ApiDoc::openapi()).nest("/api", api)
 }
 

@@ -13,7 +13,7 @@ use super::error::ErrorBody;
 use super::views::TxView;
 use super::{ApiError, ApiJson, AppState};
 use crate::engine::TxStatus;
-use crate::store::TxFilter;
+use crate::store::{InputMatch, TxFilter};
 
 /// Longest `?wait=` honoured.
 const MAX_WAIT: Duration = Duration::from_secs(300);
@@ -42,8 +42,42 @@ pub struct CreateRequest {
     pub max_retries: Option<u32>,
 }
 
-/// Longest saga id prefix `q` may be (ids are 36 characters).
-const MAX_ID_PREFIX: usize = 64;
+/// Longest part of a saga id `q` may be (ids are 36 characters).
+const MAX_ID_PART: usize = 64;
+/// Most input conditions one search may hold.
+pub(super) const MAX_INPUT_MATCHES: usize = 8;
+/// The query parameters that search the input start with this: `input.account_id=ACC-1007`.
+const INPUT_PARAM: &str = "input.";
+
+/// `q`, a part of a saga id, checked.
+pub(super) fn id_part(q: Option<String>) -> Result<Option<String>, ApiError> {
+    match q.map(|q| q.trim().to_string()).filter(|q| !q.is_empty()) {
+        Some(q) if q.chars().count() > MAX_ID_PART => Err(ApiError::bad_request(format!(
+            "`q` is part of a saga id: at most {MAX_ID_PART} characters"
+        ))),
+        q => Ok(q),
+    }
+}
+
+/// Input conditions from (key, value) pairs, checked: each must be one an indexed value
+/// could match, and there may be at most [`MAX_INPUT_MATCHES`].
+pub(super) fn input_matches<'a>(
+    pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+    what: impl Fn(&str) -> String,
+) -> Result<Vec<InputMatch>, ApiError> {
+    let mut out = Vec::new();
+    for (key, value) in pairs {
+        if out.len() == MAX_INPUT_MATCHES {
+            return Err(ApiError::bad_request(format!(
+                "at most {MAX_INPUT_MATCHES} input conditions per search"
+            )));
+        }
+        let m = InputMatch::new(key, value)
+            .map_err(|e| ApiError::bad_request(format!("{}: {e}", what(key))))?;
+        out.push(m);
+    }
+    Ok(out)
+}
 
 fn parse_duration(text: &str, what: &str) -> Result<Duration, ApiError> {
     humantime::parse_duration(text.trim()).map_err(|e| {
@@ -229,14 +263,18 @@ pub struct ListResponse {
     pub page_size: u32,
 }
 
-/// `GET /api/transactions?status=FAILED&status=TIMEOUT&tx_type=…&page=1&page_size=20&from=…&to=…&q=…`
+/// `GET /api/transactions?status=FAILED&status=TIMEOUT&tx_type=…&page=1&page_size=20&from=…&to=…&q=…&input.account_id=…`
 #[utoipa::path(get, path = "/transactions", tag = "transactions",
     params(
         ("status" = Option<Vec<TxStatus>>, Query, explode = true, description = "Any of these statuses (repeat the parameter, or separate with commas)"),
         ("tx_type" = Option<String>, Query, description = "Only this saga type"),
         ("from" = Option<String>, Query, description = "Created at or after (RFC 3339)"),
         ("to" = Option<String>, Query, description = "Created before (RFC 3339)"),
-        ("q" = Option<String>, Query, description = "Saga id prefix"),
+        ("q" = Option<String>, Query, description = "Part of the saga id, anywhere in it (at most 64 characters)"),
+        ("input.{key}" = Option<String>, Query, description = "Sagas whose input has the top-level key `{key}` with this value: \
+            `input.account_id=ACC-1007`. A string matches without its quotes, a number or boolean as its JSON text (`input.amount=100`, `input.urgent=true`); \
+            objects, arrays and null are not searchable, nor keys over 128 or values over 255 characters (refused with 400). \
+            Up to 8 such parameters, all of which must match; combines with every other filter. Served by an index."),
         ("page" = Option<u64>, Query, description = "1-based page (default 1)"),
         ("page_size" = Option<u32>, Query, description = "Rows per page (default 20, at most 500)"),
     ),
@@ -297,14 +335,14 @@ pub async fn list(
         tx_type: one("tx_type"),
         created_after: time("from")?,
         created_before: time("to")?,
-        tx_id_prefix: match one("q") {
-            Some(q) if q.len() > MAX_ID_PREFIX => {
-                return Err(ApiError::bad_request(format!(
-                    "`q` is a saga id prefix: at most {MAX_ID_PREFIX} characters"
-                )));
-            }
-            q => q,
-        },
+        tx_id_contains: id_part(one("q"))?,
+        input: input_matches(
+            query.iter().flat_map(|(k, values)| {
+                let key = k.strip_prefix(INPUT_PARAM);
+                values.iter().filter_map(move |v| Some((key?, v.as_str())))
+            }),
+            |key| format!("`{INPUT_PARAM}{key}`"),
+        )?,
         offset: (page - 1) * page_size as u64,
         limit: page_size,
     };
@@ -365,9 +403,31 @@ fn reason(text: &str) -> Result<&str, ApiError> {
     Ok(text)
 }
 
-async fn detail(state: &AppState, tx_id: &str) -> Result<Json<TxView>, ApiError> {
+pub(super) async fn detail(state: &AppState, tx_id: &str) -> Result<Json<TxView>, ApiError> {
     let d = state.engine.admin().get(tx_id).await?;
-    Ok(Json(TxView::detail(&d.transaction, &d.steps, &d.history)))
+    let mut view = TxView::detail(&d.transaction, &d.steps, &d.history);
+    // Only a saga with a waiting step costs the read of its waits.
+    if d.steps
+        .iter()
+        .any(|s| s.status == crate::engine::StepStatus::Waiting)
+    {
+        let waits = state
+            .engine
+            .store()
+            .waits_of(tx_id)
+            .await
+            .map_err(crate::error::Error::from)?;
+        for step in view.steps.iter_mut().flatten() {
+            if step.status == crate::engine::StepStatus::Waiting {
+                step.wait = waits
+                    .iter()
+                    .rev()
+                    .find(|w| w.step_index == step.step_index && w.closed_at.is_none())
+                    .map(super::views::WaitView::from);
+            }
+        }
+    }
+    Ok(Json(view))
 }
 
 /// `POST /api/transactions/{tx_id}/force-complete` `{"reason"}`.

@@ -5,7 +5,7 @@ use serde_json::{Map, Value};
 
 use crate::engine::{StepStatus, TxStatus};
 use crate::lifecycle::{Actor, AttemptOutcome, FailureKind, HistoryKind, Phase};
-use crate::store::{Attempt, HistoryEntry, StepRecord, TxRecord};
+use crate::store::{Attempt, HistoryEntry, StepRecord, TxRecord, WaitRecord};
 
 /// Milliseconds since the epoch as RFC 3339.
 pub fn rfc3339(ms: i64) -> String {
@@ -101,6 +101,46 @@ pub struct StepView {
     /// Its place in the order the saga's steps completed (compensation runs in reverse).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub completed_order: Option<u32>,
+    /// The reply a `WAITING` step waits for (detail only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wait: Option<WaitView>,
+}
+
+/// A step's wait for a reply.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct WaitView {
+    /// The id the reply must carry.
+    pub correlation_id: String,
+    /// The saga.
+    pub tx_id: String,
+    /// The waiting step's position.
+    pub step_index: u32,
+    /// The call that waits.
+    pub phase: Phase,
+    /// Its attempt.
+    pub attempt: u32,
+    /// When the wait began.
+    pub started_at: String,
+    /// When it times out.
+    pub deadline_at: String,
+    /// What came back, once recorded: `message`, `error` or `timed_out`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reply: Option<String>,
+}
+
+impl From<&WaitRecord> for WaitView {
+    fn from(w: &WaitRecord) -> Self {
+        Self {
+            correlation_id: w.correlation_id.clone(),
+            tx_id: w.tx_id.clone(),
+            step_index: w.step_index,
+            phase: w.phase,
+            attempt: w.attempt,
+            started_at: rfc3339(w.created_at),
+            deadline_at: rfc3339(w.deadline_at),
+            reply: w.reply.as_ref().map(|r| r.kind().to_string()),
+        }
+    }
 }
 
 /// One attempt of one step.
@@ -246,6 +286,7 @@ impl From<&StepRecord> for StepView {
             failure_kind: s.failure_kind,
             group: s.group,
             completed_order: s.completed_order,
+            wait: None,
         }
     }
 }

@@ -9,8 +9,9 @@ use async_trait::async_trait;
 use crate::engine::TxStatus;
 use crate::store::{
     AdminReads, Commit, CreateOutcome, EventLog, HistoryEntry, HostRecord, HostRegistry,
-    Housekeeping, IdempotencyKey, IdempotencyRecords, KvValue, Page, PluginKv, RecoveryScan,
-    SagaStore, SharedEvent, StatusCount, StepRecord, StoreResult, TxFilter, TxRecord, TxStore,
+    Housekeeping, IdempotencyKey, IdempotencyRecords, KvValue, OutboxMessage, Page, PluginKv,
+    RecoveryScan, ReplyBody, ReplyOutcome, SagaStore, SharedEvent, StatusCount, StepRecord,
+    StoreResult, TxFilter, TxRecord, TxStore, WaitRecord, WaitStore,
 };
 
 /// What went through a [`CountingStore`].
@@ -191,5 +192,53 @@ impl IdempotencyRecords for CountingStore {
     ) -> StoreResult<Option<String>> {
         self.read();
         self.inner.idempotency_get(key, now_ms).await
+    }
+}
+
+#[async_trait]
+impl WaitStore for CountingStore {
+    async fn wait_get(&self, correlation_id: &str) -> StoreResult<Option<WaitRecord>> {
+        self.inner.wait_get(correlation_id).await
+    }
+
+    async fn wait_of_step(&self, tx_id: &str, step_index: u32) -> StoreResult<Option<WaitRecord>> {
+        self.inner.wait_of_step(tx_id, step_index).await
+    }
+
+    async fn waits_of(&self, tx_id: &str) -> StoreResult<Vec<WaitRecord>> {
+        self.inner.waits_of(tx_id).await
+    }
+
+    async fn record_reply(
+        &self,
+        correlation_id: &str,
+        reply: &ReplyBody,
+        now_ms: i64,
+    ) -> StoreResult<ReplyOutcome> {
+        self.inner.record_reply(correlation_id, reply, now_ms).await
+    }
+
+    async fn waits_due(&self, now_ms: i64, limit: u32) -> StoreResult<Vec<String>> {
+        self.inner.waits_due(now_ms, limit).await
+    }
+
+    async fn waits_open(&self, limit: u32) -> StoreResult<Vec<WaitRecord>> {
+        self.inner.waits_open(limit).await
+    }
+
+    async fn outbox_unsent(
+        &self,
+        created_before: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<OutboxMessage>> {
+        self.inner.outbox_unsent(created_before, limit).await
+    }
+
+    async fn outbox_sent(&self, message_ids: &[String], now_ms: i64) -> StoreResult<()> {
+        self.inner.outbox_sent(message_ids, now_ms).await
+    }
+
+    async fn outbox_of(&self, tx_id: &str) -> StoreResult<Vec<(OutboxMessage, Option<i64>)>> {
+        self.inner.outbox_of(tx_id).await
     }
 }

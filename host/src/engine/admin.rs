@@ -46,6 +46,17 @@ impl Engine {
             &self.inner.host_id,
             self.now_ms(),
         ));
+        // A step waiting for a reply stops waiting: a reply that comes later is not applied.
+        for (i, s) in steps.iter_mut().enumerate() {
+            if s.status == StepStatus::Waiting {
+                s.status = StepStatus::Failed;
+                s.failure_kind = Some(FailureKind::Lost);
+                s.error =
+                    Some("an operator completed the saga while the step waited for a reply".into());
+                s.finished_at = Some(self.now_ms());
+                changed.push(i);
+            }
+        }
         tx.last_error = None;
         self.operator_apply(
             &mut tx,

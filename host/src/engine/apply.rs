@@ -12,7 +12,8 @@ use super::Engine;
 use crate::error::{Error, Result};
 use crate::lifecycle::TxEvent;
 use crate::store::{
-    Commit, HistoryEntry, IdempotencyChange, KvChanges, StepRecord, StoreError, TxRecord,
+    Commit, HistoryEntry, IdempotencyChange, KvChanges, OutboxMessage, StepRecord, StoreError,
+    TxRecord, WaitChanges,
 };
 use crate::telemetry;
 
@@ -34,6 +35,10 @@ pub struct With<'a> {
     pub idempotency: Option<IdempotencyChange<'a>>,
     /// History lines to append.
     pub history: &'a [HistoryEntry],
+    /// A wait to open or close.
+    pub waits: WaitChanges<'a>,
+    /// Messages the step call published, sent once the commit is durable.
+    pub outbox: &'a [OutboxMessage],
 }
 
 impl Engine {
@@ -86,6 +91,8 @@ impl Engine {
             kv: with.kv,
             idempotency: with.idempotency,
             history: with.history,
+            waits: with.waits,
+            outbox: with.outbox,
         };
         let store = &self.inner.store;
         let mut pause = Duration::from_millis(50);

@@ -28,6 +28,7 @@ pub use definitions::{
     plan_steps, render_lock_keys,
 };
 pub use retry::backoff;
+pub use saga::ReplySource;
 
 use crate::breaker::{BreakerConfig, Breakers};
 use crate::clock::SharedClock;
@@ -36,7 +37,7 @@ use crate::error::{Error, Result};
 use crate::events::{Event, EventBus, kinds};
 use crate::lock::{LockManager, MemoryLocks};
 use crate::plugin::PluginRuntime;
-use crate::store::{CreateOutcome, StepRecord, TxRecord, TxStore};
+use crate::store::{CreateOutcome, OutboxMessage, StepRecord, TxRecord, TxStore};
 
 /// Saga type recorded for a saga given in full with its request.
 pub const ADHOC_TYPE: &str = "adhoc";
@@ -122,6 +123,9 @@ pub(crate) struct Inner {
     /// saga is never driven twice at once here.
     pub(crate) active: Mutex<HashMap<String, bool>>,
     pub(crate) tasks: tokio_util_lite::TaskCount,
+    /// Where committed outbox messages go to be sent (the broker's relay), once connected.
+    pub(crate) outlet:
+        arc_swap::ArcSwapOption<tokio::sync::mpsc::UnboundedSender<Vec<OutboxMessage>>>,
 }
 
 /// Runs sagas. Cheap to clone; every clone drives the same sagas.
@@ -200,6 +204,7 @@ impl EngineBuilder {
                 clock: self.clock,
                 active: Mutex::new(HashMap::new()),
                 tasks: Default::default(),
+                outlet: arc_swap::ArcSwapOption::empty(),
             }),
         }
     }
@@ -654,6 +659,23 @@ impl Engine {
                     Some((record, steps)),
                 ))
             }
+        }
+    }
+
+    /// Hand committed outbox messages to be sent from now on to `outlet` (the broker's
+    /// relay, which also sends what is left unsent after a crash).
+    pub fn set_outlet(&self, outlet: tokio::sync::mpsc::UnboundedSender<Vec<OutboxMessage>>) {
+        self.inner.outlet.store(Some(Arc::new(outlet)));
+    }
+
+    /// Send messages that just committed, when a relay is connected (else they stay in the
+    /// outbox until one is).
+    pub(crate) fn send_outbox(&self, messages: Vec<OutboxMessage>) {
+        if messages.is_empty() {
+            return;
+        }
+        if let Some(outlet) = self.inner.outlet.load_full() {
+            let _ = outlet.send(messages);
         }
     }
 

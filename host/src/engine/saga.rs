@@ -15,14 +15,19 @@ use crate::error::{Error, Result};
 use crate::events::{Event, kinds};
 use crate::lifecycle::{AttemptOutcome, Phase, TxEvent, Undo};
 use crate::lock;
-use crate::plugin::{CallFailure, FailureKind, KeyLookup, Keyed, LoadedPlugin, StepCall};
+use crate::plugin::{
+    CallFailure, FailureKind, KeyLookup, Keyed, LoadedPlugin, Published, StepCall, WaitRequest,
+};
 use crate::store::{
-    Attempt, IdempotencyChange, IdempotencyKey, IdempotencyRecord, KvChanges, StepRecord,
-    StoreError, TxRecord, now_ms,
+    Attempt, IdempotencyChange, IdempotencyKey, IdempotencyRecord, KvChanges, OutboxMessage,
+    StepRecord, StoreError, TxRecord, WaitChanges, WaitRecord, now_ms,
 };
 use crate::telemetry;
 
 mod group;
+mod wait;
+
+pub use wait::ReplySource;
 
 /// Where a step comes in compensation, highest first: the reverse of the order in which
 /// steps completed, with a step that never completed (its call failed, or was cut off,
@@ -123,6 +128,10 @@ impl Engine {
             call_started: 0,
             outputs_len: None,
             holding: false,
+            parked: false,
+            closing: None,
+            opening: None,
+            outbox: Vec::new(),
         };
         tracing::Span::current().record("tx_type", run.tx.tx_type.as_str());
         let keys = match run.take_locks(&token).await? {
@@ -158,6 +167,14 @@ struct SagaRun {
     outputs_len: Option<u64>,
     /// A parallel group is failing: no further branch is announced.
     holding: bool,
+    /// The saga waits for a reply: this pass ends, holding nothing.
+    parked: bool,
+    /// The wait the next commit closes (its reply was taken, or the step moved on).
+    closing: Option<String>,
+    /// The wait the next commit opens.
+    opening: Option<WaitRecord>,
+    /// Messages the next commit puts in the outbox (the committed call's publishes).
+    outbox: Vec<OutboxMessage>,
 }
 
 impl SagaRun {
@@ -168,6 +185,9 @@ impl SagaRun {
 
     async fn advance(&mut self) -> Result<()> {
         loop {
+            if self.parked {
+                return Ok(());
+            }
             match self.tx.status {
                 TxStatus::Created => self.start().await?,
                 TxStatus::Locked | TxStatus::Executing => self.forward().await?,
@@ -195,11 +215,17 @@ impl SagaRun {
         kv: Option<&KvChanges>,
         idem: Option<IdempotencyChange<'_>>,
     ) -> Result<()> {
+        let outbox = std::mem::take(&mut self.outbox);
         let steps: Vec<&StepRecord> = changed.iter().map(|&i| &self.steps[i]).collect();
         let with = With {
             kv,
             idempotency: idem,
             history: &[],
+            waits: WaitChanges {
+                open: self.opening.as_ref(),
+                close: self.closing.as_deref(),
+            },
+            outbox: &outbox,
         };
         self.engine
             .apply(
@@ -210,6 +236,9 @@ impl SagaRun {
                 Patience::UntilBack(&self.lost),
             )
             .await?;
+        self.closing = None;
+        self.opening = None;
+        self.engine.send_outbox(outbox);
         self.record_end();
         Ok(())
     }
@@ -499,6 +528,13 @@ impl SagaRun {
                     }
                     self.commit(TxEvent::Progress, &[], None, None).await?;
                 }
+                // A saga resuming after a wait released its locks meanwhile: it takes them
+                // again however long others hold them, showing it is alive.
+                Err(lock::LockError::Busy { .. })
+                    if self.steps.iter().any(|s| s.status == StepStatus::Waiting) =>
+                {
+                    self.commit(TxEvent::Progress, &[], None, None).await?;
+                }
                 Err(e) => return Err(e.into()),
             }
         }
@@ -557,8 +593,12 @@ impl SagaRun {
     /// Run steps forward from the current one.
     async fn forward(&mut self) -> Result<()> {
         let inner = self.engine.inner.clone();
-        while matches!(self.tx.status, TxStatus::Locked | TxStatus::Executing) {
+        while matches!(self.tx.status, TxStatus::Locked | TxStatus::Executing) && !self.parked {
             let i = self.tx.current_step as usize;
+            if self.steps[i].status == StepStatus::Waiting {
+                self.resume_wait(i).await?;
+                continue;
+            }
             if let Some(g) = self.steps[i].group {
                 self.run_group(g.first as usize).await?;
                 continue;
@@ -623,7 +663,12 @@ impl SagaRun {
                 Ok(done) => {
                     self.store_waits = 0;
                     inner.breakers.record(&desc.service, true).await;
-                    if let Some(f) = self.complete_step(i, attempt, &plugin, done).await? {
+                    let failed = if done.wait.is_some() {
+                        self.start_wait(i, Phase::Execute, attempt, done).await?
+                    } else {
+                        self.complete_step(i, attempt, &plugin, done).await?
+                    };
+                    if let Some(f) = failed {
                         self.retry_or_fail(i, attempt, f).await?;
                     }
                 }
@@ -717,6 +762,7 @@ impl SagaRun {
             AttemptOutcome::Completed
         };
         self.log_attempt(i, Phase::Execute, attempt, self.call_started, outcome, None);
+        self.stage_messages(i, Phase::Execute, attempt, done.messages);
         let order = self.steps.iter().filter_map(|s| s.completed_order).max();
         let step = &mut self.steps[i];
         step.status = StepStatus::Completed;
@@ -997,7 +1043,7 @@ impl SagaRun {
     /// Compensate steps backward from the current one, in reverse order.
     async fn backward(&mut self) -> Result<()> {
         let inner = self.engine.inner.clone();
-        while self.tx.status == TxStatus::Compensating {
+        while self.tx.status == TxStatus::Compensating && !self.parked {
             let Some(j) = (0..self.steps.len())
                 .filter(|&j| needs_undo(&self.steps[j]))
                 .max_by_key(|&j| undo_rank(&self.steps[j]))
@@ -1005,6 +1051,9 @@ impl SagaRun {
                 return self.finish_compensation().await;
             };
             self.tx.current_step = j as u32;
+            if self.steps[j].status == StepStatus::Waiting && self.resume_undo_wait(j).await? {
+                continue;
+            }
             let plugin = match self.plugin(j) {
                 Ok(p) => p,
                 Err(f) => {
@@ -1070,68 +1119,101 @@ impl SagaRun {
                 }
             };
             match outcome {
+                Ok(out) if out.wait.is_some() => {
+                    self.store_waits = 0;
+                    let done = Executed {
+                        outputs: Map::new(),
+                        kv: out.kv,
+                        key: None,
+                        replayed: false,
+                        messages: out.messages,
+                        wait: out.wait,
+                    };
+                    if let Some(f) = self.start_wait(j, Phase::Compensate, attempt, done).await? {
+                        self.compensation_failed_attempt(j, f).await?;
+                    }
+                }
                 Ok(out) => {
                     self.store_waits = 0;
-                    // An undone step's idempotency record goes with the undo, so a later
-                    // run with the same key executes again.
-                    let forget = self.steps[j]
-                        .idempotency_key
-                        .clone()
-                        .map(|key| IdempotencyKey {
-                            plugin: plugin.namespace.clone(),
-                            step_name: name.clone(),
-                            key,
-                        });
-                    let before = out.kv.has_writes().then(|| self.steps[j].clone());
-                    self.log_attempt(
-                        j,
-                        Phase::Compensate,
-                        attempt,
-                        self.call_started,
-                        AttemptOutcome::Completed,
-                        None,
-                    );
-                    let now = self.now();
-                    let step = &mut self.steps[j];
-                    step.status = StepStatus::Compensated;
-                    step.compensation_attempts = attempt;
-                    step.finished_at = Some(now);
-                    let committed = self
-                        .commit(
-                            TxEvent::Progress,
-                            &[j],
-                            Some(&out.kv),
-                            forget.as_ref().map(IdempotencyChange::Forget),
-                        )
-                        .await;
-                    if let Err(Error::Store(StoreError::KvConflict { key, .. })) = &committed
-                        && let Some(step) = before
-                    {
-                        let f = self.kv_conflict(j, "compensate", key);
-                        self.steps[j] = step;
-                        self.compensation_failed_attempt(j, f).await?;
-                        continue;
-                    }
-                    committed?;
-                    tracing::info!(tx_id = %self.tx.tx_id, step = %name, attempt, "step compensated");
-                    self.events().publish(
-                        self.event(kinds::STEP_COMPENSATED)
-                            .step(&name)
-                            .with("attempt", attempt)
-                            .with(
-                                "execute_outcome",
-                                if execute_completed {
-                                    "completed"
-                                } else {
-                                    "unknown"
-                                },
-                            ),
-                    );
+                    let execute_completed = self.steps[j].output.is_some();
+                    self.undone(j, attempt, &plugin, out.kv, out.messages, execute_completed)
+                        .await?;
                 }
                 Err(f) if f.kind == FailureKind::StoreUnavailable => self.wait_for_store(&f).await,
                 Err(f) => self.compensation_failed_attempt(j, f).await?,
             }
         }
+        Ok(())
+    }
+
+    /// Commit step `j`'s successful compensation (with its plugin writes and messages),
+    /// forgetting its idempotency record so a later run with the same key executes again.
+    async fn undone(
+        &mut self,
+        j: usize,
+        attempt: u32,
+        plugin: &LoadedPlugin,
+        kv: KvChanges,
+        messages: Vec<Published>,
+        execute_completed: bool,
+    ) -> Result<()> {
+        let name = self.steps[j].step_name.clone();
+        // An undone step's idempotency record goes with the undo, so a later
+        // run with the same key executes again.
+        let forget = self.steps[j]
+            .idempotency_key
+            .clone()
+            .map(|key| IdempotencyKey {
+                plugin: plugin.namespace.clone(),
+                step_name: name.clone(),
+                key,
+            });
+        let before = kv.has_writes().then(|| self.steps[j].clone());
+        self.log_attempt(
+            j,
+            Phase::Compensate,
+            attempt,
+            self.call_started,
+            AttemptOutcome::Completed,
+            None,
+        );
+        self.stage_messages(j, Phase::Compensate, attempt, messages);
+        let now = self.now();
+        let step = &mut self.steps[j];
+        step.status = StepStatus::Compensated;
+        step.compensation_attempts = attempt;
+        step.finished_at = Some(now);
+        let committed = self
+            .commit(
+                TxEvent::Progress,
+                &[j],
+                Some(&kv),
+                forget.as_ref().map(IdempotencyChange::Forget),
+            )
+            .await;
+        if let Err(Error::Store(StoreError::KvConflict { key, .. })) = &committed
+            && let Some(step) = before
+        {
+            let f = self.kv_conflict(j, "compensate", key);
+            self.steps[j] = step;
+            self.compensation_failed_attempt(j, f).await?;
+            return Ok(());
+        }
+        committed?;
+        tracing::info!(tx_id = %self.tx.tx_id, step = %name, attempt, "step compensated");
+        self.events().publish(
+            self.event(kinds::STEP_COMPENSATED)
+                .step(&name)
+                .with("attempt", attempt)
+                .with(
+                    "execute_outcome",
+                    if execute_completed {
+                        "completed"
+                    } else {
+                        "unknown"
+                    },
+                ),
+        );
         Ok(())
     }
 
@@ -1237,6 +1319,10 @@ struct Executed {
     key: Option<String>,
     /// Whether the outputs are a completed key's, execute not run.
     replayed: bool,
+    /// Messages the call published.
+    messages: Vec<Published>,
+    /// The reply the call ended waiting for (then `outputs` are recorded meanwhile).
+    wait: Option<WaitRequest>,
 }
 
 /// The engine's idempotency look-up for one step of one plugin: the outputs stored for a
@@ -1337,12 +1423,17 @@ async fn call_execute(
     if !supports_idempotency {
         started();
         let out = inner.plugins.execute(plugin, call, store).await?;
-        return Ok(Executed {
-            outputs: out.value,
-            kv: out.kv,
-            key: None,
-            replayed: false,
-        });
+        return in_group(
+            group,
+            Executed {
+                outputs: out.value,
+                kv: out.kv,
+                key: None,
+                replayed: false,
+                messages: out.messages,
+                wait: out.wait,
+            },
+        );
     }
     // Key, look-up and execute in one instance; a key this step of this plugin already
     // completed replays its stored output without running execute.
@@ -1356,18 +1447,40 @@ async fn call_execute(
         .plugins
         .execute_keyed(plugin, call, store, lookup, Box::new(started))
         .await?;
-    Ok(match out.value {
-        Keyed::Replayed { key, outputs } => Executed {
-            outputs,
-            kv: out.kv,
-            key: Some(key),
-            replayed: true,
+    in_group(
+        group,
+        match out.value {
+            Keyed::Replayed { key, outputs } => Executed {
+                outputs,
+                kv: out.kv,
+                key: Some(key),
+                replayed: true,
+                messages: out.messages,
+                wait: out.wait,
+            },
+            Keyed::Ran { key, outputs } => Executed {
+                outputs,
+                kv: out.kv,
+                key,
+                replayed: false,
+                messages: out.messages,
+                wait: out.wait,
+            },
         },
-        Keyed::Ran { key, outputs } => Executed {
-            outputs,
-            kv: out.kv,
-            key,
-            replayed: false,
-        },
-    })
+    )
+}
+
+/// A branch of a parallel group runs in a task of its own, which a wait for a reply would
+/// leave behind: a branch that asks to wait fails, plainly.
+fn in_group(group: Option<u32>, done: Executed) -> std::result::Result<Executed, CallFailure> {
+    match (&done.wait, group) {
+        (Some(w), Some(_)) => Err(CallFailure::new(
+            FailureKind::Permanent,
+            format!(
+                "the step asked to wait for reply `{}`, but a branch of a parallel group cannot wait for replies; run it outside the group",
+                w.correlation_id
+            ),
+        )),
+        _ => Ok(done),
+    }
 }

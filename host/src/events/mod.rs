@@ -38,6 +38,12 @@ pub mod kinds {
     pub const STEP_COMPENSATED: &str = "step.compensated";
     /// A step's confirm succeeded: its effect is final.
     pub const STEP_CONFIRMED: &str = "step.confirmed";
+    /// A step call ended waiting for a reply (with its correlation id and deadline).
+    pub const STEP_WAITING: &str = "step.waiting";
+    /// A waiting step's reply arrived (or its deadline passed) and was recorded.
+    pub const REPLY_RECEIVED: &str = "reply.received";
+    /// A reply was not applied: a duplicate, late, or for no known wait.
+    pub const REPLY_IGNORED: &str = "reply.ignored";
     /// A circuit breaker opened.
     pub const CIRCUIT_OPENED: &str = "circuit.opened";
     /// A circuit breaker closed.

@@ -13,10 +13,13 @@ use wasmtime_wasi::WasiCtx;
 use wasmtime_wasi_http::WasiHttpCtx;
 
 use super::http_policy::HttpPolicy;
+use super::messaging::{Published, WaitRequest};
 use super::output::GuestOutput;
 use super::state::{CallLimiter, CallState, KvOverlay, MemoryCapHit};
 use super::stderr::StderrTail;
 use super::{LoadedPlugin, PluginRuntime, StepDescriptor};
+use crate::lifecycle::Phase;
+use crate::store::ReplyBody;
 use crate::store::{KvChanges, PluginKv};
 
 /// How much of a guest's stderr (its last bytes) is kept for the step's error.
@@ -79,10 +82,14 @@ impl CallFailure {
 /// What a call returned, with the key-value reads and writes it made.
 #[derive(Debug)]
 pub struct CallOutput<T> {
-    /// The returned value.
+    /// The returned value (for a call that ends waiting, the outputs it records meanwhile).
     pub value: T,
     /// Reads and writes to commit with the step's result.
     pub kv: KvChanges,
+    /// Messages published, to send once the result commits.
+    pub messages: Vec<Published>,
+    /// The reply the call ended waiting for, if it did not finish.
+    pub wait: Option<WaitRequest>,
 }
 
 /// The engine's look-up of a step's idempotency key, made between the key call and
@@ -106,6 +113,8 @@ pub(super) enum CallKind {
     KeyedExecute,
     Compensate,
     Confirm,
+    /// `on-reply` of a call that ended waiting.
+    OnReply,
 }
 
 impl CallKind {
@@ -116,8 +125,18 @@ impl CallKind {
             CallKind::Execute | CallKind::KeyedExecute => "execute",
             CallKind::Compensate => "compensate",
             CallKind::Confirm => "confirm",
+            CallKind::OnReply => "on_reply",
         }
     }
+}
+
+/// What one kind of call needs beyond its context.
+enum Extra<'a> {
+    None,
+    /// A keyed execute: the key's look-up, and what to do just before execute runs.
+    Keyed(KeyLookup, Box<dyn FnOnce() + Send>),
+    /// An on-reply: the phase that waited, its correlation id, and what came back.
+    Reply(Phase, &'a str, &'a ReplyBody),
 }
 
 pub(super) enum CallValue {
@@ -167,8 +186,40 @@ impl PluginRuntime {
             CallValue::Outputs(map) => Ok(CallOutput {
                 value: map,
                 kv: out.kv,
+                messages: out.messages,
+                wait: out.wait,
             }),
             _ => unreachable!("execute returns outputs"),
+        }
+    }
+
+    /// Run `on-reply` of `call.step_name` for its `phase` call that waited on
+    /// `correlation_id`, with what came back; returns the outputs it set (for execute).
+    pub async fn on_reply(
+        &self,
+        plugin: &LoadedPlugin,
+        call: &StepCall,
+        store: Arc<dyn PluginKv>,
+        reply: (Phase, &str, &ReplyBody),
+    ) -> Result<CallOutput<Map<String, Value>>, CallFailure> {
+        let out = self
+            .call_with(
+                plugin,
+                CallKind::OnReply,
+                &call.step_name,
+                Some(call),
+                Some(store),
+                Extra::Reply(reply.0, reply.1, reply.2),
+            )
+            .await?;
+        match out.value {
+            CallValue::Outputs(map) => Ok(CallOutput {
+                value: map,
+                kv: out.kv,
+                messages: out.messages,
+                wait: out.wait,
+            }),
+            _ => unreachable!("on-reply returns outputs"),
         }
     }
 
@@ -190,13 +241,15 @@ impl PluginRuntime {
                 &call.step_name,
                 Some(call),
                 Some(store),
-                Some((lookup, on_execute)),
+                Extra::Keyed(lookup, on_execute),
             )
             .await?;
         match out.value {
             CallValue::Keyed(keyed) => Ok(CallOutput {
                 value: keyed,
                 kv: out.kv,
+                messages: out.messages,
+                wait: out.wait,
             }),
             _ => unreachable!("a keyed execute returns a keyed outcome"),
         }
@@ -238,6 +291,8 @@ impl PluginRuntime {
         Ok(CallOutput {
             value: (),
             kv: out.kv,
+            messages: out.messages,
+            wait: out.wait,
         })
     }
 
@@ -249,7 +304,8 @@ impl PluginRuntime {
         call: Option<&StepCall>,
         store: Option<Arc<dyn PluginKv>>,
     ) -> Result<CallOutput<CallValue>, CallFailure> {
-        self.call_with(plugin, kind, step, call, store, None).await
+        self.call_with(plugin, kind, step, call, store, Extra::None)
+            .await
     }
 
     async fn call_with(
@@ -259,8 +315,14 @@ impl PluginRuntime {
         step: &str,
         call: Option<&StepCall>,
         store: Option<Arc<dyn PluginKv>>,
-        keyed: Option<(KeyLookup, Box<dyn FnOnce() + Send>)>,
+        extra: Extra<'_>,
     ) -> Result<CallOutput<CallValue>, CallFailure> {
+        let (mut keyed, mut reply) = (None, None);
+        match extra {
+            Extra::None => {}
+            Extra::Keyed(lookup, announce) => keyed = Some((lookup, announce)),
+            Extra::Reply(phase, id, body) => reply = Some((phase, id, body)),
+        }
         let mut limits = plugin.limits;
         if let Some(timeout) = call.and_then(|c| c.timeout) {
             limits.timeout = timeout;
@@ -306,6 +368,10 @@ impl PluginRuntime {
             ),
             config: plugin.config.clone(),
             log_span: span,
+            messaging: self.messaging.load_full(),
+            published: Vec::new(),
+            published_bytes: 0,
+            wait: None,
         };
         let mut wasm = Store::new(&self.engine, state);
         wasm.limiter(|s| &mut s.limits);
@@ -366,6 +432,17 @@ impl PluginRuntime {
                     .confirm(&mut wasm, step, call.unwrap())
                     .await?
                     .map(|()| CallValue::Unit),
+                CallKind::OnReply => {
+                    let (phase, correlation_id, body) =
+                        reply.expect("an on-reply call comes with its reply");
+                    match guest
+                        .on_reply(&mut wasm, step, call.unwrap(), phase, correlation_id, body)
+                        .await?
+                    {
+                        Ok(text) => parse_outputs(&text, limits.max_output_bytes),
+                        Err(f) => Err(f),
+                    }
+                }
             };
             wasmtime::Result::Ok(value)
         };
@@ -418,12 +495,29 @@ impl PluginRuntime {
             Ok(Ok(Err(failure))) => return Err(failure),
             Ok(Ok(Ok(value))) => value,
         };
-        let kv = match &value {
+        if let Some(w) = &wasm.data().wait
+            && let Err(e) = w.check()
+        {
+            return Err(CallFailure::new(FailureKind::Permanent, e));
+        }
+        Ok(match &value {
             // Nothing ran whose writes could count.
-            CallValue::Keyed(Keyed::Replayed { .. }) => KvChanges::default(),
-            _ => wasm.into_data().kv.into_changes(),
-        };
-        Ok(CallOutput { value, kv })
+            CallValue::Keyed(Keyed::Replayed { .. }) => CallOutput {
+                value,
+                kv: KvChanges::default(),
+                messages: Vec::new(),
+                wait: None,
+            },
+            _ => {
+                let data = wasm.into_data();
+                CallOutput {
+                    value,
+                    kv: data.kv.into_changes(),
+                    messages: data.published,
+                    wait: data.wait,
+                }
+            }
+        })
     }
 }
 

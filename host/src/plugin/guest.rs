@@ -10,7 +10,10 @@ use wasmtime::component::{InstancePre, Linker};
 use super::StepDescriptor;
 use super::bindings::{v1, v2};
 use super::call::{CallFailure, FailureKind, StepCall};
+use super::messaging::WaitRequest;
 use super::state::CallState;
+use crate::lifecycle::Phase;
+use crate::store::ReplyBody;
 
 /// The `rte:saga` version a plugin targets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
@@ -153,9 +156,13 @@ impl Guest {
             Guest::V2(g) => {
                 use v2::rte::saga::types::ExecuteResult;
                 let ctx = v2_context(call, v2::rte::saga::types::Phase::Execute);
-                match g.rte_saga_step().call_execute(store, step, &ctx).await? {
+                match g
+                    .rte_saga_step()
+                    .call_execute(&mut *store, step, &ctx)
+                    .await?
+                {
                     Ok(ExecuteResult::Done(text)) => Ok(text),
-                    Ok(ExecuteResult::Wait(w)) => Err(no_replies(&w.correlation_id)),
+                    Ok(ExecuteResult::Wait(w)) => Ok(ends_waiting(store, w)),
                     Err(e) => Err(v2_error(e)),
                 }
             }
@@ -177,9 +184,68 @@ impl Guest {
             Guest::V2(g) => {
                 use v2::rte::saga::types::CompensateResult;
                 let ctx = v2_context(call, v2::rte::saga::types::Phase::Compensate);
-                match g.rte_saga_step().call_compensate(store, step, &ctx).await? {
+                match g
+                    .rte_saga_step()
+                    .call_compensate(&mut *store, step, &ctx)
+                    .await?
+                {
                     Ok(CompensateResult::Done) => Ok(()),
-                    Ok(CompensateResult::Wait(w)) => Err(no_replies(&w.correlation_id)),
+                    Ok(CompensateResult::Wait(w)) => {
+                        ends_waiting(store, w);
+                        Ok(())
+                    }
+                    Err(e) => Err(v2_error(e)),
+                }
+            }
+        })
+    }
+
+    /// On-reply: finish a call of `phase` that ended waiting, with what came back. `Ok` is
+    /// the outputs text (ignored for a compensation); the call may end waiting again.
+    pub(super) async fn on_reply(
+        &self,
+        store: &mut Store<CallState>,
+        step: &str,
+        call: &StepCall,
+        phase: Phase,
+        correlation_id: &str,
+        reply: &ReplyBody,
+    ) -> Returned<String> {
+        Ok(match self {
+            Guest::V1(_) => Err(CallFailure::new(
+                FailureKind::Permanent,
+                "plugins built against rte:saga@0.1.0 cannot wait for replies",
+            )),
+            Guest::V2(g) => {
+                use v2::rte::saga::types::{
+                    ExecuteResult, Message, Phase as P, Reply, ReplyBody as B,
+                };
+                let wit_phase = match phase {
+                    Phase::Compensate => P::Compensate,
+                    Phase::Confirm => P::Confirm,
+                    Phase::Execute => P::Execute,
+                };
+                let ctx = v2_context(call, wit_phase);
+                let body = match reply {
+                    ReplyBody::Message { payload, headers } => B::Message(Message {
+                        subject: String::new(),
+                        payload: payload.clone(),
+                        headers: headers.clone(),
+                    }),
+                    ReplyBody::Error { message } => B::Error(message.clone()),
+                    ReplyBody::TimedOut => B::TimedOut,
+                };
+                let reply = Reply {
+                    correlation_id: correlation_id.to_string(),
+                    body,
+                };
+                match g
+                    .rte_saga_step()
+                    .call_on_reply(&mut *store, step, &ctx, &reply)
+                    .await?
+                {
+                    Ok(ExecuteResult::Done(text)) => Ok(text),
+                    Ok(ExecuteResult::Wait(w)) => Ok(ends_waiting(store, w)),
                     Err(e) => Err(v2_error(e)),
                 }
             }
@@ -254,14 +320,13 @@ fn descriptor(
     }
 }
 
-/// A step that ends waiting for a reply, on a host that does not deliver replies.
-fn no_replies(correlation_id: &str) -> CallFailure {
-    CallFailure::new(
-        FailureKind::Permanent,
-        format!(
-            "the step asked to wait for reply `{correlation_id}`, but this host does not deliver replies"
-        ),
-    )
+/// Note the wait a call ended with; the outputs it records meanwhile.
+fn ends_waiting(store: &mut Store<CallState>, w: v2::rte::saga::types::WaitForReply) -> String {
+    store.data_mut().wait = Some(WaitRequest {
+        correlation_id: w.correlation_id,
+        timeout: std::time::Duration::from_millis(w.timeout_ms),
+    });
+    w.outputs
 }
 
 fn v1_context(call: &StepCall) -> v1::exports::rte::saga::step::StepContext {

@@ -19,6 +19,7 @@ mod loader;
 mod loading;
 mod local;
 mod manifest;
+pub mod messaging;
 mod output;
 mod state;
 mod stderr;
@@ -38,6 +39,8 @@ pub use epoch::EpochTicker;
 pub use guest::WitVersion;
 pub use local::{LocalError, LocalPhase, LocalResult, LocalWrite, MemoryKv};
 pub use manifest::Manifest;
+pub use messaging::{MessagingPolicy, Published, WaitRequest};
+pub use state::is_reserved_header;
 pub use watcher::PluginWatcher;
 
 use guest::GuestPre;
@@ -279,6 +282,8 @@ pub struct PluginRuntime {
     output_rates: Arc<output::LineRates>,
     /// Files of a directory load not yet loaded.
     loading: loading::Loading,
+    /// What calls may publish: set once the host's broker is connected.
+    messaging: arc_swap::ArcSwapOption<messaging::MessagingPolicy>,
     _ticker: EpochTicker,
 }
 
@@ -323,8 +328,15 @@ impl PluginRuntime {
             compile_slots: Arc::new(tokio::sync::Semaphore::new(1)),
             output_rates: Arc::default(),
             loading: loading::Loading::default(),
+            messaging: arc_swap::ArcSwapOption::empty(),
             _ticker: ticker,
         })
+    }
+
+    /// Let calls publish messages under `policy` (`None`: publishing fails with a clear
+    /// error, as on a host without a broker).
+    pub fn set_messaging(&self, policy: Option<MessagingPolicy>) {
+        self.messaging.store(policy.map(Arc::new));
     }
 
     /// Load every `*.wasm` in `dir`. A file that fails is recorded with its error and the

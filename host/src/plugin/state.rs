@@ -11,6 +11,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::http_policy::HttpPolicy;
+use super::messaging::{MessagingPolicy, Published, WaitRequest};
 use crate::store::{KvChanges, KvRead, KvWrite, PluginKv, StoreError};
 
 /// Per-call store data.
@@ -29,6 +30,71 @@ pub struct CallState {
     pub(crate) kv: KvOverlay,
     pub(crate) config: Arc<HashMap<String, String>>,
     pub(crate) log_span: tracing::Span,
+    /// What the call may publish; `None` when the host has no broker.
+    pub(crate) messaging: Option<Arc<MessagingPolicy>>,
+    /// Messages published so far, held until the call's result commits.
+    pub(crate) published: Vec<Published>,
+    /// Bytes of `published`.
+    pub(crate) published_bytes: usize,
+    /// The wait the call ended with, when it ended waiting for a reply.
+    pub(crate) wait: Option<WaitRequest>,
+}
+
+impl CallState {
+    /// Hold `message` for the call's commit, within the host's subjects and the call's
+    /// quota.
+    pub(crate) fn publish(&mut self, message: Published) -> Result<(), String> {
+        let Some(policy) = &self.messaging else {
+            return Err(format!(
+                "cannot publish to `{}`: this host has no message broker configured",
+                message.subject
+            ));
+        };
+        if !policy.allows(&message.subject) {
+            return Err(format!(
+                "cannot publish to `{}`: not one of this host's subjects ({})",
+                message.subject,
+                policy.subjects.join(", ")
+            ));
+        }
+        if self.published.len() >= policy.max_messages {
+            return Err(format!(
+                "cannot publish to `{}`: a call may publish {} messages",
+                message.subject, policy.max_messages
+            ));
+        }
+        let size = message.payload.len()
+            + message.subject.len()
+            + message
+                .headers
+                .iter()
+                .map(|(k, v)| k.len() + v.len())
+                .sum::<usize>();
+        if self.published_bytes + size > policy.max_bytes {
+            return Err(format!(
+                "cannot publish to `{}`: a call may publish {} bytes in all",
+                message.subject, policy.max_bytes
+            ));
+        }
+        if let Some((k, _)) = message.headers.iter().find(|(k, _)| is_reserved_header(k)) {
+            return Err(format!(
+                "cannot publish to `{}`: header `{k}` is set by the host",
+                message.subject
+            ));
+        }
+        self.published_bytes += size;
+        self.published.push(message);
+        Ok(())
+    }
+}
+
+/// Headers the host sets on every message it sends for a step (and the broker's own).
+pub fn is_reserved_header(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    matches!(
+        lower.as_str(),
+        "rte-message-id" | "rte-tx-id" | "rte-step" | "rte-reply-to" | "nats-msg-id"
+    )
 }
 
 impl WasiView for CallState {

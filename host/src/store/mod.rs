@@ -2,12 +2,16 @@
 //! [`from_url`], which picks the backend by the URL's scheme.
 //!
 //! One body of SQL logic ([`sql::SqlStore`]) serves SQLite, PostgreSQL and MySQL/MariaDB;
-//! what differs by dialect lives in [`dialect`].
+//! what differs by dialect lives in [`dialect`]; what of a saga's input is searchable, and
+//! how, in [`input_search`].
 
 mod conns;
 mod dialect;
+mod input_search;
+mod listing;
 mod records;
 mod sql;
+mod waits;
 
 use std::sync::Arc;
 
@@ -16,12 +20,18 @@ use async_trait::async_trait;
 use crate::engine::TxStatus;
 
 pub use dialect::Dialect;
+pub use input_search::{
+    InputMatch, InvalidInputMatch, MAX_KEY_CHARS as MAX_INPUT_KEY_CHARS,
+    MAX_VALUE_CHARS as MAX_INPUT_VALUE_CHARS,
+};
+pub use listing::ListPlans;
 pub use records::{
     Attempt, Commit, CreateOutcome, HistoryEntry, HostRecord, IdempotencyChange, IdempotencyKey,
     IdempotencyRecord, KvChanges, KvRead, KvValue, KvWrite, MAX_ATTEMPT_LOG, Page, SharedEvent,
     StatusCount, StepGroup, StepRecord, TxFilter, TxRecord,
 };
 pub use sql::{CommitPause, CommitPoint, SqlStore};
+pub use waits::{OutboxMessage, ReplyBody, ReplyOutcome, WaitChanges, WaitRecord, WaitStore};
 
 /// Result of a store operation.
 pub type StoreResult<T> = std::result::Result<T, StoreError>;
@@ -297,6 +307,7 @@ pub trait TxStore:
     + HostRegistry
     + PluginKv
     + IdempotencyRecords
+    + WaitStore
 {
     /// One line for startup logs: backend and location (no credentials).
     fn summary(&self) -> String;

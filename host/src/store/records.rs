@@ -3,6 +3,8 @@
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use super::InputMatch;
+use super::waits::{OutboxMessage, WaitChanges};
 use crate::engine::{StepStatus, TxStatus};
 use crate::lifecycle::{Actor, AttemptOutcome, FailureKind, HistoryKind, Phase, Undo};
 
@@ -308,6 +310,10 @@ pub struct Commit<'a> {
     pub idempotency: Option<IdempotencyChange<'a>>,
     /// History lines to append.
     pub history: &'a [HistoryEntry],
+    /// A wait to open or close.
+    pub waits: WaitChanges<'a>,
+    /// Messages the step call published, to send once this commit is durable.
+    pub outbox: &'a [OutboxMessage],
 }
 
 impl<'a> Commit<'a> {
@@ -317,6 +323,8 @@ impl<'a> Commit<'a> {
         self.kv.is_some_and(KvChanges::has_writes)
             || self.idempotency.is_some()
             || !self.history.is_empty()
+            || !self.waits.is_empty()
+            || !self.outbox.is_empty()
     }
 
     /// A commit of the transaction row and these steps only.
@@ -327,6 +335,8 @@ impl<'a> Commit<'a> {
             kv: None,
             idempotency: None,
             history: &[],
+            waits: WaitChanges::default(),
+            outbox: &[],
         }
     }
 }
@@ -342,8 +352,10 @@ pub struct TxFilter {
     pub created_after: Option<i64>,
     /// Created before (ms since epoch).
     pub created_before: Option<i64>,
-    /// Ids starting with this text.
-    pub tx_id_prefix: Option<String>,
+    /// Ids holding this text anywhere.
+    pub tx_id_contains: Option<String>,
+    /// Sagas whose input matches every one of these.
+    pub input: Vec<InputMatch>,
     /// Rows to skip.
     pub offset: u64,
     /// Rows to return.

@@ -11,6 +11,8 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
 use super::conns::Conns;
+use super::input_search;
+use super::listing::{self, ListPlans, ListQuery};
 use super::records::*;
 use super::{
     AdminReads, Dialect, EventLog, HostRegistry, Housekeeping, IdempotencyRecords, PluginKv,
@@ -25,7 +27,7 @@ static MYSQL_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/m
 /// Longest a host waits for another host to finish migrating a MySQL database.
 const MIGRATION_LOCK_WAIT: Duration = Duration::from_secs(300);
 
-const TX_COLS: &str = "tx_id, tx_type, status, input, outputs, lock_keys, current_step, \
+pub(super) const TX_COLS: &str = "tx_id, tx_type, status, input, outputs, lock_keys, current_step, \
     total_steps, retry_count, max_retries, timeout_ms, deadline_at, last_error, version, \
     request_key, created_at, updated_at, completed_at, undo_cause";
 const STEP_COLS: &str = "tx_id, step_index, step_name, parallel_group, parallel_limit, status, \
@@ -49,6 +51,11 @@ struct Statements {
     upsert_steps: Vec<String>,
     /// PostgreSQL: a saga and 1 to [`PREPARED_ROWS`] steps inserted in one statement.
     pg_create: Vec<String>,
+    /// PostgreSQL: a saga, its indexed input and 0 to [`PREPARED_ROWS`] steps inserted in
+    /// one statement.
+    pg_create_input: Vec<String>,
+    /// A saga's indexed input (see [`input_search::insert_sql`]).
+    insert_input: String,
     /// PostgreSQL: a saga update and 1 to [`PREPARED_ROWS`] step writes in one statement.
     pg_commit: Vec<String>,
     /// A saga and its steps, in one statement (one snapshot: never a saga's row from
@@ -90,7 +97,9 @@ impl Statements {
             select_saga: s(&select_saga()),
             select_tx_by_request: s("SELECT tx_id FROM rte_transactions WHERE request_key = ?"),
             update_tx: s(UPDATE_TX),
-            pg_create: (1..=PREPARED_ROWS).map(pg_create).collect(),
+            pg_create: (1..=PREPARED_ROWS).map(|n| pg_create(n, false)).collect(),
+            pg_create_input: (0..=PREPARED_ROWS).map(|n| pg_create(n, true)).collect(),
+            insert_input: s(input_search::insert_sql(d)),
             pg_commit: (1..=PREPARED_ROWS).map(pg_commit).collect(),
             update_step: s(
                 "UPDATE rte_steps SET status = ?, attempts = ?, compensation_attempts = ?, \
@@ -144,8 +153,10 @@ impl Statements {
                 &["started_at", "seen_at", "info"],
             )),
             find_stuck: s(&format!(
-                "SELECT tx_id FROM rte_transactions WHERE status IN {ACTIVE} \
-                 AND updated_at < ? ORDER BY updated_at LIMIT ?"
+                "SELECT tx_id FROM rte_transactions t WHERE status IN {ACTIVE} \
+                 AND updated_at < ? AND NOT EXISTS (SELECT 1 FROM rte_waits w \
+                 WHERE w.tx_id = t.tx_id AND w.closed_at IS NULL AND w.replied_at IS NULL) \
+                 ORDER BY updated_at LIMIT ?"
             )),
         }
     }
@@ -158,19 +169,30 @@ impl Statements {
         }
     }
 
-    /// One statement creating a saga with `n` steps, where the dialect has one.
-    fn create_statement(&self, n: usize) -> Option<Cow<'_, str>> {
-        match (self.dialect, n) {
-            (_, 0) => Some(self.insert_tx.as_str().into()),
-            (Dialect::Postgres, n) => Some(match self.pg_create.get(n - 1) {
+    /// One statement creating a saga with `n` steps (and its indexed input, with
+    /// `input`), where the dialect has one. Its arguments are the saga's, then the
+    /// input's (see [`bind_input`]), then the steps'.
+    fn create_statement(&self, n: usize, input: bool) -> Option<Cow<'_, str>> {
+        match (self.dialect, n, input) {
+            (_, 0, false) => Some(self.insert_tx.as_str().into()),
+            (Dialect::Postgres, n, false) => Some(match self.pg_create.get(n - 1) {
                 Some(q) => q.as_str().into(),
-                None => pg_create(n).into(),
+                None => pg_create(n, false).into(),
             }),
-            (Dialect::Sqlite, n) => Some(sqlite_script(&format!(
-                "{}; {}",
-                self.insert_tx,
-                self.insert_steps(n)
-            ))),
+            (Dialect::Postgres, n, true) => Some(match self.pg_create_input.get(n) {
+                Some(q) => q.as_str().into(),
+                None => pg_create(n, true).into(),
+            }),
+            (Dialect::Sqlite, n, input) => {
+                let mut parts = vec![Cow::Borrowed(self.insert_tx.as_str())];
+                if input {
+                    parts.push(self.insert_input.as_str().into());
+                }
+                if n > 0 {
+                    parts.push(self.insert_steps(n));
+                }
+                Some(sqlite_script(&parts.join("; ")))
+            }
             _ => None,
         }
     }
@@ -230,15 +252,23 @@ const PG_STEP_ROW: &str = "(?::text, ?::bigint, ?::text, ?::bigint, ?::bigint, ?
     ?::bigint, ?::bigint, ?::text, ?::text, ?::text, ?::text, ?::bigint, ?::bigint, ?::text, \
     ?::text, ?::bigint)";
 
-fn pg_create(n: usize) -> String {
-    Dialect::Postgres
-        .sql(&format!(
-            "WITH t AS (INSERT INTO rte_transactions ({TX_COLS}) VALUES ({})) \
-             INSERT INTO rte_steps ({STEP_COLS}) VALUES {}",
-            vec!["?"; 19].join(", "),
-            step_rows(n)
-        ))
-        .into_owned()
+/// A saga with `n` steps (and its indexed input, with `input`) inserted in one statement.
+fn pg_create(n: usize, input: bool) -> String {
+    let insert_tx = format!(
+        "INSERT INTO rte_transactions ({TX_COLS}) VALUES ({})",
+        vec!["?"; 19].join(", ")
+    );
+    let insert_steps = format!(
+        "INSERT INTO rte_steps ({STEP_COLS}) VALUES {}",
+        step_rows(n)
+    );
+    let insert_input = input_search::insert_sql(Dialect::Postgres);
+    let sql = match (input, n) {
+        (false, _) => format!("WITH t AS ({insert_tx}) {insert_steps}"),
+        (true, 0) => format!("WITH t AS ({insert_tx}) {insert_input}"),
+        (true, _) => format!("WITH t AS ({insert_tx}), i AS ({insert_input}) {insert_steps}"),
+    };
+    Dialect::Postgres.sql(&sql).into_owned()
 }
 
 /// The saga update and the step upserts as one statement; the steps are written only
@@ -379,6 +409,7 @@ async fn create_in_transaction(
     q: &Statements,
     conn: &mut sqlx::AnyConnection,
     tx: &TxRecord,
+    input: Option<&str>,
     steps: &[StepRecord],
 ) -> Result<(), sqlx::Error> {
     use sqlx::Connection;
@@ -386,6 +417,11 @@ async fn create_in_transaction(
     bind_tx_insert(sqlx::query(&q.insert_tx), tx)
         .execute(&mut *db)
         .await?;
+    if let Some(entries) = input {
+        bind_input(sqlx::query(&q.insert_input), tx, entries)
+            .execute(&mut *db)
+            .await?;
+    }
     if !steps.is_empty() {
         let sql = q.insert_steps(steps.len());
         let mut query = sqlx::query(&sql);
@@ -419,6 +455,15 @@ fn bind_tx_insert<'q>(query: AnyQuery<'q>, tx: &'q TxRecord) -> AnyQuery<'q> {
         .bind(tx.updated_at)
         .bind(tx.completed_at)
         .bind(tx.undo.map(|u| u.as_str()))
+}
+
+/// Bind the arguments of [`input_search::insert_sql`]: the saga's id, its creation time
+/// and its indexed input (`entries`, from [`input_search::entries_argument`]).
+fn bind_input<'q>(query: AnyQuery<'q>, tx: &'q TxRecord, entries: &'q str) -> AnyQuery<'q> {
+    query
+        .bind(tx.tx_id.as_str())
+        .bind(tx.created_at)
+        .bind(entries)
 }
 
 /// Bind the arguments of the saga update (`UPDATE_TX`): its changing columns, then the
@@ -675,7 +720,7 @@ impl SqlStore {
     }
 
     /// Wait for this process's turn to write, where the backend takes few writers at once.
-    async fn write_turn(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+    pub(super) async fn write_turn(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
         match &self.write_gate {
             Some(gate) => gate.acquire().await.ok(),
             None => None,
@@ -841,6 +886,27 @@ impl SqlStore {
         self.conns.release();
     }
 
+    /// The database's plans for the statements [`AdminReads::list`] runs for `filter`,
+    /// with its arguments bound: PostgreSQL's `EXPLAIN` lines, MySQL's and MariaDB's
+    /// `EXPLAIN FORMAT=JSON` document, SQLite's `EXPLAIN QUERY PLAN` details. Shows
+    /// which indexes a search uses.
+    pub async fn explain_list(&self, filter: &TxFilter) -> StoreResult<ListPlans> {
+        let query = ListQuery::new(self.dialect, filter);
+        let mut conn = self.pool.acquire().await?;
+        let mut plans = Vec::with_capacity(2);
+        for sql in [&query.count, &query.page] {
+            let explain = listing::explain_sql(self.dialect, sql);
+            let rows = query
+                .bind(sqlx::query(&explain))
+                .fetch_all(&mut *conn)
+                .await?;
+            plans.push(listing::plan_text(self.dialect, &rows)?);
+        }
+        let page = plans.pop().unwrap_or_default();
+        let count = plans.pop().unwrap_or_default();
+        Ok(ListPlans { count, page })
+    }
+
     /// The connection pool, for benchmarks that measure the raw database.
     pub fn pool(&self) -> &AnyPool {
         &self.pool
@@ -919,7 +985,7 @@ fn redact(url: &str) -> String {
     }
 }
 
-fn to_json<T: serde::Serialize>(v: &T) -> String {
+pub(super) fn to_json<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| "null".into())
 }
 
@@ -936,7 +1002,7 @@ fn parse_status<T: std::str::FromStr<Err = crate::lifecycle::UnknownName>>(
 
 /// A text column. MySQL reports `TEXT` columns as blobs through the `Any` driver, so
 /// bytes are accepted too.
-fn text(row: &AnyRow, col: &str) -> StoreResult<String> {
+pub(super) fn text(row: &AnyRow, col: &str) -> StoreResult<String> {
     match row.try_get::<String, _>(col) {
         Ok(s) => Ok(s),
         Err(_) => {
@@ -1026,70 +1092,6 @@ fn step_from_row(row: &AnyRow, status: &str) -> StoreResult<StepRecord> {
     })
 }
 
-/// The non-`tx_id` filter clauses and their text arguments, in order.
-fn filter_clauses(filter: &TxFilter) -> (String, Vec<FilterArg>) {
-    let mut clauses = Vec::new();
-    let mut args = Vec::new();
-    if !filter.statuses.is_empty() {
-        clauses.push(format!(
-            "status IN ({})",
-            vec!["?"; filter.statuses.len()].join(", ")
-        ));
-        args.extend(
-            filter
-                .statuses
-                .iter()
-                .map(|s| FilterArg::Text(s.as_str().to_string())),
-        );
-    }
-    if let Some(t) = &filter.tx_type {
-        clauses.push("tx_type = ?".to_string());
-        args.push(FilterArg::Text(t.clone()));
-    }
-    if let Some(after) = filter.created_after {
-        clauses.push("created_at >= ?".to_string());
-        args.push(FilterArg::Int(after));
-    }
-    if let Some(before) = filter.created_before {
-        clauses.push("created_at < ?".to_string());
-        args.push(FilterArg::Int(before));
-    }
-    if let Some(prefix) = &filter.tx_id_prefix {
-        // Ids are made of [0-9a-z-], which LIKE takes literally: an escape-free prefix match
-        // keeps the index usable. A prefix with any other character matches no id.
-        if prefix
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-')
-        {
-            clauses.push("tx_id LIKE ?".to_string());
-            args.push(FilterArg::Text(format!("{prefix}%")));
-        } else {
-            clauses.push("1 = 0".to_string());
-        }
-    }
-    let where_sql = if clauses.is_empty() {
-        String::new()
-    } else {
-        format!(" WHERE {}", clauses.join(" AND "))
-    };
-    (where_sql, args)
-}
-
-enum FilterArg {
-    Text(String),
-    Int(i64),
-}
-
-fn bind_filter<'q>(mut query: AnyQuery<'q>, args: &'q [FilterArg]) -> AnyQuery<'q> {
-    for arg in args {
-        query = match arg {
-            FilterArg::Text(t) => query.bind(t.as_str()),
-            FilterArg::Int(i) => query.bind(*i),
-        };
-    }
-    query
-}
-
 #[async_trait]
 impl TxStore for SqlStore {
     fn summary(&self) -> String {
@@ -1119,9 +1121,13 @@ impl SagaStore for SqlStore {
                     return Ok(CreateOutcome::Existing(id));
                 }
             }
-            let inserted = match self.q.create_statement(steps.len()) {
+            let input = input_search::entries_argument(&tx.input);
+            let inserted = match self.q.create_statement(steps.len(), input.is_some()) {
                 Some(sql) => {
                     let mut query = bind_tx_insert(sqlx::query(&sql), tx);
+                    if let Some(entries) = &input {
+                        query = bind_input(query, tx, entries);
+                    }
                     for step in steps {
                         query = bind_step(query, step);
                     }
@@ -1129,7 +1135,9 @@ impl SagaStore for SqlStore {
                     self.settle(&mut conn, &done).await;
                     done
                 }
-                None => create_in_transaction(&self.q, &mut conn, tx, steps).await,
+                None => {
+                    create_in_transaction(&self.q, &mut conn, tx, input.as_deref(), steps).await
+                }
             };
             match inserted {
                 Ok(()) => {
@@ -1279,6 +1287,10 @@ impl SagaStore for SqlStore {
                     .execute(&mut *db)
                     .await?;
             }
+            if !c.waits.is_empty() || !c.outbox.is_empty() {
+                super::waits::write_in_commit(self, &mut db, c.waits, c.outbox, tx.updated_at)
+                    .await?;
+            }
             db.commit().await?;
             conn.done();
             Ok(next_version)
@@ -1292,25 +1304,14 @@ impl AdminReads for SqlStore {
     async fn list(&self, filter: &TxFilter) -> StoreResult<Page> {
         self.bounded("list", async move {
             let mut conn = self.conns.get().await?;
-            let (where_sql, args) = filter_clauses(filter);
-            let count_sql = self
-                .dialect
-                .sql(&format!("SELECT COUNT(*) FROM rte_transactions{where_sql}"))
-                .into_owned();
-            let total: i64 = bind_filter(sqlx::query(&count_sql), &args)
+            let query = ListQuery::new(self.dialect, filter);
+            let total: i64 = query
+                .bind(sqlx::query(&query.count))
                 .fetch_one(&mut *conn)
                 .await?
                 .try_get(0)?;
-            let page_sql = self
-                .dialect
-                .sql(&format!(
-                    "SELECT {TX_COLS} FROM rte_transactions{where_sql} \
-                     ORDER BY created_at DESC, tx_id DESC LIMIT {} OFFSET {}",
-                    filter.limit.max(1),
-                    filter.offset
-                ))
-                .into_owned();
-            let rows = bind_filter(sqlx::query(&page_sql), &args)
+            let rows = query
+                .bind(sqlx::query(&query.page))
                 .fetch_all(&mut *conn)
                 .await?;
             conn.done();
@@ -1466,7 +1467,14 @@ impl Housekeeping for SqlStore {
         }
         let marks = vec!["?"; ids.len()].join(", ");
         let mut db = sqlx::Connection::begin(&mut *conn).await?;
-        for table in ["rte_steps", "rte_history", "rte_transactions"] {
+        for table in [
+            "rte_steps",
+            "rte_history",
+            "rte_waits",
+            "rte_outbox",
+            "rte_tx_input",
+            "rte_transactions",
+        ] {
             let sql = self
                 .dialect
                 .sql(&format!("DELETE FROM {table} WHERE tx_id IN ({marks})"))

@@ -26,6 +26,15 @@ pub mod names {
     pub const PARALLEL_BRANCHES_RUNNING: &str = "rte_parallel_branches_running";
     /// Parallel groups that ended, by outcome (`completed`, `failed`).
     pub const PARALLEL_GROUPS: &str = "rte_parallel_groups_total";
+    /// Step calls that ended waiting for a reply, by step.
+    pub const WAITS_STARTED: &str = "rte_waits_started_total";
+    /// Replies that reached the host, by source (`broker`, `http`, `deadline`) and outcome
+    /// (`recorded`, `duplicate`, `late`, `unknown`).
+    pub const REPLIES: &str = "rte_replies_total";
+    /// Messages the outbox sent to the broker, and sends that failed (to be retried).
+    pub const OUTBOX_SENT: &str = "rte_outbox_sent_total";
+    /// Outbox sends that failed (retried by the relay).
+    pub const OUTBOX_SEND_ERRORS: &str = "rte_outbox_send_errors_total";
     /// Step executions started.
     pub const STEP_STARTED: &str = "rte_step_started_total";
     /// Step executions completed.
@@ -83,6 +92,14 @@ pub struct Metrics {
     pub parallel_branches_running: IntGauge,
     /// Parallel groups ended, by outcome.
     pub parallel_groups: IntCounterVec,
+    /// Calls that ended waiting for a reply, by step.
+    pub waits_started: IntCounterVec,
+    /// Replies received, by source and outcome.
+    pub replies: IntCounterVec,
+    /// Outbox messages sent.
+    pub outbox_sent: IntCounter,
+    /// Outbox sends that failed.
+    pub outbox_send_errors: IntCounter,
     /// Step executions started, by step.
     pub step_started: IntCounterVec,
     /// Step executions completed, by step.
@@ -206,6 +223,21 @@ impl Metrics {
                 PARALLEL_GROUPS,
                 "Parallel groups that ended, by outcome",
                 &["outcome"],
+            ),
+            waits_started: counter(
+                WAITS_STARTED,
+                "Step calls that ended waiting for a reply",
+                &["step"],
+            ),
+            replies: counter(
+                REPLIES,
+                "Replies received, by source and outcome",
+                &["source", "outcome"],
+            ),
+            outbox_sent: plain(OUTBOX_SENT, "Outbox messages sent to the broker"),
+            outbox_send_errors: plain(
+                OUTBOX_SEND_ERRORS,
+                "Outbox sends that failed and will be retried",
             ),
             step_started: counter(STEP_STARTED, "Step executions started", &["step"]),
             step_completed: counter(STEP_COMPLETED, "Step executions completed", &["step"]),

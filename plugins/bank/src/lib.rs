@@ -1,5 +1,6 @@
 //! The seed's fund transfer as RTE steps: `debit`, `transfer` and `credit`, plus
-//! `open_account`, `close_account` and `get_balance` to set up and inspect accounts.
+//! `open_account`, `close_account` and `get_balance` to set up and inspect accounts, and
+//! `remote_transfer`, which records the transfer at a remote ledger over the broker.
 //!
 //! Accounts live in the plugin's `kv` store. Money is kept in integer cents so repeated debits
 //! and refunds never drift; inputs and outputs use currency units (`100.00`).
@@ -11,12 +12,14 @@
 
 mod accounts;
 mod chaos;
+mod remote;
 mod transfer;
 
 use rte_plugin_sdk::{StepContext, StepError, export_steps, kv};
 use serde::{Deserialize, Serialize};
 
 use crate::accounts::{CloseAccount, GetBalance, OpenAccount};
+use crate::remote::RemoteTransfer;
 use crate::transfer::{Credit, Debit, Transfer};
 
 export_steps!(
@@ -25,7 +28,8 @@ export_steps!(
     Credit,
     OpenAccount,
     CloseAccount,
-    GetBalance
+    GetBalance,
+    RemoteTransfer
 );
 
 /// The circuit-breaker service of the account steps.

@@ -11,7 +11,7 @@ use std::thread;
 use std::time::Duration;
 
 use rte_plugin_sdk::{
-    Step, StepContext, StepError, StepInfo, StepPolicy, config, export_steps, kv, log,
+    Step, StepContext, StepError, StepInfo, StepPolicy, config, export_steps, kv, log, messaging,
 };
 
 export_steps!(
@@ -37,6 +37,8 @@ export_steps!(
     TestFlood,
     TestBranch,
     TestAlloc,
+    TestPublish,
+    TestWait,
 );
 
 /// Info shared by every testkit step.
@@ -469,6 +471,81 @@ impl Step for TestPrint {
         }
         eprintln!("{message} on stderr");
         ctx.set_output("printed", lines)
+    }
+}
+
+/// `test_publish`: publishes `count` (default 1) messages to `subject` (default
+/// `rte.requests.test`), each its index as JSON, then fails permanently when the input
+/// `fail` is true; outputs `published`.
+#[derive(Default)]
+pub struct TestPublish;
+
+impl Step for TestPublish {
+    fn info() -> StepInfo {
+        info(
+            "test_publish",
+            "publish count messages to subject, then fail if fail is set",
+        )
+    }
+
+    fn execute(&self, ctx: &mut StepContext) -> Result<(), StepError> {
+        let subject = ctx.input_as::<Option<String>>("subject")?;
+        let subject = subject.as_deref().unwrap_or("rte.requests.test");
+        let count = ctx.input_as::<Option<u32>>("count")?.unwrap_or(1);
+        for i in 0..count {
+            messaging::publish_json(subject, &i, &[("Test-Index", &i.to_string())])?;
+        }
+        if ctx.input_as::<Option<bool>>("fail")?.unwrap_or(false) {
+            return Err(StepError::permanent("failing after publishing, as asked"));
+        }
+        ctx.set_output("published", count)
+    }
+}
+
+/// `test_wait`: waits for the reply `{tx_id}:test_wait:{step_index}:{attempt}` for
+/// `wait_ms` (default one minute), publishing nothing (answer it through the API). Its
+/// on-reply outputs the reply's payload as `reply` (JSON, or text); an error answer fails
+/// it permanently, a timeout retryably.
+#[derive(Default)]
+pub struct TestWait;
+
+impl Step for TestWait {
+    fn info() -> StepInfo {
+        info(
+            "test_wait",
+            "wait for a reply (answer it through the API), output its payload as reply",
+        )
+    }
+
+    fn execute(&self, ctx: &mut StepContext) -> Result<(), StepError> {
+        let wait_ms = ctx.input_as::<Option<u64>>("wait_ms")?.unwrap_or(60_000);
+        let id = format!(
+            "{}:test_wait:{}:{}",
+            ctx.tx_id(),
+            ctx.step_index(),
+            ctx.attempt()
+        );
+        ctx.wait_for_reply(id, std::time::Duration::from_millis(wait_ms));
+        Ok(())
+    }
+
+    fn on_reply(
+        &self,
+        ctx: &mut StepContext,
+        reply: &rte_plugin_sdk::Reply,
+    ) -> Result<(), StepError> {
+        match &reply.body {
+            rte_plugin_sdk::ReplyBody::Message { payload, .. } => {
+                let value = serde_json::from_slice::<serde_json::Value>(payload).unwrap_or_else(
+                    |_| serde_json::Value::String(String::from_utf8_lossy(payload).into_owned()),
+                );
+                ctx.set_output("reply", value)
+            }
+            rte_plugin_sdk::ReplyBody::Error(message) => {
+                Err(StepError::permanent(format!("answered with an error: {message}")))
+            }
+            rte_plugin_sdk::ReplyBody::TimedOut => Err(StepError::retryable("no answer in time")),
+        }
     }
 }
 

@@ -43,7 +43,7 @@ enum BranchOutcome {
     Called {
         plugin: Option<Arc<LoadedPlugin>>,
         service: Option<String>,
-        result: std::result::Result<Executed, CallFailure>,
+        result: std::result::Result<Box<Executed>, CallFailure>,
     },
     /// The group failed while the branch waited to retry: it was not called again.
     NotCalled,
@@ -337,7 +337,7 @@ impl SagaRun {
             let started = std::time::Instant::now();
             let running = Running::new();
             let result = tokio::select! {
-                out = call_execute(&engine, &plugin, &call, desc.supports_idempotency, group) => out,
+                out = call_execute(&engine, &plugin, &call, desc.supports_idempotency, group) => out.map(Box::new),
                 _ = tokio::time::sleep_until(deadline) => Err(CallFailure::new(FailureKind::Timeout, "saga passed its deadline while the step ran")),
             };
             drop(running);
@@ -410,6 +410,7 @@ impl SagaRun {
                 return Ok(());
             }
             Ok(executed) => {
+                let executed = *executed;
                 self.store_waits = 0;
                 if let Some(service) = &service {
                     breakers.record(service, true).await;
