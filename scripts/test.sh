@@ -21,6 +21,23 @@ if ! command -v nats-server >/dev/null 2>&1 && [ ! -x /usr/sbin/nats-server ] &&
   (apt-get install -y -q nats-server >/dev/null 2>&1) || (apt-get update -q >/dev/null && apt-get install -y -q nats-server >/dev/null)
 fi
 
+# The C step template (`rte new c`): Debian's clang, wasm-ld and wasi-libc, and wit-bindgen's
+# C generator from crates.io (the Rust toolchain brings wasm-component-ld).
+if ! [ -f /usr/include/wasm32-wasi/stdio.h ] && command -v apt-get >/dev/null 2>&1; then
+  log "clang, lld and wasi-libc (the C step template)"
+  c_pkgs="clang lld wasi-libc libclang-rt-14-dev-wasm32"
+  # shellcheck disable=SC2086
+  (apt-get install -y -q $c_pkgs >/dev/null 2>&1) || (apt-get update -q >/dev/null && apt-get install -y -q $c_pkgs >/dev/null)
+fi
+tools="$HOME/.cache/rte-tools"
+if [ "$("$tools/bin/wit-bindgen" --version 2>/dev/null | cut -d' ' -f2)" != "0.63.0" ]; then
+  log "wit-bindgen 0.63.0 (its C generator, for the C step template)"
+  CARGO_TARGET_DIR="$tools/target" cargo install --quiet --locked wit-bindgen-cli --version 0.63.0 \
+    --no-default-features --features c --root "$tools"
+  rm -rf "$tools/target"
+fi
+export PATH="$PATH:$tools/bin"
+
 if [ -f admin-ui/package.json ]; then
   log "console dependencies"
   if ! command -v chromium >/dev/null 2>&1; then

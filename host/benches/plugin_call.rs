@@ -164,6 +164,7 @@ fn plugin_call(c: &mut Criterion) {
         outputs: "{}".into(),
         execute_completed: None,
         traceparent: None,
+        timeout: None,
     };
     let engine = runtime.engine().clone();
     let bare = BarePath::new(&engine, &file).expect("bare path links");

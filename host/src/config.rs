@@ -116,6 +116,10 @@ pub struct Config {
     /// Longest the compile of one plugin may take before its load fails.
     #[serde(with = "humantime_serde")]
     pub plugin_compile_timeout: Duration,
+    /// While plugins are still loading after start (the API is served meanwhile), how
+    /// long a request to start a saga waits for a step not served yet before a `503`.
+    #[serde(with = "humantime_serde")]
+    pub plugin_load_wait: Duration,
     /// Largest total of a saga's outputs (all its steps'), in KiB.
     pub saga_max_outputs_kb: u64,
     /// Largest request body the API accepts, in KiB.
@@ -129,6 +133,12 @@ pub struct Config {
     pub server_max_connections: u32,
     /// How many recent events the event log keeps.
     pub event_log_size: usize,
+    /// The operator's per-step policy, by step name: `[step_policy.debit]` with
+    /// `max_retries`, `retry_interval`, `retry_max_interval`, `timeout`, `idempotent`. Each
+    /// setting overrides what the step declares and what the saga definition says. File
+    /// only (no `RTE_*` variable).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub step_policy: BTreeMap<String, crate::policy::StepPolicy>,
 }
 
 impl Default for Config {
@@ -174,11 +184,13 @@ impl Default for Config {
             plugin_max_function_blocks: 10_000,
             plugin_max_code_mb: 32,
             plugin_compile_timeout: Duration::from_secs(120),
+            plugin_load_wait: Duration::from_secs(10),
             saga_max_outputs_kb: 4096,
             max_body_kb: 1024,
             request_timeout: Duration::from_secs(30),
             server_max_connections: 1024,
             event_log_size: 1000,
+            step_policy: BTreeMap::new(),
         }
     }
 }
@@ -225,6 +237,7 @@ pub const KEYS: &[&str] = &[
     "plugin_max_function_blocks",
     "plugin_max_code_mb",
     "plugin_compile_timeout",
+    "plugin_load_wait",
     "saga_max_outputs_kb",
     "max_body_kb",
     "request_timeout",
@@ -316,6 +329,11 @@ impl Config {
 
     /// Check values that parse but make no sense together.
     pub fn validate(&self) -> Result<()> {
+        for (step, policy) in &self.step_policy {
+            policy
+                .check()
+                .map_err(|e| Error::Config(format!("step_policy.{step}: {e}")))?;
+        }
         crate::broker::check_subjects(&self.nats_subjects).map_err(Error::Config)?;
         if self.lock_extend_period >= self.lock_ttl {
             return Err(Error::Config(format!(

@@ -46,6 +46,9 @@ pub enum Error {
     /// The engine is shutting down.
     #[error("the engine is shutting down")]
     ShuttingDown,
+    /// A step the request needs is not served yet: its plugin may still be loading.
+    #[error("{0}")]
+    PluginsLoading(String),
 }
 
 /// Longest error text the host keeps or passes on: on a step or saga, in an event.

@@ -9,6 +9,7 @@
 //! | [`store`] | the durable store over SQLite, PostgreSQL and MySQL/MariaDB: one narrow port per role ([`store::SagaStore`], [`store::PluginKv`], ...), all of them [`TxStore`] |
 //! | [`clock`] | the wall clock the engine, breakers and recovery read; a manual one for tests |
 //! | [`lock`] | the [`LockManager`] contract: in-process, or Redis for several hosts |
+//! | [`policy`] | per-step run policy: declared by the step, overridden by the saga definition and the operator |
 //! | [`breaker`] | per-service circuit breakers |
 //! | [`redis_client`] | the Redis connection locks, breakers and the event relay share, and its error |
 //! | [`events`] | events and the [`EventBus`] |
@@ -60,6 +61,7 @@ pub mod events;
 pub mod lifecycle;
 pub mod lock;
 pub mod plugin;
+pub mod policy;
 pub mod recovery;
 pub mod redis_client;
 pub mod retention;

@@ -193,7 +193,11 @@ async fn main() -> anyhow::Result<()> {
                 .parse()
                 .with_context(|| format!("listen address `{}` is not host:port", config.listen))?;
             server::check_listen(&addr, config.admin_token.as_deref())?;
-            let host = Host::start(config).await.context("cannot start the host")?;
+            // Serve while plugins compile: /readyz says which are still loading.
+            let cache_dir = config.compiled_cache_dir();
+            let host = Host::start_loading(config, cache_dir)
+                .await
+                .context("cannot start the host")?;
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .with_context(|| format!("cannot listen on {addr}"))?;
@@ -294,6 +298,12 @@ async fn check_plugin(config: &Config, file: &std::path::Path) -> anyhow::Result
             supports(s),
             s.description
         );
+    }
+    // What each step declares of its policy (the saga definition and operator may override).
+    for s in &plugin.steps {
+        if let Some(policy) = &s.policy {
+            println!("{} policy: {}", s.name, serde_json::to_string(policy)?);
+        }
     }
     Ok(())
 }

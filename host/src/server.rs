@@ -43,6 +43,21 @@ impl Host {
         config: Config,
         cache_dir: Option<std::path::PathBuf>,
     ) -> Result<Host> {
+        let host = Self::start_loading(config, cache_dir).await?;
+        host.engine.plugins().wait_loaded().await;
+        Ok(host)
+    }
+
+    /// [`Host::start_with_cache`], but return as soon as the store and engine are ready,
+    /// with the plugins still compiling in the background: what `rte serve` does, so the
+    /// API answers meanwhile. `/readyz` lists the plugins still loading; a saga that needs
+    /// one of their steps waits for it (at most `plugin_load_wait`), then gets a `503`.
+    /// Recovery starts once every plugin has loaded, so it never fails a saga whose
+    /// plugin is still compiling.
+    pub async fn start_loading(
+        config: Config,
+        cache_dir: Option<std::path::PathBuf>,
+    ) -> Result<Host> {
         config.validate()?;
         let store = crate::store::open(
             &config.database_url,
@@ -59,7 +74,7 @@ impl Host {
             max_instances: 1000,
         })?);
         if config.plugins_dir.is_dir() {
-            runtime.load_dir(&config.plugins_dir).await;
+            runtime.spawn_load_dir(&config.plugins_dir);
         } else {
             tracing::warn!(dir = %config.plugins_dir.display(), "plugins directory does not exist; no steps loaded");
         }
@@ -115,13 +130,29 @@ impl Host {
                 max_retries: config.max_retries,
             },
         );
-        tokio::spawn(recovery.clone().run(until_stopped(stopped.clone())));
-        tokio::spawn(crate::cluster::run_reports(
-            engine.clone(),
-            recovery.clone(),
-            config.redis_url.is_some(),
-            until_stopped(stopped.clone()),
-        ));
+        let (plugins, run) = (
+            engine.plugins().clone(),
+            recovery.clone().run(until_stopped(stopped.clone())),
+        );
+        tokio::spawn(async move {
+            plugins.wait_loaded().await;
+            run.await
+        });
+        // A host reports itself to the others once its plugins are in (its report lists
+        // them, and its recovery worker is running by then).
+        let (plugins, reports) = (
+            engine.plugins().clone(),
+            crate::cluster::run_reports(
+                engine.clone(),
+                recovery.clone(),
+                config.redis_url.is_some(),
+                until_stopped(stopped.clone()),
+            ),
+        );
+        tokio::spawn(async move {
+            plugins.wait_loaded().await;
+            reports.await
+        });
         tokio::spawn(crate::broker::sweep_waits(
             engine.clone(),
             config.wait_sweep_interval,

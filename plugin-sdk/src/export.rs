@@ -123,9 +123,20 @@ pub fn steps(table: &[Entry]) -> Vec<wit::StepInfo> {
                 supports_idempotency: info.supports_idempotency,
                 supports_confirm: info.supports_confirm,
                 description: info.description,
+                policy: info.policy.map(|p| wit::StepPolicy {
+                    max_retries: p.max_retries,
+                    retry_interval_ms: p.retry_interval.map(millis),
+                    retry_max_interval_ms: p.retry_max_interval.map(millis),
+                    timeout_ms: p.timeout.map(millis),
+                    idempotent: p.idempotent,
+                }),
             }
         })
         .collect()
+}
+
+fn millis(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// `execute`: run the named step; its outputs as JSON object text, or the reply it waits

@@ -121,7 +121,7 @@ pub use context::{ExecuteOutcome, Phase, StepContext};
 pub use error::StepError;
 pub use messaging::Message;
 pub use reply::{Reply, ReplyBody};
-pub use step::{Step, StepInfo};
+pub use step::{Step, StepInfo, StepPolicy};
 
 /// Used by [`export_steps!`]; not part of the API.
 #[doc(hidden)]

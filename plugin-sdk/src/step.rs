@@ -1,5 +1,7 @@
 //! The trait a step implements, and what it tells the host about itself.
 
+use std::time::Duration;
+
 use crate::{StepContext, StepError};
 
 /// One saga step: an action and, usually, the action that undoes it.
@@ -80,14 +82,16 @@ pub trait Step {
 /// What a plugin says about one of its steps, built with [`StepInfo::new`] and chained setters.
 ///
 /// ```
-/// use rte_plugin_sdk::StepInfo;
+/// use std::time::Duration;
+/// use rte_plugin_sdk::{StepInfo, StepPolicy};
 ///
 /// let info = StepInfo::new("debit")
 ///     .version("1.2.0")
 ///     .service("accounts")
 ///     .compensation(true)
 ///     .idempotency(true)
-///     .description("take money from an account");
+///     .description("take money from an account")
+///     .policy(StepPolicy::new().retries(5).timeout(Duration::from_secs(2)).idempotent(true));
 /// assert_eq!(info.service, "accounts");
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,6 +111,62 @@ pub struct StepInfo {
     pub supports_confirm: bool,
     /// One line for operators (default empty).
     pub description: String,
+    /// How the host should run the step (default: the host's defaults).
+    pub policy: Option<StepPolicy>,
+}
+
+/// How the host runs a step: retries, their backoff, a call's deadline, and whether the
+/// step is idempotent. Each setting left unset takes the host's default; the saga
+/// definition (`sagas.toml`) and then the operator (`rte.toml`) may override each one.
+///
+/// A plugin that declares a timeout of zero or above the host's ceiling for one call (24
+/// hours) is refused at load, with the reason.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StepPolicy {
+    /// Retries after a retryable failure (default: the saga's `max_retries`).
+    pub max_retries: Option<u32>,
+    /// Delay before the first retry; later ones double, with jitter (default: the host's
+    /// `retry_interval`).
+    pub retry_interval: Option<Duration>,
+    /// Longest delay between retries (default: the host's `retry_max_interval`).
+    pub retry_max_interval: Option<Duration>,
+    /// Deadline of one call (default: the plugin's, `step_timeout`).
+    pub timeout: Option<Duration>,
+    /// Whether running execute twice has the effect of running it once. `Some(false)`:
+    /// a failure whose effect is unknown (a timeout, a trap, a lost call) is not retried.
+    pub idempotent: Option<bool>,
+}
+
+impl StepPolicy {
+    /// A policy that leaves every setting to the host.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Retry a retryable failure at most `retries` times.
+    pub fn retries(mut self, retries: u32) -> Self {
+        self.max_retries = Some(retries);
+        self
+    }
+
+    /// Wait `first` before the first retry, doubling up to `max` (jittered).
+    pub fn backoff(mut self, first: Duration, max: Duration) -> Self {
+        self.retry_interval = Some(first);
+        self.retry_max_interval = Some(max);
+        self
+    }
+
+    /// Stop a call that runs longer than `timeout`.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Declare whether execute may safely run twice.
+    pub fn idempotent(mut self, idempotent: bool) -> Self {
+        self.idempotent = Some(idempotent);
+        self
+    }
 }
 
 impl StepInfo {
@@ -120,6 +180,7 @@ impl StepInfo {
             supports_idempotency: false,
             supports_confirm: false,
             description: String::new(),
+            policy: None,
         }
     }
 
@@ -156,6 +217,12 @@ impl StepInfo {
     /// Set the one-line description shown to operators.
     pub fn description(mut self, description: impl Into<String>) -> Self {
         self.description = description.into();
+        self
+    }
+
+    /// Declare how the host should run the step (see [`StepPolicy`]).
+    pub fn policy(mut self, policy: StepPolicy) -> Self {
+        self.policy = Some(policy);
         self
     }
 }

@@ -85,6 +85,9 @@ impl From<Error> for ApiError {
                     "the store is unavailable; try again",
                 )
             }
+            Error::PluginsLoading(m) => {
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "plugins_loading", m)
+            }
             Error::ShuttingDown => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",

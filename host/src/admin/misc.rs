@@ -335,7 +335,7 @@ pub async fn events(
 /// Health.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct HealthResponse {
-    /// `ok`, `ready` or `unavailable`.
+    /// `ok`, `ready`, `loading` (plugins still compiling after start) or `unavailable`.
     pub status: String,
     /// Steps available (readiness only).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -343,6 +343,9 @@ pub struct HealthResponse {
     /// Why not ready.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Plugin files still loading (readiness only; empty once all have loaded).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub loading: Vec<String>,
 }
 
 /// `/healthz`: the process answers.
@@ -351,18 +354,32 @@ pub async fn healthz() -> Json<HealthResponse> {
         status: "ok".into(),
         steps: None,
         error: None,
+        loading: Vec::new(),
     })
 }
 
-/// `/readyz`: the store answers.
+/// `/readyz`: the store answers and every plugin has loaded. While plugins are still
+/// compiling after start, `503` with status `loading` and their files in `loading` (the
+/// API answers meanwhile; sagas needing them wait, bounded).
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    let loading = state.engine.plugins().loading();
     match state.engine.store().ping().await {
+        Ok(()) if !loading.is_empty() => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(HealthResponse {
+                status: "loading".into(),
+                steps: Some(state.engine.plugins().step_names().len()),
+                error: None,
+                loading,
+            }),
+        ),
         Ok(()) => (
             StatusCode::OK,
             Json(HealthResponse {
                 status: "ready".into(),
                 steps: Some(state.engine.plugins().step_names().len()),
                 error: None,
+                loading: Vec::new(),
             }),
         ),
         Err(e) => (
@@ -371,6 +388,7 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
                 status: "unavailable".into(),
                 steps: None,
                 error: Some(e.to_string()),
+                loading: Vec::new(),
             }),
         ),
     }
@@ -548,6 +566,9 @@ pub struct SagaTypeView {
     pub max_retries: Option<u32>,
     /// One line for operators.
     pub description: String,
+    /// The policy each step runs by in this type, by step name: what the step declares,
+    /// overridden by the definition, then by the operator's `step_policy`.
+    pub policies: BTreeMap<String, crate::policy::EffectivePolicy>,
 }
 
 /// Defined saga types.
@@ -572,6 +593,7 @@ pub async fn sagas(State(state): State<AppState>) -> Json<SagasResponse> {
                 timeout: d.timeout.map(|t| humantime::format_duration(t).to_string()),
                 max_retries: d.max_retries,
                 description: d.description.clone(),
+                policies: state.engine.saga_type_policies(name),
             };
             (name.clone(), view)
         })

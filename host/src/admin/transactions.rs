@@ -142,7 +142,8 @@ pub(super) fn decode(s: &str) -> String {
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 422, description = "Invalid saga, or the Idempotency-Key was first used for a different request", body = ErrorBody),
         (status = 413, body = ErrorBody),
-        (status = 415, body = ErrorBody), (status = 503, body = ErrorBody),
+        (status = 415, body = ErrorBody),
+        (status = 503, description = "The store is unavailable, or a step it needs is not served yet while plugins are still loading (`plugins_loading`)", body = ErrorBody),
     ))]
 pub async fn create(
     State(state): State<AppState>,
@@ -197,6 +198,10 @@ pub async fn create(
         ));
     }
     let engine = &state.engine;
+    // Just after start, plugins may still be compiling: wait (bounded) for those needed.
+    engine
+        .wait_for_steps(body.tx_type.as_deref(), body.steps.as_deref())
+        .await;
     let tx = engine.transaction_from_request(
         body.tx_type,
         body.steps,

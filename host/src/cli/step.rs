@@ -102,6 +102,11 @@ pub async fn run(config: &Config, args: RunArgs) -> anyhow::Result<bool> {
         (false, _, true) => LocalPhase::Confirm,
         _ => LocalPhase::Execute,
     };
+    // The step's own timeout, as a host without overrides would give it.
+    let timeout = plugin
+        .step(&args.step)
+        .and_then(|d| d.policy)
+        .and_then(|p| p.timeout);
     let call = StepCall {
         tx_id: args.tx_id,
         tx_type: args.tx_type,
@@ -112,6 +117,7 @@ pub async fn run(config: &Config, args: RunArgs) -> anyhow::Result<bool> {
         outputs: Value::Object(outputs).to_string(),
         execute_completed: None,
         traceparent: None,
+        timeout,
     };
     let result = runtime.run_local(&plugin, phase, &call, kv.clone()).await;
     if result.ok

@@ -8,6 +8,11 @@
 //! timeout = "2m"
 //! max_retries = 3
 //!
+//! [sagas.fund_transfer.policy.debit]
+//! # Overrides what the `debit` step declares, in this saga type only.
+//! max_retries = 5
+//! timeout = "2s"
+//!
 //! [sagas.trip]
 //! # A parallel group: the three bookings run at once (at most two at a time here);
 //! # `charge` runs once all three completed.
@@ -186,6 +191,10 @@ pub struct SagaDefinition {
     /// One line for operators.
     #[serde(default)]
     pub description: String,
+    /// Per-step policy overrides in this saga type, by step name: over what each step
+    /// declares, under the operator's `step_policy`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub policy: BTreeMap<String, crate::policy::StepPolicy>,
 }
 
 /// Every defined saga type.
@@ -210,6 +219,11 @@ impl Definitions {
             if let Some(timeout) = def.timeout {
                 super::check_tx_timeout(timeout)
                     .map_err(|e| Error::Config(format!("saga `{name}`: {e}")))?;
+            }
+            for (step, policy) in &def.policy {
+                policy.check().map_err(|e| {
+                    Error::Config(format!("saga `{name}`: policy of step `{step}`: {e}"))
+                })?;
             }
         }
         Ok(defs)

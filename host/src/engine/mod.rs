@@ -7,6 +7,8 @@
 mod admin;
 mod apply;
 mod definitions;
+mod policy;
+mod readiness;
 mod retry;
 mod saga;
 
@@ -69,6 +71,10 @@ pub struct EngineConfig {
     pub stuck_threshold: Duration,
     /// Largest total of a saga's outputs, in bytes of JSON.
     pub max_outputs_bytes: u64,
+    /// The operator's per-step policy overrides, by step name.
+    pub step_policy: std::collections::BTreeMap<String, crate::policy::StepPolicy>,
+    /// How long starting a saga waits for a step whose plugin is still loading.
+    pub plugin_load_wait: Duration,
 }
 
 impl From<&Config> for EngineConfig {
@@ -90,6 +96,8 @@ impl From<&Config> for EngineConfig {
             event_log_size: c.event_log_size,
             stuck_threshold: c.stuck_threshold,
             max_outputs_bytes: c.saga_max_outputs_kb << 10,
+            step_policy: c.step_policy.clone(),
+            plugin_load_wait: c.plugin_load_wait,
         }
     }
 }
@@ -451,6 +459,14 @@ impl Engine {
         }
         for step in &tx.planned {
             if self.inner.plugins.plugin_for(&step.name).is_none() {
+                let loading = self.inner.plugins.loading();
+                if !loading.is_empty() {
+                    return Err(Error::PluginsLoading(format!(
+                        "step `{}` is not served yet: plugins still loading ({}); try again shortly",
+                        step.name,
+                        loading.join(", ")
+                    )));
+                }
                 return Err(Error::Invalid(format!(
                     "unknown step `{}`: no loaded plugin provides it",
                     step.name

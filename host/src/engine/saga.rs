@@ -576,6 +576,7 @@ impl SagaRun {
             execute_completed,
             // The step's own trace context, so a plugin's outgoing calls join the saga's trace.
             traceparent: telemetry::current_traceparent().or_else(|| self.traceparent.clone()),
+            timeout: Some(self.policy(i).timeout),
         }
     }
 
@@ -877,7 +878,7 @@ impl SagaRun {
     /// After a failed attempt: wait and retry if the error allows and retries remain,
     /// else fail the saga.
     async fn retry_or_fail(&mut self, i: usize, attempt: u32, f: CallFailure) -> Result<()> {
-        if !self.may_retry(attempt, &f) {
+        if !self.may_retry(i, attempt, &f) {
             return self.fail(i, f, TxStatus::Failed, Some(attempt)).await;
         }
         let delay = self.note_retry(i, attempt, &f).await?;
@@ -888,15 +889,25 @@ impl SagaRun {
         Ok(())
     }
 
-    /// Whether attempt `attempt`, failed with `f`, may be followed by another.
-    fn may_retry(&self, attempt: u32, f: &CallFailure) -> bool {
-        f.is_retryable() && attempt <= self.tx.max_retries
+    /// Whether attempt `attempt` of step `i`, failed with `f`, may be followed by another:
+    /// by the step's effective policy.
+    fn may_retry(&self, i: usize, attempt: u32, f: &CallFailure) -> bool {
+        f.is_retryable() && self.policy(i).may_retry(attempt, f.kind.may_have_acted())
+    }
+
+    /// The policy step `i` runs by (see [`Engine::step_policy`]).
+    fn policy(&self, i: usize) -> crate::policy::EffectivePolicy {
+        self.engine.step_policy(
+            &self.tx.tx_type,
+            &self.steps[i].step_name,
+            self.tx.max_retries,
+        )
     }
 
     /// Record a failed attempt that will be retried; the pause before the next one.
     async fn note_retry(&mut self, i: usize, attempt: u32, f: &CallFailure) -> Result<Duration> {
-        let cfg = &self.engine.inner.config;
-        let delay = backoff(cfg.retry_interval, cfg.retry_max_interval, attempt);
+        let policy = self.policy(i);
+        let delay = backoff(policy.retry_interval, policy.retry_max_interval, attempt);
         tracing::info!(tx_id = %self.tx.tx_id, step = %self.steps[i].step_name, attempt, kind = %f.kind, error = %f.message, "step attempt failed; retrying");
         self.log_attempt(
             i,
@@ -1207,10 +1218,8 @@ impl SagaRun {
     }
 
     async fn compensation_failed_attempt(&mut self, j: usize, f: CallFailure) -> Result<()> {
-        let (interval, max_interval) = (
-            self.engine.inner.config.retry_interval,
-            self.engine.inner.config.retry_max_interval,
-        );
+        let policy = self.policy(j);
+        let (interval, max_interval) = (policy.retry_interval, policy.retry_max_interval);
         let attempt = self.steps[j].compensation_attempts + 1;
         let name = self.steps[j].step_name.clone();
         self.log_attempt(
@@ -1224,7 +1233,7 @@ impl SagaRun {
         self.steps[j].compensation_attempts = attempt;
         self.steps[j].error = Some(step_error(&f));
         self.steps[j].failure_kind = Some(f.kind);
-        if f.is_retryable() && attempt <= self.tx.max_retries {
+        if f.is_retryable() && attempt <= policy.max_retries {
             tracing::warn!(tx_id = %self.tx.tx_id, step = %name, attempt, kind = %f.kind, error = %f.message, "compensation attempt failed; retrying");
             self.commit(TxEvent::Progress, &[j], None, None).await?;
             self.events().publish(

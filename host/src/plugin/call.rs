@@ -48,6 +48,8 @@ pub struct StepCall {
     pub execute_completed: Option<bool>,
     /// W3C trace context to pass on in outgoing HTTP.
     pub traceparent: Option<String>,
+    /// The call's deadline from the step's effective policy (`None`: the plugin's limit).
+    pub timeout: Option<std::time::Duration>,
 }
 
 pub use crate::lifecycle::FailureKind;
@@ -321,7 +323,10 @@ impl PluginRuntime {
             Extra::Keyed(lookup, announce) => keyed = Some((lookup, announce)),
             Extra::Reply(phase, id, body) => reply = Some((phase, id, body)),
         }
-        let limits = plugin.limits;
+        let mut limits = plugin.limits;
+        if let Some(timeout) = call.and_then(|c| c.timeout) {
+            limits.timeout = timeout;
+        }
         let stderr = StderrTail::new(STDERR_CAPTURE);
         let span = tracing::info_span!(
             "plugin",

@@ -2,6 +2,8 @@
 //! the version from what the component exports, and each call is translated to and from
 //! that version's types here, so the rest of the host sees one shape.
 
+use std::time::Duration;
+
 use wasmtime::Store;
 use wasmtime::component::{InstancePre, Linker};
 
@@ -105,6 +107,7 @@ impl Guest {
                         i.service,
                         [i.supports_compensation, i.supports_idempotency, false],
                         i.description,
+                        None,
                     )
                 })
                 .collect(),
@@ -124,6 +127,13 @@ impl Guest {
                             i.supports_confirm,
                         ],
                         i.description,
+                        i.policy.map(|p| crate::policy::StepPolicy {
+                            max_retries: p.max_retries,
+                            retry_interval: p.retry_interval_ms.map(Duration::from_millis),
+                            retry_max_interval: p.retry_max_interval_ms.map(Duration::from_millis),
+                            timeout: p.timeout_ms.map(Duration::from_millis),
+                            idempotent: p.idempotent,
+                        }),
                     )
                 })
                 .collect(),
@@ -292,6 +302,7 @@ fn descriptor(
     service: String,
     [compensation, idempotency, confirm]: [bool; 3],
     description: String,
+    policy: Option<crate::policy::StepPolicy>,
 ) -> StepDescriptor {
     StepDescriptor {
         service: if service.is_empty() {
@@ -305,6 +316,7 @@ fn descriptor(
         supports_idempotency: idempotency,
         supports_confirm: confirm,
         description,
+        policy: policy.filter(|p| !p.is_empty()),
     }
 }
 

@@ -174,6 +174,14 @@ pub(super) async fn load(rt: &PluginRuntime, path: &Path) -> Result<LoadedPlugin
     if infos.is_empty() {
         return Err(fail("declares no steps".into()));
     }
+    for info in &infos {
+        if let Some(Err(e)) = info.policy.as_ref().map(|p| p.check()) {
+            return Err(fail(format!(
+                "step `{}` declares a bad policy: {e}",
+                info.name
+            )));
+        }
+    }
     // A breaker belongs to the plugin that declares the service, unless its manifest
     // shares that service on purpose: another plugin cannot open this one's breakers.
     plugin.steps = infos
@@ -229,8 +237,9 @@ fn limits(options: &RuntimeOptions, manifest: &Manifest) -> Result<Limits, Strin
     })
 }
 
-/// Longest step deadline a manifest may ask for (a saga's own timeout still bounds it).
-const MAX_STEP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+// The longest step deadline a manifest may ask for (a saga's own timeout still bounds it)
+// is the one a step's policy may ask for.
+use crate::policy::MAX_STEP_TIMEOUT;
 
 /// Check `bytes` against the load bounds, then compile them, or load the artifact cached
 /// for their digest and this engine; returns the component and the digest. This runs on the

@@ -16,6 +16,7 @@ mod guest;
 mod host_impl;
 mod http_policy;
 mod loader;
+mod loading;
 mod local;
 mod manifest;
 pub mod messaging;
@@ -144,6 +145,9 @@ pub struct StepDescriptor {
     pub supports_confirm: bool,
     /// One line for operators.
     pub description: String,
+    /// How the step asks to be run (WIT 0.2.0 plugins; `None`: the host's defaults).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy: Option<crate::policy::StepPolicy>,
 }
 
 /// A loaded, pre-linked plugin. Calls hold an `Arc` of it, so a reload never cuts a
@@ -276,6 +280,8 @@ pub struct PluginRuntime {
     cache: Option<cache::ArtifactCache>,
     /// How fast each plugin's stdout and stderr lines may reach the log.
     output_rates: Arc<output::LineRates>,
+    /// Files of a directory load not yet loaded.
+    loading: loading::Loading,
     /// What calls may publish: set once the host's broker is connected.
     messaging: arc_swap::ArcSwapOption<messaging::MessagingPolicy>,
     _ticker: EpochTicker,
@@ -321,6 +327,7 @@ impl PluginRuntime {
             options,
             compile_slots: Arc::new(tokio::sync::Semaphore::new(1)),
             output_rates: Arc::default(),
+            loading: loading::Loading::default(),
             messaging: arc_swap::ArcSwapOption::empty(),
             _ticker: ticker,
         })
@@ -335,7 +342,12 @@ impl PluginRuntime {
     /// Load every `*.wasm` in `dir`. A file that fails is recorded with its error and the
     /// others still load; returns the failures.
     pub async fn load_dir(&self, dir: &Path) -> Vec<PluginError> {
-        let mut failures = Vec::new();
+        let files = self.begin_dir(dir);
+        self.load_files(files).await
+    }
+
+    /// The `*.wasm` files of `dir`, sorted, each marked as loading.
+    fn begin_dir(&self, dir: &Path) -> Vec<PathBuf> {
         let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
             Ok(entries) => entries
                 .filter_map(|e| e.ok().map(|e| e.path()))
@@ -343,12 +355,21 @@ impl PluginRuntime {
                 .collect(),
             Err(e) => {
                 tracing::warn!(dir = %dir.display(), error = %e, "cannot read plugins directory");
-                return failures;
+                return Vec::new();
             }
         };
         files.sort();
+        self.loading.begin(files.iter().map(|p| file_name(p)));
+        files
+    }
+
+    /// Load `files` (marked as loading) one after the other; returns the failures.
+    async fn load_files(&self, files: Vec<PathBuf>) -> Vec<PluginError> {
+        let mut failures = Vec::new();
         for path in files {
-            if let Err(e) = self.load_file(&path).await {
+            let result = self.load_file(&path).await;
+            self.loading.end(&file_name(&path));
+            if let Err(e) = result {
                 tracing::error!(error = %e, "plugin not loaded");
                 failures.push(e);
             }
@@ -434,6 +455,11 @@ impl PluginRuntime {
             self.registry.store(Arc::new(registry));
             tracing::info!(file = %file, "plugin unloaded");
         }
+    }
+
+    /// The limits of plugins whose manifest sets none.
+    pub fn default_limits(&self) -> Limits {
+        self.options.limits
     }
 
     /// The plugin serving `step`, if any.

@@ -99,6 +99,9 @@ async fn apply_changes(
     dir: PathBuf,
     mut rx: mpsc::UnboundedReceiver<PathBuf>,
 ) {
+    // While the start's directory load runs (the API is served meanwhile), events wait in
+    // the channel: what it loads is what they are compared with.
+    runtime.wait_loaded().await;
     let mut pending: HashMap<PathBuf, Instant> = HashMap::new();
     let mut applied: HashMap<PathBuf, Fingerprint> = serving(&runtime, &dir);
     loop {

@@ -14,6 +14,10 @@ pub enum Lang {
     Rust,
     /// Python, with componentize-py and the `rte_step.py` helper.
     Python,
+    /// JavaScript, with componentize-qjs, the `rte_step.js` helper and its TypeScript types.
+    Js,
+    /// C, with clang and wasi-libc, `wit-bindgen c` and the `rte_step.h` helper.
+    C,
 }
 
 /// Why a project could not be created.
@@ -78,6 +82,32 @@ const PYTHON: &[(&str, &str)] = &[
     ("wit/saga.wit", WIT),
 ];
 
+const JS: &[(&str, &str)] = &[
+    ("step.js", include_str!("templates/js/step.js")),
+    ("main.js", include_str!("templates/js/main.js")),
+    ("rte_step.js", include_str!("templates/js/rte_step.js")),
+    ("rte_step.d.ts", include_str!("templates/js/rte_step.d.ts")),
+    ("step.test.js", include_str!("templates/js/step.test.js")),
+    ("package.json", include_str!("templates/js/package.json")),
+    ("tsconfig.json", include_str!("templates/js/tsconfig.json")),
+    ("build.sh", include_str!("templates/js/build.sh")),
+    (".gitignore", include_str!("templates/js/.gitignore")),
+    ("README.md", include_str!("templates/js/README.md")),
+    ("wit/saga.wit", WIT),
+];
+
+const C: &[(&str, &str)] = &[
+    ("step.c", include_str!("templates/c/step.c")),
+    ("rte_step.h", include_str!("templates/c/rte_step.h")),
+    ("rte_step.c", include_str!("templates/c/rte_step.c")),
+    ("test_step.c", include_str!("templates/c/test_step.c")),
+    ("test.sh", include_str!("templates/c/test.sh")),
+    ("build.sh", include_str!("templates/c/build.sh")),
+    (".gitignore", include_str!("templates/c/.gitignore")),
+    ("README.md", include_str!("templates/c/README.md")),
+    ("wit/saga.wit", WIT),
+];
+
 /// The step name a project `name` gets: `{name}_reserve`, in snake case.
 pub fn step_name(name: &str) -> String {
     format!("{}_reserve", name.replace('-', "_").to_lowercase())
@@ -110,6 +140,8 @@ pub fn create(project: &NewProject) -> Result<PathBuf, ScaffoldError> {
     let files = match project.lang {
         Lang::Rust => RUST,
         Lang::Python => PYTHON,
+        Lang::Js => JS,
+        Lang::C => C,
     };
     for (path, text) in files {
         // The WIT is copied as it is.
@@ -151,7 +183,7 @@ mod tests {
 
     #[test]
     fn every_template_is_filled_in() {
-        for lang in [Lang::Rust, Lang::Python] {
+        for lang in [Lang::Rust, Lang::Python, Lang::Js, Lang::C] {
             let tmp = tempfile::tempdir().unwrap();
             let dir = tmp.path().join("my-shop");
             create(&NewProject {

@@ -11,7 +11,7 @@ use std::thread;
 use std::time::Duration;
 
 use rte_plugin_sdk::{
-    Step, StepContext, StepError, StepInfo, config, export_steps, kv, log, messaging,
+    Step, StepContext, StepError, StepInfo, StepPolicy, config, export_steps, kv, log, messaging,
 };
 
 export_steps!(
@@ -19,6 +19,7 @@ export_steps!(
     TestPrint,
     TestSleep,
     TestFlaky,
+    TestPolicy,
     TestFail,
     TestTrap,
     TestSpin,
@@ -101,6 +102,41 @@ impl Step for TestFlaky {
         if attempt <= flaky_times {
             return Err(StepError::retryable(format!(
                 "test_flaky: attempt {attempt} of {flaky_times} failing attempts"
+            )));
+        }
+        ctx.set_output("attempts", attempt)
+    }
+}
+
+/// `test_policy`: declares its own policy (1 retry, 10 ms apart; 500 ms per call; not
+/// idempotent). Sleeps `sleep_ms` (default 0), then fails retryably on attempts up to
+/// `flaky_times` (default 0); else outputs `attempts`.
+#[derive(Default)]
+pub struct TestPolicy;
+
+impl Step for TestPolicy {
+    fn info() -> StepInfo {
+        info(
+            "test_policy",
+            "a step with its own retries, backoff and timeout, not idempotent",
+        )
+        .policy(
+            StepPolicy::new()
+                .retries(1)
+                .backoff(Duration::from_millis(10), Duration::from_millis(10))
+                .timeout(Duration::from_millis(500))
+                .idempotent(false),
+        )
+    }
+
+    fn execute(&self, ctx: &mut StepContext) -> Result<(), StepError> {
+        let ms: u64 = ctx.input_as::<Option<u64>>("sleep_ms")?.unwrap_or(0);
+        thread::sleep(Duration::from_millis(ms));
+        let flaky_times: u32 = ctx.input_as::<Option<u32>>("flaky_times")?.unwrap_or(0);
+        let attempt = ctx.attempt();
+        if attempt <= flaky_times {
+            return Err(StepError::retryable(format!(
+                "test_policy: attempt {attempt} of {flaky_times} failing attempts"
             )));
         }
         ctx.set_output("attempts", attempt)

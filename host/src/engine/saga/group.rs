@@ -282,6 +282,7 @@ impl SagaRun {
             traceparent: span
                 .in_scope(telemetry::current_traceparent)
                 .or_else(|| self.traceparent.clone()),
+            timeout: Some(self.policy(i).timeout),
         };
         let deadline_at = self.tx.deadline_at;
         let deadline = self.deadline();
@@ -434,7 +435,7 @@ impl SagaRun {
         } else {
             TxStatus::Failed
         };
-        if failed.is_none() && status == TxStatus::Failed && self.may_retry(attempt, &failure) {
+        if failed.is_none() && status == TxStatus::Failed && self.may_retry(i, attempt, &failure) {
             let pause = self.note_retry(i, attempt, &failure).await?;
             pauses.insert(i, pause);
             return Ok(());

@@ -7,6 +7,8 @@ from rte_step import Step, StepContext, StepError, export, kv, log
 class Reserve(Step):
     name = "{{step}}"
     description = "reserve qty units of item"
+    # Retried at most 5 times, 200 ms apart at first; a call may take 2 s.
+    policy = {"max_retries": 5, "retry_interval_ms": 200, "timeout_ms": 2000}
 
     def execute(self, ctx: StepContext) -> None:
         item = ctx.input_as("item")

@@ -91,7 +91,7 @@ def _lookup(what: str, key: str, values: Dict[str, Any], default: Any) -> Any:
 
 
 class Step:
-    """Subclass it: set `name` (and optionally `service`, `version`, `description`), define
+    """Subclass it: set `name` (and optionally `service`, `version`, `description`, `policy`), define
     `execute(ctx)`, and `compensate(ctx)` / `confirm(ctx)` / `idempotency_key(ctx)` if the
     step has them."""
 
@@ -99,6 +99,10 @@ class Step:
     version: str = "0.1.0"
     service: str = ""
     description: str = ""
+    # How the host should run the step, e.g. {"max_retries": 5, "timeout_ms": 2000}; keys:
+    # max_retries, retry_interval_ms, retry_max_interval_ms, timeout_ms, idempotent. The saga
+    # definition and the operator may override each one.
+    policy: Optional[Dict[str, Any]] = None
 
     def execute(self, ctx: StepContext) -> None:
         raise NotImplementedError
@@ -240,6 +244,19 @@ def _wit_error(err: StepError) -> Any:
     return _Err(_types.StepError_Permanent(err.message))
 
 
+_POLICY_KEYS = ("max_retries", "retry_interval_ms", "retry_max_interval_ms", "timeout_ms",
+                "idempotent")
+
+
+def _policy(policy: Optional[Dict[str, Any]]) -> Any:
+    if policy is None:
+        return None
+    unknown = set(policy) - set(_POLICY_KEYS)
+    if unknown:
+        raise ValueError(f"unknown policy keys {sorted(unknown)}; known: {_POLICY_KEYS}")
+    return _types.StepPolicy(**{k: policy.get(k) for k in _POLICY_KEYS})
+
+
 def export(*steps: Step) -> type:
     """The class componentize-py exports as `step`: assign it to `Step` in the app module."""
     by_name = {s.name: s for s in steps}
@@ -266,7 +283,8 @@ def export(*steps: Step) -> type:
                 supports_compensation=_overrides(s, "compensate"),
                 supports_idempotency=_overrides(s, "idempotency_key"),
                 supports_confirm=_overrides(s, "confirm"),
-                description=s.description) for s in steps]
+                description=s.description,
+                policy=_policy(s.policy)) for s in steps]
 
         def execute(self, step: str, ctx: Any) -> Any:
             context = call(step, ctx, "execute")
