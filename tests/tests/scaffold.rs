@@ -383,6 +383,10 @@ async fn the_c_template_builds_tests_runs_and_serves_a_saga() -> Result<()> {
         built.contains("a valid rte:saga@0.2.0 component") && built.contains("cshop_reserve"),
         "{built}"
     );
+    assert!(
+        built.contains(r#"cshop_reserve policy: {"max_retries":5,"timeout":"2s"}"#),
+        "{built}"
+    );
     let wasm = project.join("dist/cshop.wasm");
     let ok = report(&step_run(
         &project,

@@ -448,6 +448,17 @@ void exports_rte_saga_step_steps(exports_rte_saga_step_list_step_info_t *ret) {
     plugin_string_dup(&info->description, s->description ? s->description : "");
     info->supports_compensation = s->compensate != NULL;
     info->supports_idempotency = s->idempotency_key != NULL;
+    if (s->policy) {
+      const rte_policy *p = s->policy;
+      rte_saga_types_step_policy_t *out = &info->policy.val;
+      info->policy.is_some = true;
+      out->max_retries = (plugin_option_u32_t){p->max_retries.set, (uint32_t)p->max_retries.value};
+      out->retry_interval_ms = (plugin_option_u64_t){p->retry_interval_ms.set, p->retry_interval_ms.value};
+      out->retry_max_interval_ms =
+          (plugin_option_u64_t){p->retry_max_interval_ms.set, p->retry_max_interval_ms.value};
+      out->timeout_ms = (plugin_option_u64_t){p->timeout_ms.set, p->timeout_ms.value};
+      out->idempotent = (plugin_option_bool_t){p->idempotent.set, p->idempotent.value != 0};
+    }
   }
 }
 

@@ -69,6 +69,31 @@ void rte_log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void rte_log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void rte_log_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* A policy value that is either given or left to the host: `RTE_SOME(5)`, or nothing. */
+typedef struct {
+  bool set;
+  unsigned long long value;
+} rte_opt;
+#define RTE_SOME(v) {true, (unsigned long long)(v)}
+
+/* How the host runs a step, as its code declares it. A field left out is the host's
+ * default; the saga definition, then the operator's configuration, may override each one:
+ *   .policy = &(rte_policy){.max_retries = RTE_SOME(5), .timeout_ms = RTE_SOME(2000)} */
+typedef struct {
+  /* Retries after a retryable failure. */
+  rte_opt max_retries;
+  /* Delay before the first retry, ms; later ones double, with jitter. */
+  rte_opt retry_interval_ms;
+  /* Longest delay between retries, ms. */
+  rte_opt retry_max_interval_ms;
+  /* Deadline of one call, ms. */
+  rte_opt timeout_ms;
+  /* RTE_SOME(true) or RTE_SOME(false): whether running execute twice has the effect of
+   * running it once (a step that says false is not retried after a failure whose effect is
+   * unknown). */
+  rte_opt idempotent;
+} rte_policy;
+
 /* One saga step. */
 typedef struct {
   /* Name used in saga definitions; unique across the plugins a host loads. */
@@ -81,6 +106,8 @@ typedef struct {
   rte_result (*compensate)(rte_ctx *ctx);
   /* Write a key naming this execution's effect into `out` and return true (NULL: none). */
   bool (*idempotency_key)(const rte_ctx *ctx, char *out, size_t cap);
+  /* How the host should run it (NULL: the host's defaults). */
+  const rte_policy *policy;
 } rte_step;
 
 /* The steps the component exports: `RTE_EXPORT_STEPS(&reserve)`. */

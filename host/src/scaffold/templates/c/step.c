@@ -49,6 +49,9 @@ const rte_step reserve = {
     .execute = execute,
     .compensate = compensate,
     .idempotency_key = idempotency_key,
+    /* Retried up to 5 times, each call given 2 s (the saga definition and the operator may
+     * override either). */
+    .policy = &(rte_policy){.max_retries = RTE_SOME(5), .timeout_ms = RTE_SOME(2000)},
 };
 
 RTE_EXPORT_STEPS(&reserve);
