@@ -557,3 +557,51 @@ async fn recovery_does_not_take_a_waiting_saga_for_stuck() -> Result<()> {
     assert_eq!(v["output"]["reply"], "yes", "{v}");
     Ok(())
 }
+
+/// An operator completes a saga whose step waits: the step ends `FAILED` (`lost`), its
+/// wait is closed, and a reply that comes later is refused and changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_completing_a_waiting_saga_closes_its_wait() -> Result<()> {
+    let h = TestHost::start(HostOptions::default()).await?;
+    let (status, v) = h
+        .post(
+            "/api/transactions",
+            json!({"steps": ["test_ok", "test_wait"], "input": {"wait_ms": 60000}}),
+        )
+        .await?;
+    assert_eq!(status, 201, "{v}");
+    let tx_id = v["tx_id"].as_str().context("tx_id")?.to_string();
+    eventually(Duration::from_secs(10), async || {
+        let (_, v) = h.get(&format!("/api/transactions/{tx_id}")).await?;
+        Ok(v["steps"][1]["status"] == "WAITING")
+    })
+    .await?;
+    let (status, v) = h
+        .post(
+            &format!("/api/transactions/{tx_id}/force-complete"),
+            json!({"reason": "settled with the partner by phone"}),
+        )
+        .await?;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["status"], "COMPLETED", "{v}");
+    assert_eq!(v["steps"][1]["status"], "FAILED", "{v}");
+    assert_eq!(v["steps"][1]["failure_kind"], "lost", "{v}");
+    let (_, waits) = h.get("/api/waits").await?;
+    assert_eq!(waits, json!([]));
+    let cid = format!("{tx_id}:test_wait:1:1");
+    let (status, r) = h
+        .post(&format!("/api/waits/{cid}/reply"), json!({"payload": 1}))
+        .await?;
+    assert_eq!(
+        (status, r["error"]["code"].as_str()),
+        (409, Some("wait_closed")),
+        "{r}"
+    );
+    let (_, after) = h.get(&format!("/api/transactions/{tx_id}")).await?;
+    assert_eq!(after["status"], "COMPLETED");
+    assert_eq!(
+        after["version"], v["version"],
+        "the late reply wrote nothing to the saga"
+    );
+    Ok(())
+}

@@ -26,7 +26,7 @@ impl Engine {
     pub async fn force_complete(&self, tx_id: &str, reason: &str) -> Result<TxRecord> {
         let (mut tx, mut steps) = self.get(tx_id).await?;
         tx.status.on(TxEvent::ForceComplete)?;
-        if self.is_live(&tx) {
+        if self.is_live(&tx, &steps) {
             return Err(Error::Conflict(format!(
                 "saga {tx_id} is running (status {}, updated {} ms ago); wait for it to settle, \
                  or force-cancel it",
@@ -46,7 +46,18 @@ impl Engine {
             &self.inner.host_id,
             self.now_ms(),
         ));
-        // A step waiting for a reply stops waiting: a reply that comes later is not applied.
+        // A step waiting for a reply stops waiting, its wait closed with the change: a reply
+        // that comes later is not applied.
+        let waiting = steps.iter().find(|s| s.status == StepStatus::Waiting);
+        let open_wait = match waiting {
+            Some(s) => self
+                .inner
+                .store
+                .wait_of_step(tx_id, s.step_index)
+                .await?
+                .map(|w| w.correlation_id),
+            None => None,
+        };
         for (i, s) in steps.iter_mut().enumerate() {
             if s.status == StepStatus::Waiting {
                 s.status = StepStatus::Failed;
@@ -66,6 +77,7 @@ impl Engine {
             HistoryKind::ForceComplete,
             actor,
             format!("{from} → COMPLETED"),
+            open_wait.as_deref(),
         )
         .await?;
         self.inner.events.publish(
@@ -113,6 +125,7 @@ impl Engine {
                 "{from} → {}",
                 if undo { "COMPENSATING" } else { "CANCELLED" }
             ),
+            None,
         )
         .await?;
         if undo {
@@ -233,6 +246,7 @@ impl Engine {
             HistoryKind::Retry,
             actor,
             format!("{from} → {to}{step_note}"),
+            None,
         )
         .await?;
         self.spawn(tx_id.to_string(), None);
@@ -240,12 +254,13 @@ impl Engine {
     }
 
     /// Whether a host may be driving the saga now (this one, or another that wrote it
-    /// within the stuck threshold).
-    fn is_live(&self, tx: &TxRecord) -> bool {
+    /// within the stuck threshold). A saga waiting for a reply is driven by nobody.
+    fn is_live(&self, tx: &TxRecord, steps: &[StepRecord]) -> bool {
         !tx.status.is_terminal()
             && (self.is_driving(&tx.tx_id)
-                || self.now_ms() - tx.updated_at
-                    < self.inner.config.stuck_threshold.as_millis() as i64)
+                || (self.now_ms() - tx.updated_at
+                    < self.inner.config.stuck_threshold.as_millis() as i64
+                    && !steps.iter().any(|s| s.status == StepStatus::Waiting)))
     }
 
     /// Apply an operator's (or recovery's) event with its history line.
@@ -259,6 +274,7 @@ impl Engine {
         kind: HistoryKind,
         actor: Actor,
         message: String,
+        close_wait: Option<&str>,
     ) -> Result<()> {
         let history = [HistoryEntry {
             tx_id: tx.tx_id.clone(),
@@ -270,6 +286,10 @@ impl Engine {
         let steps: Vec<&StepRecord> = changed.iter().map(|&i| &steps[i]).collect();
         let with = With {
             history: &history,
+            waits: crate::store::WaitChanges {
+                open: None,
+                close: close_wait,
+            },
             ..With::default()
         };
         self.apply(

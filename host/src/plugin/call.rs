@@ -182,15 +182,7 @@ impl PluginRuntime {
                 Some(store),
             )
             .await?;
-        match out.value {
-            CallValue::Outputs(map) => Ok(CallOutput {
-                value: map,
-                kv: out.kv,
-                messages: out.messages,
-                wait: out.wait,
-            }),
-            _ => unreachable!("execute returns outputs"),
-        }
+        Ok(outputs_of(out, "execute"))
     }
 
     /// Run `on-reply` of `call.step_name` for its `phase` call that waited on
@@ -212,15 +204,7 @@ impl PluginRuntime {
                 Extra::Reply(reply.0, reply.1, reply.2),
             )
             .await?;
-        match out.value {
-            CallValue::Outputs(map) => Ok(CallOutput {
-                value: map,
-                kv: out.kv,
-                messages: out.messages,
-                wait: out.wait,
-            }),
-            _ => unreachable!("on-reply returns outputs"),
-        }
+        Ok(outputs_of(out, "on-reply"))
     }
 
     /// Ask `call.step_name` for its idempotency key and, unless `lookup` finds outputs
@@ -518,6 +502,25 @@ impl PluginRuntime {
                 }
             }
         })
+    }
+}
+
+/// The outputs a call of `what` (execute, on-reply) returned, with what goes with them.
+fn outputs_of(out: CallOutput<CallValue>, what: &str) -> CallOutput<Map<String, Value>> {
+    let CallOutput {
+        value,
+        kv,
+        messages,
+        wait,
+    } = out;
+    match value {
+        CallValue::Outputs(value) => CallOutput {
+            value,
+            kv,
+            messages,
+            wait,
+        },
+        _ => unreachable!("{what} returns outputs"),
     }
 }
 

@@ -77,7 +77,16 @@ impl Engine {
                         .with("reply", reply.kind())
                         .with("source", source.as_str()),
                 );
-                self.spawn(tx_id.clone(), None);
+                if self.inner.plugins.loading().is_empty() {
+                    self.spawn(tx_id.clone(), None);
+                } else {
+                    // The plugin that finishes the wait may still be compiling at start.
+                    let (engine, tx_id) = (self.clone(), tx_id.clone());
+                    tokio::spawn(async move {
+                        engine.inner.plugins.wait_loaded().await;
+                        engine.spawn(tx_id, None);
+                    });
+                }
             }
             ReplyOutcome::Duplicate { tx_id } | ReplyOutcome::Late { tx_id } => {
                 tracing::warn!(%tx_id, %correlation_id, outcome = label, source = source.as_str(), "reply not applied: its wait already has its answer");
