@@ -26,7 +26,7 @@ pub struct NatsServer {
     /// `nats://127.0.0.1:PORT`.
     pub url: String,
     port: u16,
-    _store: tempfile::TempDir,
+    store: tempfile::TempDir,
 }
 
 impl NatsServer {
@@ -36,29 +36,41 @@ impl NatsServer {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
-        let child = Command::new(nats_server_binary())
-            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-            .arg(store.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("starting nats-server (Debian package nats-server)")?;
+        let child = spawn_server(port, store.path())?;
         let server = Self {
             child,
             url: format!("nats://127.0.0.1:{port}"),
             port,
-            _store: store,
+            store,
         };
-        for _ in 0..100 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+        server.wait_up().await?;
+        Ok(server)
+    }
+
+    async fn wait_up(&self) -> Result<()> {
+        for _ in 0..200 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
                 .await
                 .is_ok()
             {
-                return Ok(server);
+                return Ok(());
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        bail!("nats-server on port {port} did not come up")
+        bail!("nats-server on port {} did not come up", self.port)
+    }
+
+    /// SIGKILL the server, as a crashed broker.
+    pub fn kill(&mut self) {
+        let _ = signal(self.child.id(), "-CONT");
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Start it again on the same port and store (what JetStream had on disk is back).
+    pub async fn restart(&mut self) -> Result<()> {
+        self.child = spawn_server(self.port, self.store.path())?;
+        self.wait_up().await
     }
 
     /// Stop it answering (SIGSTOP), as a stalled broker does.
@@ -92,10 +104,18 @@ impl NatsServer {
 
 impl Drop for NatsServer {
     fn drop(&mut self) {
-        let _ = signal(self.child.id(), "-CONT");
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
     }
+}
+
+fn spawn_server(port: u16, store: &Path) -> Result<Child> {
+    Command::new(nats_server_binary())
+        .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+        .arg(store)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting nats-server (Debian package nats-server)")
 }
 
 fn signal(pid: u32, sig: &str) -> Result<()> {

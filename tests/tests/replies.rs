@@ -605,3 +605,39 @@ async fn an_operator_completing_a_waiting_saga_closes_its_wait() -> Result<()> {
     );
     Ok(())
 }
+
+/// The broker crashes (SIGKILL) while sagas publish and wait, and comes back on its disk:
+/// the relay sends what it could not, the consumers pick up where they were, and every
+/// saga ends with its transfer recorded exactly once, the stream holding each request once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sagas_ride_out_a_broker_crash() -> Result<()> {
+    const SAGAS: usize = 30;
+    let mut nats = NatsServer::start().await?;
+    let h = host_on(&nats).await?;
+    let ledger = RemoteLedger::start(&nats, h.dir.path(), 0).await?;
+    h.open_account("S", 1000.0).await?;
+    h.open_account("D", 0.0).await?;
+    let body = remote_transfer("S", "D", "slow", json!({"remote_timeout_ms": 120_000}));
+    let mut ids = Vec::new();
+    for i in 0..SAGAS {
+        if i == SAGAS / 2 {
+            nats.kill();
+        }
+        let (status, v) = h.post("/api/transactions", body.clone()).await?;
+        assert_eq!(status, 201, "{v}");
+        ids.push(v["tx_id"].as_str().context("tx_id")?.to_string());
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    nats.restart().await?;
+    for id in &ids {
+        let (_, v) = h.get(&format!("/api/transactions/{id}?wait=120s")).await?;
+        assert_eq!(v["status"], "COMPLETED", "{v}");
+        assert_eq!(v["output"]["ledger_ref"], format!("L-{id}"), "{v}");
+    }
+    assert_eq!(nats.stream_messages("RTE_REQUESTS").await?, SAGAS as u64);
+    let net: i64 = ids.iter().map(|id| ledger.net(id).unwrap_or(0)).sum();
+    assert_eq!(net, 1000 * SAGAS as i64, "each transfer recorded once");
+    assert_eq!(h.balance("S").await?, 1000.0 - 10.0 * SAGAS as f64);
+    assert_eq!(h.balance("D").await?, 10.0 * SAGAS as f64);
+    Ok(())
+}

@@ -170,22 +170,25 @@ pub async fn sweep_waits(
     }
 }
 
-/// Send what commits hand over at once, and sweep for what was left unsent.
+/// Send what commits hand over at once, and sweep for what was left unsent. After a send
+/// fails, messages handed over are left to the sweep for a while (each is already in the
+/// outbox), so a broker that is down costs one timeout, not one per saga.
 async fn relay(
     engine: Engine,
     broker: Arc<dyn Broker>,
     mut inbox: mpsc::UnboundedReceiver<Vec<OutboxMessage>>,
 ) {
+    let mut down_until: Option<tokio::time::Instant> = None;
     loop {
-        let batch = tokio::select! {
+        let (batch, swept) = tokio::select! {
             got = inbox.recv() => match got {
-                Some(batch) => batch,
+                Some(batch) => (batch, false),
                 None => return,
             },
             _ = tokio::time::sleep(RELAY_SWEEP) => {
                 let before = engine.now_ms() - UNSENT_AGE.as_millis() as i64;
                 match engine.store().outbox_unsent(before, 500).await {
-                    Ok(left) => left,
+                    Ok(left) => (left, true),
                     Err(e) => {
                         tracing::warn!(error = %e, "cannot read the outbox; retrying");
                         continue;
@@ -193,14 +196,22 @@ async fn relay(
                 }
             }
         };
-        send(&engine, broker.as_ref(), batch).await;
+        if !swept && down_until.is_some_and(|t| tokio::time::Instant::now() < t) {
+            continue;
+        }
+        down_until = match send(&engine, broker.as_ref(), batch).await {
+            true => None,
+            false => Some(tokio::time::Instant::now() + RELAY_SWEEP),
+        };
     }
 }
 
-/// Send `batch`, marking what the broker took as sent; what failed stays for the sweep.
-async fn send(engine: &Engine, broker: &dyn Broker, batch: Vec<OutboxMessage>) {
+/// Send `batch` in order, marking what the broker took as sent; at the first failure the
+/// rest stays for the sweep. Whether every message went.
+async fn send(engine: &Engine, broker: &dyn Broker, batch: Vec<OutboxMessage>) -> bool {
     let m = crate::telemetry::metrics();
     let mut sent = Vec::with_capacity(batch.len());
+    let mut all = true;
     for message in &batch {
         match broker.publish(message).await {
             Ok(()) => {
@@ -210,6 +221,8 @@ async fn send(engine: &Engine, broker: &dyn Broker, batch: Vec<OutboxMessage>) {
             Err(e) => {
                 m.outbox_send_errors.inc();
                 tracing::warn!(message_id = %message.message_id, subject = %message.subject, error = %e, "outbox send failed; it is retried");
+                all = false;
+                break;
             }
         }
     }
@@ -218,6 +231,7 @@ async fn send(engine: &Engine, broker: &dyn Broker, batch: Vec<OutboxMessage>) {
         // repeat by its message id.
         tracing::warn!(error = %e, "cannot mark outbox messages sent");
     }
+    all
 }
 
 /// Consume replies until the subscription ends, reconnecting after a pause.

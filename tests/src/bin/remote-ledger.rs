@@ -95,127 +95,131 @@ async fn main() -> Result<()> {
             },
         )
         .await?;
-    let mut messages = consumer.messages().await?;
     let mut state = State::default();
     let mut rng = rand::rngs::StdRng::seed_from_u64(args.seed);
     write_state(&args.state, &state)?;
     eprintln!("remote-ledger: serving");
-    while let Some(message) = messages.next().await {
-        let message = message?;
-        let header = |name: &str| {
-            message
-                .headers
-                .as_ref()
-                .and_then(|h| h.get(name))
-                .map(|v| v.as_str().to_string())
-        };
-        let (Some(message_id), Some(reply_to), Some(correlation_id)) = (
-            header("Rte-Message-Id"),
-            header("Rte-Reply-To"),
-            header("Rte-Correlation-Id"),
-        ) else {
-            eprintln!("remote-ledger: a request without RTE headers; dropped");
-            message.ack().await.ok();
-            continue;
-        };
-        *state.requests.entry(message_id.clone()).or_default() += 1;
-        let request: Request = match serde_json::from_slice(&message.payload) {
-            Ok(r) => r,
+    // The broker may go away and come back: take requests again, from where the durable
+    // consumer was, after any error.
+    loop {
+        let mut messages = match consumer.messages().await {
+            Ok(m) => m,
             Err(e) => {
-                answer(
-                    &js,
-                    &reply_to,
-                    &correlation_id,
-                    Err(format!("bad request: {e}")),
-                    &message_id,
-                    0,
-                )
-                .await?;
-                message.ack().await.ok();
+                eprintln!("remote-ledger: cannot read requests ({e}); retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
                 continue;
             }
         };
-        let mode = match request.mode.as_str() {
-            "random" => match rng.random_range(0..10) {
-                0 => "error",
-                1 => "twice",
-                2 => "slow",
-                _ => "ok",
-            },
-            m => m,
-        }
-        .to_string();
-        if message.subject.as_str() == "rte.requests.ledger.reverse" {
-            if state.applied.remove(&request.tx_id) {
-                *state.ledger.entry(request.tx_id.clone()).or_default() -= request.amount_cents;
-            }
-            answer(
-                &js,
-                &reply_to,
-                &correlation_id,
-                Ok(serde_json::json!({"reversed": true})),
-                &message_id,
-                0,
-            )
-            .await?;
-            state.replies += 1;
-        } else if mode == "error" {
-            answer(
-                &js,
-                &reply_to,
-                &correlation_id,
-                Err("the remote ledger refused the transfer".into()),
-                &message_id,
-                0,
-            )
-            .await?;
-            state.replies += 1;
-        } else {
-            if state.applied.insert(request.tx_id.clone()) {
-                *state.ledger.entry(request.tx_id.clone()).or_default() += request.amount_cents;
-            }
-            let body = Ok(serde_json::json!({"ledger_ref": format!("L-{}", request.tx_id)}));
-            match mode.as_str() {
-                "silent" => {}
-                "late" | "slow" => {
-                    let delay = if mode == "late" {
-                        args.late
-                    } else {
-                        Duration::from_millis(300)
-                    };
-                    let (js, reply_to, correlation_id, message_id) = (
-                        js.clone(),
-                        reply_to.clone(),
-                        correlation_id.clone(),
-                        message_id.clone(),
-                    );
-                    tokio::spawn(async move {
-                        tokio::time::sleep(delay).await;
-                        let _ = answer(&js, &reply_to, &correlation_id, body, &message_id, 0).await;
-                    });
-                    state.replies += 1;
+        while let Some(message) = messages.next().await {
+            let message = match message {
+                Ok(m) => m,
+                Err(e) => {
+                    eprintln!("remote-ledger: reading requests failed ({e}); resubscribing");
+                    break;
                 }
-                "twice" => {
-                    answer(
-                        &js,
-                        &reply_to,
-                        &correlation_id,
-                        body.clone(),
-                        &message_id,
-                        0,
-                    )
-                    .await?;
-                    answer(&js, &reply_to, &correlation_id, body, &message_id, 1).await?;
-                    state.replies += 2;
+            };
+            match serve(&js, &args, &mut state, &mut rng, &message).await {
+                Ok(()) => {
+                    write_state(&args.state, &state)?;
+                    message.ack().await.ok();
                 }
-                _ => {
-                    answer(&js, &reply_to, &correlation_id, body, &message_id, 0).await?;
-                    state.replies += 1;
+                Err(e) => {
+                    // Not acknowledged: the request comes again, and applies once.
+                    eprintln!("remote-ledger: answering failed ({e}); it comes again");
+                    let _ = message
+                        .ack_with(jetstream::AckKind::Nak(Some(Duration::from_secs(1))))
+                        .await;
                 }
             }
         }
-        write_state(&args.state, &state)?;
-        message.ack().await.ok();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Handle one request: record it (once per saga) and answer as its mode says.
+async fn serve(
+    js: &jetstream::Context,
+    args: &Args,
+    state: &mut State,
+    rng: &mut rand::rngs::StdRng,
+    message: &jetstream::Message,
+) -> Result<()> {
+    let header = |name: &str| {
+        message
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(name))
+            .map(|v| v.as_str().to_string())
+    };
+    let (Some(message_id), Some(reply_to), Some(correlation_id)) = (
+        header("Rte-Message-Id"),
+        header("Rte-Reply-To"),
+        header("Rte-Correlation-Id"),
+    ) else {
+        eprintln!("remote-ledger: a request without RTE headers; dropped");
+        return Ok(());
+    };
+    *state.requests.entry(message_id.clone()).or_default() += 1;
+    let request: Request = match serde_json::from_slice(&message.payload) {
+        Ok(r) => r,
+        Err(e) => {
+            let refusal = Err(format!("bad request: {e}"));
+            return answer(js, &reply_to, &correlation_id, refusal, &message_id, 0).await;
+        }
+    };
+    let mode = match request.mode.as_str() {
+        "random" => match rng.random_range(0..10) {
+            0 => "error",
+            1 => "twice",
+            2 => "slow",
+            _ => "ok",
+        },
+        m => m,
+    }
+    .to_string();
+    if message.subject.as_str() == "rte.requests.ledger.reverse" {
+        if state.applied.remove(&request.tx_id) {
+            *state.ledger.entry(request.tx_id.clone()).or_default() -= request.amount_cents;
+        }
+        let reversed = Ok(serde_json::json!({"reversed": true}));
+        answer(js, &reply_to, &correlation_id, reversed, &message_id, 0).await?;
+        state.replies += 1;
+        return Ok(());
+    }
+    if mode == "error" {
+        let refused = Err("the remote ledger refused the transfer".to_string());
+        answer(js, &reply_to, &correlation_id, refused, &message_id, 0).await?;
+        state.replies += 1;
+        return Ok(());
+    }
+    if state.applied.insert(request.tx_id.clone()) {
+        *state.ledger.entry(request.tx_id.clone()).or_default() += request.amount_cents;
+    }
+    let body = Ok(serde_json::json!({"ledger_ref": format!("L-{}", request.tx_id)}));
+    match mode.as_str() {
+        "silent" => {}
+        "late" | "slow" => {
+            let delay = if mode == "late" {
+                args.late
+            } else {
+                Duration::from_millis(300)
+            };
+            let js = js.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                let _ = answer(&js, &reply_to, &correlation_id, body, &message_id, 0).await;
+            });
+            state.replies += 1;
+        }
+        "twice" => {
+            answer(js, &reply_to, &correlation_id, body.clone(), &message_id, 0).await?;
+            answer(js, &reply_to, &correlation_id, body, &message_id, 1).await?;
+            state.replies += 2;
+        }
+        _ => {
+            answer(js, &reply_to, &correlation_id, body, &message_id, 0).await?;
+            state.replies += 1;
+        }
     }
     Ok(())
 }
