@@ -110,8 +110,9 @@ const RELAY_SWEEP: Duration = Duration::from_secs(2);
 /// host's to send.
 const UNSENT_AGE: Duration = Duration::from_secs(3);
 
-/// Run the broker's side of the host until `shutdown`: the outbox relay, the reply
-/// consumer, and the wait-deadline sweep. Also lets the engine send committed messages.
+/// Run the broker's side of the host until `shutdown`: the outbox relay (which the engine
+/// hands committed messages to) and the reply consumer. The wait-deadline sweep runs on
+/// every host, broker or not ([`sweep_waits`]).
 pub async fn run(
     engine: Engine,
     broker: Arc<dyn Broker>,
@@ -179,13 +180,17 @@ async fn relay(
     mut inbox: mpsc::UnboundedReceiver<Vec<OutboxMessage>>,
 ) {
     let mut down_until: Option<tokio::time::Instant> = None;
+    // A sweep every period however busy the host is, so what is left unsent never waits
+    // for a lull.
+    let mut sweeps = tokio::time::interval(RELAY_SWEEP);
+    sweeps.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let (batch, swept) = tokio::select! {
             got = inbox.recv() => match got {
                 Some(batch) => (batch, false),
                 None => return,
             },
-            _ = tokio::time::sleep(RELAY_SWEEP) => {
+            _ = sweeps.tick() => {
                 let before = engine.now_ms() - UNSENT_AGE.as_millis() as i64;
                 match engine.store().outbox_unsent(before, 500).await {
                     Ok(left) => (left, true),
