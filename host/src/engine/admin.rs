@@ -38,14 +38,6 @@ impl Engine {
         let actor = Actor::Operator {
             reason: reason.to_string(),
         };
-        let mut changed = skip_pending(&mut steps);
-        let confirm = self.confirm_in_flight(from, &steps);
-        changed.extend(cut_off_calls(
-            &mut steps,
-            confirm,
-            &self.inner.host_id,
-            self.now_ms(),
-        ));
         // A step waiting for a reply stops waiting, its wait closed with the change: a reply
         // that comes later is not applied.
         let waiting = steps.iter().find(|s| s.status == StepStatus::Waiting);
@@ -58,16 +50,14 @@ impl Engine {
                 .map(|w| w.correlation_id),
             None => None,
         };
-        for (i, s) in steps.iter_mut().enumerate() {
-            if s.status == StepStatus::Waiting {
-                s.status = StepStatus::Failed;
-                s.failure_kind = Some(FailureKind::Lost);
-                s.error =
-                    Some("an operator completed the saga while the step waited for a reply".into());
-                s.finished_at = Some(self.now_ms());
-                changed.push(i);
-            }
-        }
+        let mut changed = skip_pending(&mut steps);
+        let confirm = self.confirm_in_flight(from, &steps);
+        changed.extend(cut_off_calls(
+            &mut steps,
+            confirm,
+            &self.inner.host_id,
+            self.now_ms(),
+        ));
         tx.last_error = None;
         self.operator_apply(
             &mut tx,
@@ -321,15 +311,27 @@ fn skip_pending(steps: &mut [StepRecord]) -> Vec<usize> {
     changed
 }
 
-/// Steps whose call a stopped host cut off (`EXECUTING`) become `FAILED` with kind
-/// `lost`, the lost attempt logged; returns their indexes.
+/// Steps whose call a stopped host cut off (`EXECUTING`), and steps waiting for a reply
+/// (whose waits the caller closes), become `FAILED` with kind `lost`, a cut-off call's
+/// attempt logged; returns their indexes.
 fn cut_off_calls(
     steps: &mut [StepRecord],
     confirm: Option<usize>,
     noted_by: &str,
     now: i64,
 ) -> Vec<usize> {
-    let changed = note_lost_calls(steps, confirm, noted_by, now);
+    let mut changed = note_lost_calls(steps, confirm, noted_by, now);
+    // A step waiting for a reply stops waiting (the caller closes its wait).
+    for (i, s) in steps.iter_mut().enumerate() {
+        if s.status == StepStatus::Waiting {
+            s.status = StepStatus::Failed;
+            s.failure_kind = Some(FailureKind::Lost);
+            s.error =
+                Some("an operator completed the saga while the step waited for a reply".into());
+            s.finished_at = Some(now);
+            changed.push(i);
+        }
+    }
     for &i in &changed {
         let s = &mut steps[i];
         if s.status == StepStatus::Executing {

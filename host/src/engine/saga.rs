@@ -983,21 +983,8 @@ impl SagaRun {
                 changed.push(j);
             }
         }
-        let message = match status {
-            TxStatus::Timeout => format!("saga timed out at step `{name}`: {}", f.message),
-            _ => format!("step `{name}` failed: {}", f.message),
-        };
-        self.tx.last_error = Some(truncate(message.clone()));
         let undo = self.steps[..=i].iter().any(needs_undo);
-        if undo {
-            self.tx.current_step = i as u32;
-            self.tx.undo = Some(Undo::Failure);
-        }
-        let event = if status == TxStatus::Timeout {
-            TxEvent::DeadlinePassed { undo }
-        } else {
-            TxEvent::StepFailed { undo }
-        };
+        let (message, event) = self.failing_at(i, &name, &f, status, undo);
         self.commit(event, &changed, None, None).await?;
         tracing::warn!(tx_id = %self.tx.tx_id, step = %name, kind = %f.kind, error = %f.message, status = %self.tx.status, "step failed for good");
         self.events().publish(
@@ -1008,6 +995,33 @@ impl SagaRun {
         );
         self.announce_failure(&name, message, status, undo, None);
         Ok(())
+    }
+
+    /// The saga fails at step `i` (`name`) for `f`: its error set, compensation set up from
+    /// `i` when `undo`; the message and the event that moves it.
+    fn failing_at(
+        &mut self,
+        i: usize,
+        name: &str,
+        f: &CallFailure,
+        status: TxStatus,
+        undo: bool,
+    ) -> (String, TxEvent) {
+        let message = match status {
+            TxStatus::Timeout => format!("saga timed out at step `{name}`: {}", f.message),
+            _ => format!("step `{name}` failed: {}", f.message),
+        };
+        self.tx.last_error = Some(truncate(message.clone()));
+        if undo {
+            self.tx.current_step = i as u32;
+            self.tx.undo = Some(Undo::Failure);
+        }
+        let event = if status == TxStatus::Timeout {
+            TxEvent::DeadlinePassed { undo }
+        } else {
+            TxEvent::StepFailed { undo }
+        };
+        (message, event)
     }
 
     /// Count the saga's failure at step `name` (or the group at `group`) and publish it.

@@ -24,7 +24,7 @@ use super::{Executed, SagaRun, call_execute, step_error};
 use crate::engine::{StepStatus, TxStatus};
 use crate::error::Result;
 use crate::events::kinds;
-use crate::lifecycle::{AttemptOutcome, Phase, TxEvent, Undo};
+use crate::lifecycle::{AttemptOutcome, Phase, TxEvent};
 use crate::plugin::{CallFailure, FailureKind, LoadedPlugin, StepCall};
 use crate::telemetry;
 
@@ -534,21 +534,8 @@ impl SagaRun {
             changed.push(k);
         }
         let name = self.steps[i].step_name.clone();
-        let message = match status {
-            TxStatus::Timeout => format!("saga timed out at step `{name}`: {}", failure.message),
-            _ => format!("step `{name}` failed: {}", failure.message),
-        };
-        self.tx.last_error = Some(super::truncate(message.clone()));
         let undo = self.steps.iter().any(super::needs_undo);
-        if undo {
-            self.tx.current_step = i as u32;
-            self.tx.undo = Some(Undo::Failure);
-        }
-        let event = if status == TxStatus::Timeout {
-            TxEvent::DeadlinePassed { undo }
-        } else {
-            TxEvent::StepFailed { undo }
-        };
+        let (message, event) = self.failing_at(i, &name, &failure, status, undo);
         self.commit(event, &changed, None, None).await?;
         tracing::warn!(tx_id = %self.tx.tx_id, step = %name, kind = %failure.kind, status = %self.tx.status, "parallel group failed");
         self.announce_failure(&name, message, status, undo, Some(first as u32));
