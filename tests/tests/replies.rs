@@ -641,3 +641,46 @@ async fn sagas_ride_out_a_broker_crash() -> Result<()> {
     assert_eq!(h.balance("D").await?, 10.0 * SAGAS as f64);
     Ok(())
 }
+
+/// A wait failed by hand through the completion endpoint (an error answer, with a reason):
+/// the step fails with that error and the saga compensates what ran before it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_error_answered_by_hand_fails_the_step_and_compensates() -> Result<()> {
+    let h = TestHost::start(HostOptions::default()).await?;
+    let (status, v) = h
+        .post(
+            "/api/transactions",
+            json!({"steps": ["test_ok", "test_wait"], "input": {"wait_ms": 60000}}),
+        )
+        .await?;
+    assert_eq!(status, 201, "{v}");
+    let tx_id = v["tx_id"].as_str().context("tx_id")?.to_string();
+    eventually(Duration::from_secs(10), async || {
+        let (_, v) = h.get(&format!("/api/transactions/{tx_id}")).await?;
+        Ok(v["steps"][1]["status"] == "WAITING")
+    })
+    .await?;
+    let cid = format!("{tx_id}:test_wait:1:1");
+    let (status, r) = h
+        .post(
+            &format!("/api/waits/{cid}/reply"),
+            json!({"error": "the partner declined", "reason": "called the partner"}),
+        )
+        .await?;
+    assert_eq!(status, 200, "{r}");
+    let (_, v) = h
+        .get(&format!("/api/transactions/{tx_id}?wait=30s"))
+        .await?;
+    assert_eq!(v["status"], "COMPENSATED", "{v}");
+    assert_eq!(v["steps"][1]["status"], "FAILED", "{v}");
+    assert_eq!(v["steps"][1]["failure_kind"], "permanent", "{v}");
+    assert!(
+        v["steps"][1]["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("the partner declined"),
+        "{v}"
+    );
+    assert_eq!(v["steps"][0]["status"], "COMPENSATED", "{v}");
+    Ok(())
+}
