@@ -247,15 +247,23 @@ impl TxView {
                 })
                 .collect(),
         );
-        let mut attempts: Vec<(i64, AttemptView)> = steps
+        // In time order; attempts that started in the same millisecond in the order the
+        // saga makes them: executes and confirms in step order, then compensations in undo
+        // order (the step that completed last first).
+        let mut attempts: Vec<((i64, u8, i64), AttemptView)> = steps
             .iter()
             .flat_map(|s| {
-                s.attempt_log
-                    .iter()
-                    .map(move |a| (a.started_at, AttemptView::new(s, a)))
+                s.attempt_log.iter().map(move |a| {
+                    let order = match a.phase {
+                        Phase::Execute => (0, i64::from(s.step_index)),
+                        Phase::Confirm => (1, i64::from(s.step_index)),
+                        Phase::Compensate => (2, -i64::from(s.completed_order.unwrap_or(u32::MAX))),
+                    };
+                    ((a.started_at, order.0, order.1), AttemptView::new(s, a))
+                })
             })
             .collect();
-        attempts.sort_by_key(|(at, _)| *at);
+        attempts.sort_by_key(|(key, _)| *key);
         view.attempts = Some(attempts.into_iter().map(|(_, a)| a).collect());
         view.failed_step = steps
             .iter()

@@ -53,7 +53,7 @@ impl Engine {
         with: With<'_>,
         patience: Patience<'_>,
     ) -> Result<()> {
-        let from = tx.status;
+        let (from, completed_at) = (tx.status, tx.completed_at);
         let next = from.on(event)?;
         if let Patience::UntilBack(lost) = patience
             && lost.load(Ordering::SeqCst)
@@ -72,6 +72,7 @@ impl Engine {
             }
             Err(e) => {
                 tx.status = from;
+                tx.completed_at = completed_at;
                 Err(e)
             }
         }

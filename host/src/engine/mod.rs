@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::{Map, Value};
+use tracing::Instrument;
 
 pub use crate::lifecycle::{StepStatus, TxStatus};
 pub(crate) use admin::note_lost_calls;
@@ -35,7 +36,7 @@ use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::events::{Event, EventBus, kinds};
-use crate::lock::{LockManager, MemoryLocks};
+use crate::lock::{self, LockManager, MemoryLocks};
 use crate::plugin::PluginRuntime;
 use crate::store::{CreateOutcome, OutboxMessage, StepRecord, TxRecord, TxStore};
 
@@ -358,6 +359,19 @@ impl From<&TxRecord> for TxResult {
     }
 }
 
+/// A saga as its create wrote it, handed to its first driver so it starts without a read.
+pub(crate) struct Recorded {
+    /// The saga row.
+    pub tx: TxRecord,
+    /// Its steps.
+    pub steps: Vec<StepRecord>,
+    /// The lock keys taken before the create (which then recorded the saga `LOCKED`
+    /// with its first call announced), so the driver does not take them again.
+    pub locks: Option<Vec<String>>,
+    /// The span of the saga's first pass, which the lock taken before the create is in.
+    pub span: tracing::Span,
+}
+
 /// A submitted saga: its id, and whether an earlier request with the same key made it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Submitted {
@@ -510,7 +524,7 @@ impl Engine {
     ) -> Result<(Submitted, Option<(TxRecord, Vec<StepRecord>)>)> {
         let traceparent = tx.traceparent.clone();
         let (submitted, recorded) = self.record(tx).await?;
-        let as_recorded = recorded.clone();
+        let as_recorded = recorded.as_ref().map(|r| (r.tx.clone(), r.steps.clone()));
         if let Some(state) = recorded {
             self.spawn_from(submitted.tx_id.clone(), traceparent, Some(state));
         }
@@ -574,15 +588,12 @@ impl Engine {
 
     /// Write a new saga; returns what was written, unless the request key matched an
     /// existing saga.
-    async fn record(
-        &self,
-        tx: Transaction,
-    ) -> Result<(Submitted, Option<(TxRecord, Vec<StepRecord>)>)> {
+    async fn record(&self, tx: Transaction) -> Result<(Submitted, Option<Recorded>)> {
         let now = self.now_ms();
         let tx_id = uuid::Uuid::now_v7().to_string();
         let timeout = tx.timeout.unwrap_or(self.inner.config.tx_timeout);
         check_tx_timeout(timeout).map_err(Error::Invalid)?;
-        let record = TxRecord {
+        let mut record = TxRecord {
             tx_id: tx_id.clone(),
             tx_type: tx.tx_type.clone(),
             status: TxStatus::Created,
@@ -603,7 +614,7 @@ impl Engine {
             completed_at: None,
             undo: None,
         };
-        let steps: Vec<StepRecord> = tx
+        let mut steps: Vec<StepRecord> = tx
             .planned
             .iter()
             .enumerate()
@@ -612,7 +623,16 @@ impl Engine {
                 ..StepRecord::pending(&tx_id, i as u32, &planned.name)
             })
             .collect();
-        match self.inner.store.create(&record, &steps).await? {
+        let span = crate::telemetry::saga_span(&tx_id, tx.traceparent.as_deref());
+        let locks = self
+            .lock_before_create(&mut record, &mut steps)
+            .instrument(span.clone())
+            .await;
+        let created = self.inner.store.create(&record, &steps).await;
+        if let (Some(keys), false) = (&locks, matches!(created, Ok(CreateOutcome::Created))) {
+            lock::release_all(&self.inner.locks, keys, &self.lock_token(&tx_id)).await;
+        }
+        match created? {
             CreateOutcome::Existing(id) => {
                 // The key names one request: the same key with a different saga is a
                 // client bug, not a retry.
@@ -656,10 +676,63 @@ impl Engine {
                         tx_id,
                         existing: false,
                     },
-                    Some((record, steps)),
+                    Some(Recorded {
+                        tx: record,
+                        steps,
+                        locks,
+                        span,
+                    }),
                 ))
             }
         }
+    }
+
+    /// The token this host's driver holds a saga's locks with.
+    pub(crate) fn lock_token(&self, tx_id: &str) -> String {
+        format!("{}/{}", self.inner.host_id, tx_id)
+    }
+
+    /// Try once, without waiting, to take a new saga's locks before its create; when they
+    /// are free, make `tx` `LOCKED` with its first step's call announced, so the create
+    /// also writes what would otherwise be the driver's first commit. Returns the keys
+    /// taken; `None` leaves the saga `CREATED` for its driver to lock (the keys are taken,
+    /// the first step is a parallel group, or the lock service failed).
+    async fn lock_before_create(
+        &self,
+        tx: &mut TxRecord,
+        steps: &mut [StepRecord],
+    ) -> Option<Vec<String>> {
+        let first = steps.first()?;
+        if first.group.is_some() {
+            return None;
+        }
+        let next = tx.status.on(crate::lifecycle::TxEvent::LocksHeld).ok()?;
+        let cfg = &self.inner.config;
+        let started = std::time::Instant::now();
+        let token = self.lock_token(&tx.tx_id);
+        let keys = lock::acquire_all(
+            &self.inner.locks,
+            &tx.lock_keys,
+            &token,
+            cfg.lock_ttl,
+            Duration::ZERO,
+        )
+        .instrument(tracing::info_span!(
+            "lock.acquire",
+            keys = tx.lock_keys.len()
+        ))
+        .await
+        .ok()?;
+        if !keys.is_empty() {
+            let m = crate::telemetry::metrics();
+            m.lock_acquired.inc();
+            m.lock_acquire_duration
+                .observe(started.elapsed().as_secs_f64());
+        }
+        tx.status = next;
+        steps[0].status = StepStatus::Executing;
+        steps[0].started_at = Some(tx.created_at);
+        Some(keys)
     }
 
     /// Hand committed outbox messages to be sent from now on to `outlet` (the broker's
@@ -690,7 +763,7 @@ impl Engine {
         &self,
         tx_id: String,
         traceparent: Option<String>,
-        known: Option<(TxRecord, Vec<StepRecord>)>,
+        known: Option<Recorded>,
     ) -> tokio::task::JoinHandle<Option<(TxRecord, Vec<StepRecord>)>> {
         let engine = self.clone();
         let guard = self.inner.tasks.enter();

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 use tracing::Instrument;
 
-use super::{Engine, StepStatus, TxStatus, backoff};
+use super::{Engine, Recorded, StepStatus, TxStatus, backoff};
 use super::{Patience, With};
 use crate::error::{Error, Result};
 use crate::events::{Event, kinds};
@@ -58,23 +58,37 @@ impl Engine {
         &self,
         tx_id: &str,
         traceparent: Option<String>,
-        mut known: Option<(TxRecord, Vec<StepRecord>)>,
+        mut known: Option<Recorded>,
     ) -> Option<(TxRecord, Vec<StepRecord>)> {
-        {
+        let already = {
             let mut active = self.inner.active.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(kicked) = active.get_mut(tx_id) {
+            match active.get_mut(tx_id) {
                 // Already driven here: have that driver look again when it stops (an
                 // operator action fenced it out and wants the saga moving).
-                *kicked = true;
-                return None;
+                Some(kicked) => {
+                    *kicked = true;
+                    true
+                }
+                None => {
+                    active.insert(tx_id.to_string(), false);
+                    false
+                }
             }
-            active.insert(tx_id.to_string(), false);
+        };
+        if already {
+            if let Some(keys) = known.and_then(|k| k.locks) {
+                lock::release_all(&self.inner.locks, &keys, &self.lock_token(tx_id)).await;
+            }
+            return None;
         }
         let m = telemetry::metrics();
         m.tx_in_flight.inc();
         let mut interrupted = false;
         loop {
-            let span = telemetry::saga_span(tx_id, traceparent.as_deref());
+            let span = match known.as_ref() {
+                Some(first) => first.span.clone(),
+                None => telemetry::saga_span(tx_id, traceparent.as_deref()),
+            };
             let result = self
                 .run(tx_id, traceparent.clone(), known.take())
                 .instrument(span)
@@ -107,16 +121,19 @@ impl Engine {
         &self,
         tx_id: &str,
         traceparent: Option<String>,
-        known: Option<(TxRecord, Vec<StepRecord>)>,
+        known: Option<Recorded>,
     ) -> Result<Option<(TxRecord, Vec<StepRecord>)>> {
-        let (tx, steps) = match known {
-            Some(state) => state,
-            None => self.get(tx_id).await?,
+        let (tx, steps, held) = match known {
+            Some(r) => (r.tx, r.steps, r.locks),
+            None => {
+                let (tx, steps) = self.get(tx_id).await?;
+                (tx, steps, None)
+            }
         };
         if tx.status.is_terminal() {
             return Ok(Some((tx, steps)));
         }
-        let token = format!("{}/{}", self.inner.host_id, tx.tx_id);
+        let token = self.lock_token(&tx.tx_id);
         let mut run = SagaRun {
             engine: self.clone(),
             tx,
@@ -134,9 +151,12 @@ impl Engine {
             outbox: Vec::new(),
         };
         tracing::Span::current().record("tx_type", run.tx.tx_type.as_str());
-        let keys = match run.take_locks(&token).await? {
+        let keys = match held {
             Some(keys) => keys,
-            None => return Ok(Some((run.tx, run.steps))),
+            None => match run.take_locks(&token).await? {
+                Some(keys) => keys,
+                None => return Ok(Some((run.tx, run.steps))),
+            },
         };
         let extender = (!keys.is_empty()).then(|| run.extend_locks(keys.clone(), token.clone()));
         let result = run.advance().await;
@@ -985,6 +1005,9 @@ impl SagaRun {
         }
         let undo = self.steps[..=i].iter().any(needs_undo);
         let (message, event) = self.failing_at(i, &name, &f, status, undo);
+        if undo {
+            self.stage_next_undo(&mut changed);
+        }
         self.commit(event, &changed, None, None).await?;
         tracing::warn!(tx_id = %self.tx.tx_id, step = %name, kind = %f.kind, error = %f.message, status = %self.tx.status, "step failed for good");
         self.events().publish(
@@ -1054,14 +1077,46 @@ impl SagaRun {
         self.events().publish(event);
     }
 
+    /// The step compensation undoes next: the first in undo order of those that may
+    /// need undoing.
+    fn next_undo(&self) -> Option<usize> {
+        (0..self.steps.len())
+            .filter(|&j| needs_undo(&self.steps[j]))
+            .max_by_key(|&j| undo_rank(&self.steps[j]))
+    }
+
+    /// For a commit that leaves the saga compensating: mark the step undone next
+    /// `COMPENSATING` in that same commit, adding it to `changed`, so the intent is durable
+    /// before its plugin is asked to undo without a commit of its own (a step whose
+    /// plugin declares no compensation, or one cut off or waiting, is left for
+    /// [`SagaRun::backward`]). Returns the event of a commit that ends compensation
+    /// instead, when nothing is left to undo.
+    fn stage_next_undo(&mut self, changed: &mut Vec<usize>) -> Option<TxEvent> {
+        let Some(j) = self.next_undo() else {
+            let cause = self.tx.undo.unwrap_or(Undo::Failure);
+            return Some(TxEvent::Undone { cause });
+        };
+        let step = &self.steps[j];
+        let undoable = matches!(step.status, StepStatus::Completed | StepStatus::Failed)
+            && self
+                .plugin(j)
+                .ok()
+                .and_then(|p| p.step(&step.step_name).map(|d| d.supports_compensation))
+                .unwrap_or(false);
+        if undoable {
+            self.steps[j].status = StepStatus::Compensating;
+            if !changed.contains(&j) {
+                changed.push(j);
+            }
+        }
+        None
+    }
+
     /// Compensate steps backward from the current one, in reverse order.
     async fn backward(&mut self) -> Result<()> {
         let inner = self.engine.inner.clone();
         while self.tx.status == TxStatus::Compensating && !self.parked {
-            let Some(j) = (0..self.steps.len())
-                .filter(|&j| needs_undo(&self.steps[j]))
-                .max_by_key(|&j| undo_rank(&self.steps[j]))
-            else {
+            let Some(j) = self.next_undo() else {
                 return self.finish_compensation().await;
             };
             self.tx.current_step = j as u32;
@@ -1094,8 +1149,14 @@ impl SagaRun {
                 let step = &mut self.steps[j];
                 step.status = StepStatus::Skipped;
                 step.finished_at = Some(now);
-                self.commit(TxEvent::Progress, &[j], None, None).await?;
+                let mut changed = vec![j];
+                let end = self.stage_next_undo(&mut changed);
+                self.commit(end.unwrap_or(TxEvent::Progress), &changed, None, None)
+                    .await?;
                 tracing::info!(tx_id = %self.tx.tx_id, step = %name, "step declares no compensation; nothing to undo");
+                if end.is_some() {
+                    self.announce_compensated();
+                }
                 continue;
             }
             if self.steps[j].status != StepStatus::Compensating {
@@ -1182,7 +1243,9 @@ impl SagaRun {
                 step_name: name.clone(),
                 key,
             });
-        let before = kv.has_writes().then(|| self.steps[j].clone());
+        // What a conflicting key write restores: this step, and the next one this commit
+        // marks for undoing.
+        let before = kv.has_writes().then(|| self.steps.clone());
         self.log_attempt(
             j,
             Phase::Compensate,
@@ -1197,19 +1260,21 @@ impl SagaRun {
         step.status = StepStatus::Compensated;
         step.compensation_attempts = attempt;
         step.finished_at = Some(now);
+        let mut changed = vec![j];
+        let end = self.stage_next_undo(&mut changed);
         let committed = self
             .commit(
-                TxEvent::Progress,
-                &[j],
+                end.unwrap_or(TxEvent::Progress),
+                &changed,
                 Some(&kv),
                 forget.as_ref().map(IdempotencyChange::Forget),
             )
             .await;
         if let Err(Error::Store(StoreError::KvConflict { key, .. })) = &committed
-            && let Some(step) = before
+            && let Some(steps) = before
         {
             let f = self.kv_conflict(j, "compensate", key);
-            self.steps[j] = step;
+            self.steps = steps;
             self.compensation_failed_attempt(j, f).await?;
             return Ok(());
         }
@@ -1228,6 +1293,9 @@ impl SagaRun {
                     },
                 ),
         );
+        if end.is_some() {
+            self.announce_compensated();
+        }
         Ok(())
     }
 
@@ -1284,13 +1352,18 @@ impl SagaRun {
         let cause = self.tx.undo.unwrap_or(Undo::Failure);
         self.commit(TxEvent::Undone { cause }, &[], None, None)
             .await?;
+        self.announce_compensated();
+        Ok(())
+    }
+
+    /// Log and publish the end of compensation, once it is durable.
+    fn announce_compensated(&self) {
         tracing::info!(tx_id = %self.tx.tx_id, status = %self.tx.status, "saga compensated");
-        let kind = match cause {
+        let kind = match self.tx.undo.unwrap_or(Undo::Failure) {
             Undo::Cancel => kinds::TX_CANCELLED,
             Undo::Failure => kinds::TX_COMPENSATED,
         };
         self.events().publish(self.event(kind));
-        Ok(())
     }
 
     /// Keep the saga's locks alive; on a failed extension, stop the saga at its next write.

@@ -2,9 +2,17 @@
 //! handed back to it with a round trip to the database, which would double the round
 //! trips of a one-statement commit; a connection used cleanly comes back here instead.
 //! One whose use failed goes back to the pool, which tests it and drops it if broken.
+//!
+//! The cache must not starve the pool's own waiters: a connection kept here is one the
+//! pool cannot hand out, and under load the cache alone could keep every connection
+//! circulating among its users while a task waiting in the pool waits for seconds. So a
+//! connection goes back to the pool whenever a caller of [`Conns::get`] waits there, and
+//! in any case once it has been out of the pool for [`MAX_OUT`] (so other users of the
+//! pool wait at most about that long).
 
 use std::ops::{Deref, DerefMut};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use sqlx::pool::PoolConnection;
@@ -12,13 +20,20 @@ use sqlx::{Any, AnyConnection, AnyPool};
 
 /// A connection idle longer than this goes back to the pool to be tested.
 const MAX_IDLE: Duration = Duration::from_secs(10);
+/// A connection out of the pool this long goes back to it after its current use.
+const MAX_OUT: Duration = Duration::from_secs(1);
+
+/// A connection kept out of the pool: since when it is idle, since when it is out.
+type Idle = (PoolConnection<Any>, Instant, Instant);
 
 /// Connections checked out of the pool and idle, newest last.
 pub(super) struct Conns {
     pool: AnyPool,
-    idle: Mutex<Vec<(PoolConnection<Any>, Instant)>>,
+    idle: Mutex<Vec<Idle>>,
     /// At most this many are kept, so the pool always has some for other work.
     keep: usize,
+    /// Callers of [`Conns::get`] waiting for the pool.
+    waiting: AtomicUsize,
 }
 
 impl Conns {
@@ -27,6 +42,7 @@ impl Conns {
             pool,
             idle: Mutex::new(Vec::with_capacity(keep)),
             keep,
+            waiting: AtomicUsize::new(0),
         }
     }
 
@@ -35,16 +51,20 @@ impl Conns {
         loop {
             let cached = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
             match cached {
-                Some((conn, at)) if at.elapsed() < MAX_IDLE => return Ok(self.wrap(conn)),
+                Some((conn, at, out)) if at.elapsed() < MAX_IDLE => {
+                    return Ok(self.wrap(conn, out));
+                }
                 // Stale: the pool tests it on return; the older ones are staler still.
-                Some((conn, _)) => {
+                Some((conn, ..)) => {
                     drop(conn);
                     self.release();
                 }
                 None => break,
             }
         }
-        Ok(self.wrap(self.pool.acquire().await?))
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        let _waited = Waiting(&self.waiting);
+        Ok(self.wrap(self.pool.acquire().await?, Instant::now()))
     }
 
     /// Hand every idle connection back to the pool.
@@ -53,12 +73,22 @@ impl Conns {
         drop(idle);
     }
 
-    fn wrap(&self, conn: PoolConnection<Any>) -> Conn<'_> {
+    fn wrap(&self, conn: PoolConnection<Any>, out: Instant) -> Conn<'_> {
         Conn {
             conn: Some(conn),
             home: self,
             clean: false,
+            out,
         }
+    }
+}
+
+/// Counts a caller waiting for the pool until dropped (the wait ended or was abandoned).
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -68,7 +98,7 @@ impl Drop for Conns {
         if tokio::runtime::Handle::try_current().is_err() {
             // A pool connection returns itself through a task, which needs a runtime:
             // without one (a store dropped after its runtime ended), close them here.
-            for (conn, _) in idle {
+            for (conn, ..) in idle {
                 drop(conn.detach());
             }
         }
@@ -81,6 +111,8 @@ pub(super) struct Conn<'a> {
     conn: Option<PoolConnection<Any>>,
     home: &'a Conns,
     clean: bool,
+    /// When it left the pool.
+    out: Instant,
 }
 
 impl Conn<'_> {
@@ -95,10 +127,13 @@ impl Drop for Conn<'_> {
         let Some(conn) = self.conn.take() else {
             return;
         };
-        if self.clean {
+        let keep = self.clean
+            && self.out.elapsed() < MAX_OUT
+            && self.home.waiting.load(Ordering::SeqCst) == 0;
+        if keep {
             let mut idle = self.home.idle.lock().unwrap_or_else(|p| p.into_inner());
             if idle.len() < self.home.keep {
-                idle.push((conn, Instant::now()));
+                idle.push((conn, Instant::now(), self.out));
                 return;
             }
         }

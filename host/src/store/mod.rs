@@ -5,6 +5,7 @@
 //! what differs by dialect lives in [`dialect`]; what of a saga's input is searchable, and
 //! how, in [`input_search`].
 
+mod args;
 mod conns;
 mod dialect;
 mod input_search;

@@ -10,6 +10,7 @@ use serde_json::{Map, Value};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
+use super::args::{self, Arg};
 use super::conns::Conns;
 use super::input_search;
 use super::listing::{self, ListPlans, ListQuery};
@@ -39,7 +40,9 @@ const TERMINAL: &str =
     "('COMPLETED', 'COMPENSATED', 'COMPENSATION_FAILED', 'CANCELLED', 'FAILED', 'TIMEOUT')";
 
 /// A query being bound, over the `Any` driver.
-type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
+mod mysql_batch;
+
+pub(super) type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
 
 /// Statements translated once for the dialect at hand.
 struct Statements {
@@ -171,7 +174,7 @@ impl Statements {
 
     /// One statement creating a saga with `n` steps (and its indexed input, with
     /// `input`), where the dialect has one. Its arguments are the saga's, then the
-    /// input's (see [`bind_input`]), then the steps'.
+    /// input's (see [`input_args`]), then the steps'.
     fn create_statement(&self, n: usize, input: bool) -> Option<Cow<'_, str>> {
         match (self.dialect, n, input) {
             (_, 0, false) => Some(self.insert_tx.as_str().into()),
@@ -414,110 +417,126 @@ async fn create_in_transaction(
 ) -> Result<(), sqlx::Error> {
     use sqlx::Connection;
     let mut db = conn.begin().await?;
-    bind_tx_insert(sqlx::query(&q.insert_tx), tx)
+    args::bind(sqlx::query(&q.insert_tx), tx_insert_args(tx))
         .execute(&mut *db)
         .await?;
     if let Some(entries) = input {
-        bind_input(sqlx::query(&q.insert_input), tx, entries)
+        args::bind(sqlx::query(&q.insert_input), input_args(tx, entries))
             .execute(&mut *db)
             .await?;
     }
     if !steps.is_empty() {
         let sql = q.insert_steps(steps.len());
-        let mut query = sqlx::query(&sql);
-        for step in steps {
-            query = bind_step(query, step);
-        }
-        query.execute(&mut *db).await?;
+        args::bind(sqlx::query(&sql), steps_args(steps))
+            .execute(&mut *db)
+            .await?;
     }
     db.commit().await
 }
 
-/// Bind a saga's eighteen columns, in [`TX_COLS`] order.
-fn bind_tx_insert<'q>(query: AnyQuery<'q>, tx: &'q TxRecord) -> AnyQuery<'q> {
-    query
-        .bind(tx.tx_id.as_str())
-        .bind(tx.tx_type.as_str())
-        .bind(tx.status.as_str())
-        .bind(to_json(&tx.input))
-        .bind(to_json(&tx.outputs))
-        .bind(to_json(&tx.lock_keys))
-        .bind(tx.current_step as i64)
-        .bind(tx.total_steps as i64)
-        .bind(tx.retry_count as i64)
-        .bind(tx.max_retries as i64)
-        .bind(tx.timeout_ms as i64)
-        .bind(tx.deadline_at)
-        .bind(tx.last_error.as_deref())
-        .bind(tx.version)
-        .bind(tx.request_key.as_deref())
-        .bind(tx.created_at)
-        .bind(tx.updated_at)
-        .bind(tx.completed_at)
-        .bind(tx.undo.map(|u| u.as_str()))
+/// A saga's nineteen columns, in [`TX_COLS`] order.
+fn tx_insert_args(tx: &TxRecord) -> Vec<Arg<'_>> {
+    vec![
+        Arg::text(&tx.tx_id),
+        Arg::text(&tx.tx_type),
+        Arg::text(tx.status.as_str()),
+        Arg::owned(to_json(&tx.input)),
+        Arg::owned(to_json(&tx.outputs)),
+        Arg::owned(to_json(&tx.lock_keys)),
+        Arg::int(tx.current_step as i64),
+        Arg::int(tx.total_steps as i64),
+        Arg::int(tx.retry_count as i64),
+        Arg::int(tx.max_retries as i64),
+        Arg::int(tx.timeout_ms as i64),
+        Arg::int(tx.deadline_at),
+        Arg::opt_text(tx.last_error.as_deref()),
+        Arg::int(tx.version),
+        Arg::opt_text(tx.request_key.as_deref()),
+        Arg::int(tx.created_at),
+        Arg::int(tx.updated_at),
+        Arg::opt_int(tx.completed_at),
+        Arg::opt_text(tx.undo.map(|u| u.as_str())),
+    ]
 }
 
-/// Bind the arguments of [`input_search::insert_sql`]: the saga's id, its creation time
-/// and its indexed input (`entries`, from [`input_search::entries_argument`]).
-fn bind_input<'q>(query: AnyQuery<'q>, tx: &'q TxRecord, entries: &'q str) -> AnyQuery<'q> {
-    query
-        .bind(tx.tx_id.as_str())
-        .bind(tx.created_at)
-        .bind(entries)
+/// The arguments of [`input_search::insert_sql`]: the saga's id, its creation time and its
+/// indexed input (`entries`, from [`input_search::entries_argument`]).
+fn input_args<'a>(tx: &'a TxRecord, entries: &'a str) -> Vec<Arg<'a>> {
+    vec![
+        Arg::text(&tx.tx_id),
+        Arg::int(tx.created_at),
+        Arg::text(entries),
+    ]
 }
 
-/// Bind the arguments of the saga update (`UPDATE_TX`): its changing columns, then the
+/// The arguments of the saga update (`UPDATE_TX`): its twelve changing columns, then the
 /// version fence.
-fn bind_tx_update<'q>(query: AnyQuery<'q>, tx: &'q TxRecord, next_version: i64) -> AnyQuery<'q> {
-    bind_tx_changes(query, tx, next_version)
-        .bind(tx.tx_id.as_str())
-        .bind(tx.version)
+fn tx_update_args(tx: &TxRecord, next_version: i64) -> Vec<Arg<'_>> {
+    vec![
+        Arg::text(tx.status.as_str()),
+        Arg::owned(to_json(&tx.outputs)),
+        Arg::int(tx.current_step as i64),
+        Arg::int(tx.retry_count as i64),
+        Arg::int(tx.max_retries as i64),
+        Arg::int(tx.deadline_at),
+        Arg::opt_text(tx.last_error.as_deref()),
+        Arg::owned(to_json(&tx.lock_keys)),
+        Arg::int(next_version),
+        Arg::int(tx.updated_at),
+        Arg::opt_int(tx.completed_at),
+        Arg::opt_text(tx.undo.map(|u| u.as_str())),
+        Arg::text(&tx.tx_id),
+        Arg::int(tx.version),
+    ]
 }
 
-/// Bind a saga's twelve changing columns, in `UPDATE_TX` order.
-fn bind_tx_changes<'q>(query: AnyQuery<'q>, tx: &'q TxRecord, next_version: i64) -> AnyQuery<'q> {
-    query
-        .bind(tx.status.as_str())
-        .bind(to_json(&tx.outputs))
-        .bind(tx.current_step as i64)
-        .bind(tx.retry_count as i64)
-        .bind(tx.max_retries as i64)
-        .bind(tx.deadline_at)
-        .bind(tx.last_error.as_deref())
-        .bind(to_json(&tx.lock_keys))
-        .bind(next_version)
-        .bind(tx.updated_at)
-        .bind(tx.completed_at)
-        .bind(tx.undo.map(|u| u.as_str()))
+/// A step's changing columns, in [`STEP_MUTABLE`] order, appended to `args`.
+fn push_step_changes<'a>(args: &mut Vec<Arg<'a>>, step: &'a StepRecord) {
+    args.extend([
+        Arg::text(step.status.as_str()),
+        Arg::int(step.attempts as i64),
+        Arg::int(step.compensation_attempts as i64),
+        Arg::opt_owned(step.output.as_ref().map(to_json)),
+        Arg::opt_text(step.error.as_deref()),
+        Arg::opt_text(step.idempotency_key.as_deref()),
+        Arg::opt_text(step.plugin_digest.as_deref()),
+        Arg::opt_int(step.started_at),
+        Arg::opt_int(step.finished_at),
+        Arg::opt_text(step.failure_kind.map(|k| k.as_str())),
+        Arg::opt_owned((!step.attempt_log.is_empty()).then(|| to_json(&step.attempt_log))),
+        Arg::opt_int(step.completed_order.map(i64::from)),
+    ]);
 }
 
-/// Bind a step's changing columns, in [`STEP_MUTABLE`] order.
-fn bind_step_changes<'q>(query: AnyQuery<'q>, step: &'q StepRecord) -> AnyQuery<'q> {
-    query
-        .bind(step.status.as_str())
-        .bind(step.attempts as i64)
-        .bind(step.compensation_attempts as i64)
-        .bind(step.output.as_ref().map(to_json))
-        .bind(step.error.as_deref())
-        .bind(step.idempotency_key.as_deref())
-        .bind(step.plugin_digest.as_deref())
-        .bind(step.started_at)
-        .bind(step.finished_at)
-        .bind(step.failure_kind.map(|k| k.as_str()))
-        .bind((!step.attempt_log.is_empty()).then(|| to_json(&step.attempt_log)))
-        .bind(step.completed_order.map(i64::from))
+/// The arguments of `update_step`: the step's changing columns, then its key.
+fn step_update_args(step: &StepRecord) -> Vec<Arg<'_>> {
+    let mut args = Vec::with_capacity(14);
+    push_step_changes(&mut args, step);
+    args.push(Arg::text(&step.tx_id));
+    args.push(Arg::int(step.step_index as i64));
+    args
 }
 
-/// Bind one step's seventeen columns, in [`STEP_COLS`] order (its key, then the changing
-/// columns).
-fn bind_step<'q>(query: AnyQuery<'q>, step: &'q StepRecord) -> AnyQuery<'q> {
-    let query = query
-        .bind(step.tx_id.as_str())
-        .bind(step.step_index as i64)
-        .bind(step.step_name.as_str())
-        .bind(step.group.map(|g| i64::from(g.first)))
-        .bind(step.group.map(|g| i64::from(g.max_concurrent)));
-    bind_step_changes(query, step)
+/// One step's seventeen columns, in [`STEP_COLS`] order (its key, then the changing
+/// columns), appended to `args`.
+fn push_step<'a>(args: &mut Vec<Arg<'a>>, step: &'a StepRecord) {
+    args.extend([
+        Arg::text(&step.tx_id),
+        Arg::int(step.step_index as i64),
+        Arg::text(&step.step_name),
+        Arg::opt_int(step.group.map(|g| i64::from(g.first))),
+        Arg::opt_int(step.group.map(|g| i64::from(g.max_concurrent))),
+    ]);
+    push_step_changes(args, step);
+}
+
+/// The columns of every step in `steps`, one row after another.
+fn steps_args<'a>(steps: impl IntoIterator<Item = &'a StepRecord>) -> Vec<Arg<'a>> {
+    let mut args = Vec::new();
+    for step in steps {
+        push_step(&mut args, step);
+    }
+    args
 }
 
 /// SQLite writers let in at once: one writes while the next prepares, and the wait for
@@ -727,14 +746,39 @@ impl SqlStore {
         }
     }
 
-    /// After a script (see [`sqlite_script`]) failed part way, roll back what it began, so
-    /// the connection is not handed on inside an open transaction.
+    /// After a script (see [`sqlite_script`]) or batch (see [`mysql_batch`]) failed part
+    /// way, roll back what it began, so the connection is not handed on inside an open
+    /// transaction.
     async fn settle<T>(&self, conn: &mut sqlx::AnyConnection, outcome: &Result<T, sqlx::Error>) {
-        if self.dialect == Dialect::Sqlite && outcome.is_err() {
+        if self.dialect != Dialect::Postgres && outcome.is_err() {
             use sqlx::Executor;
             // Fails harmlessly when the script ended its transaction itself.
             let _ = conn.execute("ROLLBACK").await;
         }
+    }
+
+    /// MySQL: the create as one batch (see [`mysql_batch`]), unless too long.
+    fn mysql_create_batch(
+        &self,
+        tx: &TxRecord,
+        entries: Option<&str>,
+        steps: &[StepRecord],
+    ) -> Option<String> {
+        (self.dialect == Dialect::MySql)
+            .then(|| mysql_batch::create(&self.q, tx, entries, steps))
+            .flatten()
+    }
+
+    /// MySQL: a commit of the saga's state and steps as one batch, unless too long.
+    fn mysql_commit_batch(
+        &self,
+        tx: &TxRecord,
+        next_version: i64,
+        steps: &[&StepRecord],
+    ) -> Option<String> {
+        (self.dialect == Dialect::MySql)
+            .then(|| mysql_batch::commit(&self.q, tx, next_version, steps))
+            .flatten()
     }
 
     /// Apply a step call's key-value writes inside the committing transaction, each only
@@ -1124,20 +1168,31 @@ impl SagaStore for SqlStore {
             let input = input_search::entries_argument(&tx.input);
             let inserted = match self.q.create_statement(steps.len(), input.is_some()) {
                 Some(sql) => {
-                    let mut query = bind_tx_insert(sqlx::query(&sql), tx);
+                    let mut all = tx_insert_args(tx);
                     if let Some(entries) = &input {
-                        query = bind_input(query, tx, entries);
+                        all.extend(input_args(tx, entries));
                     }
-                    for step in steps {
-                        query = bind_step(query, step);
-                    }
-                    let done = query.execute(&mut *conn).await.map(|_| ());
+                    all.extend(steps_args(steps));
+                    let done = args::bind(sqlx::query(&sql), all)
+                        .execute(&mut *conn)
+                        .await
+                        .map(|_| ());
                     self.settle(&mut conn, &done).await;
                     done
                 }
-                None => {
-                    create_in_transaction(&self.q, &mut conn, tx, input.as_deref(), steps).await
-                }
+                None => match self.mysql_create_batch(tx, input.as_deref(), steps) {
+                    Some(batch) => {
+                        // A text without arguments goes as one simple query.
+                        let done = sqlx::Executor::execute(&mut *conn, batch.as_str())
+                            .await
+                            .map(|_| ());
+                        self.settle(&mut conn, &done).await;
+                        done
+                    }
+                    None => {
+                        create_in_transaction(&self.q, &mut conn, tx, input.as_deref(), steps).await
+                    }
+                },
             };
             match inserted {
                 Ok(()) => {
@@ -1198,10 +1253,9 @@ impl SagaStore for SqlStore {
             };
             if only_state && let Some(sql) = self.q.commit_statement(c.steps.len()) {
                 // The whole change in one statement: one round trip, atomic on its own.
-                let mut query = bind_tx_update(sqlx::query(&sql), tx, next_version);
-                for step in c.steps {
-                    query = bind_step(query, step);
-                }
+                let mut all = tx_update_args(tx, next_version);
+                all.extend(steps_args(c.steps.iter().copied()));
+                let query = args::bind(sqlx::query(&sql), all);
                 let mut conn = self.conns.get().await?;
                 let written = if self.dialect == Dialect::Sqlite && !c.steps.is_empty() {
                     let done = query.fetch_all(&mut *conn).await;
@@ -1220,13 +1274,30 @@ impl SagaStore for SqlStore {
                 }
                 return Ok(next_version);
             }
+            if only_state && let Some(batch) = self.mysql_commit_batch(tx, next_version, c.steps) {
+                let mut conn = self.conns.get().await?;
+                let done = sqlx::Executor::fetch_all(&mut *conn, batch.as_str()).await;
+                self.settle(&mut conn, &done).await;
+                let written = match done?.first() {
+                    Some(row) => row.try_get::<i64, _>(mysql_batch::WRITTEN)?,
+                    None => return Err(StoreError::permanent("the commit batch returned no row")),
+                };
+                conn.done();
+                if written != 1 {
+                    return Err(conflict());
+                }
+                return Ok(next_version);
+            }
             let mut conn = self.conns.get().await?;
             let mut db = sqlx::Connection::begin(&mut *conn).await?;
             // The fence first, inside the transaction: from here the saga's row is locked until
             // this transaction ends, and a writer that lost the saga changes nothing.
-            let updated = bind_tx_update(sqlx::query(&self.q.update_tx), tx, next_version)
-                .execute(&mut *db)
-                .await?;
+            let updated = args::bind(
+                sqlx::query(&self.q.update_tx),
+                tx_update_args(tx, next_version),
+            )
+            .execute(&mut *db)
+            .await?;
             if updated.rows_affected() != 1 {
                 return Err(conflict());
             }
@@ -1236,19 +1307,15 @@ impl SagaStore for SqlStore {
             match c.steps {
                 [] => {}
                 [step] => {
-                    bind_step_changes(sqlx::query(&self.q.update_step), step)
-                        .bind(step.tx_id.as_str())
-                        .bind(step.step_index as i64)
+                    args::bind(sqlx::query(&self.q.update_step), step_update_args(step))
                         .execute(&mut *db)
                         .await?;
                 }
                 steps => {
                     let sql = self.q.upsert_steps(steps.len());
-                    let mut query = sqlx::query(&sql);
-                    for step in steps {
-                        query = bind_step(query, step);
-                    }
-                    query.execute(&mut *db).await?;
+                    args::bind(sqlx::query(&sql), steps_args(steps.iter().copied()))
+                        .execute(&mut *db)
+                        .await?;
                 }
             }
             if let Some(kv) = c.kv.filter(|kv| kv.has_writes()) {
