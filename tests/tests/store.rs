@@ -11,11 +11,11 @@ use rte_tests::rte_host::engine::{StepStatus, TxStatus};
 use rte_tests::rte_host::lifecycle::{
     Actor, AttemptOutcome, FailureKind, HistoryKind, Phase, Undo,
 };
-use rte_tests::rte_host::store::Attempt;
 use rte_tests::rte_host::store::{
     self, Commit, CreateOutcome, HistoryEntry, IdempotencyChange, IdempotencyKey,
     IdempotencyRecord, KvChanges, KvRead, KvWrite, StepRecord, TxFilter, TxRecord, TxStore, now_ms,
 };
+use rte_tests::rte_host::store::{Attempt, EventLog};
 use rte_tests::{Backend, HostOptions, TestHost, backends, fresh_database};
 use serde_json::json;
 
@@ -156,6 +156,39 @@ async fn texts_round_trip_on_every_backend() -> anyhow::Result<()> {
             );
             assert_eq!(got_steps[1], step, "{backend:?}: {text:.80}");
         }
+    }
+    Ok(())
+}
+
+/// The log hosts share events through: in order, each host's reads leave out the payloads
+/// of its own events (it has them) but keep their positions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_events_come_back_without_the_readers_own_payloads() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    for backend in backends() {
+        let s = open(backend, dir.path()).await?;
+        let t = now_ms();
+        s.events_append(
+            "host-a",
+            &[(t, "{\"n\":1}".into()), (t, "{\"n\":2}".into())],
+        )
+        .await?;
+        s.events_append("host-b", &[(t, "{\"n\":3}".into())])
+            .await?;
+        let read = s.events_after(0, 10, "host-a").await?;
+        let seen: Vec<(&str, &str)> = read
+            .iter()
+            .map(|e| (e.origin.as_str(), e.payload.as_str()))
+            .collect();
+        assert_eq!(
+            seen,
+            [("host-a", ""), ("host-a", ""), ("host-b", "{\"n\":3}")],
+            "{backend:?}"
+        );
+        assert!(read.windows(2).all(|w| w[0].id < w[1].id), "{backend:?}");
+        let later = s.events_after(read[0].id, 10, "host-b").await?;
+        assert_eq!(later.len(), 2, "{backend:?}");
+        assert_eq!(later[0].payload, "{\"n\":2}", "{backend:?}");
     }
     Ok(())
 }

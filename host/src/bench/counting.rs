@@ -34,7 +34,8 @@ impl Counts {
         }
     }
 
-    /// Sagas recorded whose driver has not yet committed their start.
+    /// Sagas recorded that have not yet started (taken their locks and announced their
+    /// first call).
     pub(super) fn backlog(&self) -> u64 {
         let created = self.created.load(Ordering::Relaxed);
         created.saturating_sub(self.started.load(Ordering::Relaxed))
@@ -78,6 +79,10 @@ impl SagaStore for CountingStore {
         if out == CreateOutcome::Created {
             self.counts.commits.fetch_add(1, Ordering::Relaxed);
             self.counts.created.fetch_add(1, Ordering::Relaxed);
+            // A saga whose locks were free is created started (`LOCKED`).
+            if tx.status != crate::engine::TxStatus::Created {
+                self.counts.started.fetch_add(1, Ordering::Relaxed);
+            }
         }
         Ok(out)
     }
@@ -155,8 +160,13 @@ impl EventLog for CountingStore {
         self.inner.events_append(origin, events).await
     }
 
-    async fn events_after(&self, after: i64, limit: u32) -> StoreResult<Vec<SharedEvent>> {
-        self.inner.events_after(after, limit).await
+    async fn events_after(
+        &self,
+        after: i64,
+        limit: u32,
+        own: &str,
+    ) -> StoreResult<Vec<SharedEvent>> {
+        self.inner.events_after(after, limit, own).await
     }
 
     async fn events_latest(&self, limit: u32) -> StoreResult<Vec<SharedEvent>> {

@@ -175,7 +175,7 @@ impl Reader {
     }
 
     async fn poll(&mut self, store: &dyn TxStore, origin: &str, log: &Log) {
-        let rows = match store.events_after(self.cursor, READ_BATCH).await {
+        let rows = match store.events_after(self.cursor, READ_BATCH, origin).await {
             Ok(rows) => rows,
             Err(e) => {
                 tracing::debug!(error = %e, "cannot read the shared event log");

@@ -248,8 +248,15 @@ pub trait EventLog: Send + Sync + 'static {
     /// Append events (time in ms, JSON payload) from host `origin` to the log hosts share.
     async fn events_append(&self, origin: &str, events: &[(i64, String)]) -> StoreResult<()>;
 
-    /// Shared events after position `after`, oldest first, at most `limit`.
-    async fn events_after(&self, after: i64, limit: u32) -> StoreResult<Vec<SharedEvent>>;
+    /// Shared events after position `after`, oldest first, at most `limit`; those from
+    /// `own` (the reader's own origin) come without their payload (empty), which the
+    /// reader has already and only needs the position of.
+    async fn events_after(
+        &self,
+        after: i64,
+        limit: u32,
+        own: &str,
+    ) -> StoreResult<Vec<SharedEvent>>;
 
     /// The newest `limit` shared events, oldest first.
     async fn events_latest(&self, limit: u32) -> StoreResult<Vec<SharedEvent>>;

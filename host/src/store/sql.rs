@@ -1619,16 +1619,26 @@ impl EventLog for SqlStore {
         Ok(Some(listener.into_stream().map(|_| ()).boxed()))
     }
 
-    async fn events_after(&self, after: i64, limit: u32) -> StoreResult<Vec<SharedEvent>> {
+    async fn events_after(
+        &self,
+        after: i64,
+        limit: u32,
+        own: &str,
+    ) -> StoreResult<Vec<SharedEvent>> {
         let mut conn = self.conns.get().await?;
         let sql = self
             .dialect
             .sql(&format!(
-                "SELECT id, origin, at, payload FROM rte_events WHERE id > ? ORDER BY id LIMIT {}",
+                "SELECT id, origin, at, CASE WHEN origin = ? THEN '' ELSE payload END AS payload \
+                 FROM rte_events WHERE id > ? ORDER BY id LIMIT {}",
                 limit.max(1)
             ))
             .into_owned();
-        let rows = sqlx::query(&sql).bind(after).fetch_all(&mut *conn).await?;
+        let rows = sqlx::query(&sql)
+            .bind(own)
+            .bind(after)
+            .fetch_all(&mut *conn)
+            .await?;
         conn.done();
         rows.iter().map(shared_event_from_row).collect()
     }
