@@ -11,11 +11,11 @@ use rte_tests::rte_host::engine::{StepStatus, TxStatus};
 use rte_tests::rte_host::lifecycle::{
     Actor, AttemptOutcome, FailureKind, HistoryKind, Phase, Undo,
 };
+use rte_tests::rte_host::store::Attempt;
 use rte_tests::rte_host::store::{
     self, Commit, CreateOutcome, HistoryEntry, IdempotencyChange, IdempotencyKey,
     IdempotencyRecord, KvChanges, KvRead, KvWrite, StepRecord, TxFilter, TxRecord, TxStore, now_ms,
 };
-use rte_tests::rte_host::store::{Attempt, EventLog};
 use rte_tests::{Backend, HostOptions, TestHost, backends, fresh_database};
 use serde_json::json;
 
