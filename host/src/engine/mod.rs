@@ -692,6 +692,33 @@ impl Engine {
         format!("{}/{}", self.inner.host_id, tx_id)
     }
 
+    /// Take every one of `keys` for `token`, retrying for at most `wait`, in a span of its
+    /// own; once taken, count it, timed from `started` (when the saga began to wait).
+    pub(crate) async fn acquire_locks(
+        &self,
+        keys: &[String],
+        token: &str,
+        wait: Duration,
+        started: std::time::Instant,
+    ) -> std::result::Result<Vec<String>, lock::LockError> {
+        let taken = lock::acquire_all(
+            &self.inner.locks,
+            keys,
+            token,
+            self.inner.config.lock_ttl,
+            wait,
+        )
+        .instrument(tracing::info_span!("lock.acquire", keys = keys.len()))
+        .await?;
+        if !taken.is_empty() {
+            let m = crate::telemetry::metrics();
+            m.lock_acquired.inc();
+            m.lock_acquire_duration
+                .observe(started.elapsed().as_secs_f64());
+        }
+        Ok(taken)
+    }
+
     /// Try once, without waiting, to take a new saga's locks before its create; when they
     /// are free, make `tx` `LOCKED` with its first step's call announced, so the create
     /// also writes what would otherwise be the driver's first commit. Returns the keys
@@ -707,28 +734,12 @@ impl Engine {
             return None;
         }
         let next = tx.status.on(crate::lifecycle::TxEvent::LocksHeld).ok()?;
-        let cfg = &self.inner.config;
-        let started = std::time::Instant::now();
         let token = self.lock_token(&tx.tx_id);
-        let keys = lock::acquire_all(
-            &self.inner.locks,
-            &tx.lock_keys,
-            &token,
-            cfg.lock_ttl,
-            Duration::ZERO,
-        )
-        .instrument(tracing::info_span!(
-            "lock.acquire",
-            keys = tx.lock_keys.len()
-        ))
-        .await
-        .ok()?;
-        if !keys.is_empty() {
-            let m = crate::telemetry::metrics();
-            m.lock_acquired.inc();
-            m.lock_acquire_duration
-                .observe(started.elapsed().as_secs_f64());
-        }
+        let started = std::time::Instant::now();
+        let keys = self
+            .acquire_locks(&tx.lock_keys, &token, Duration::ZERO, started)
+            .await
+            .ok()?;
         tx.status = next;
         steps[0].status = StepStatus::Executing;
         steps[0].started_at = Some(tx.created_at);

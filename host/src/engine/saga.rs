@@ -514,32 +514,15 @@ impl SagaRun {
     /// out with nothing to undo; `None` then. A saga already under way whose locks are
     /// taken is paused for recovery (an error).
     async fn take_locks(&mut self, token: &str) -> Result<Option<Vec<String>>> {
-        let inner = self.engine.inner.clone();
-        let cfg = &inner.config;
+        let wait = self.engine.inner.config.lock_wait;
         let started = std::time::Instant::now();
         loop {
-            let acquired = lock::acquire_all(
-                &inner.locks,
-                &self.tx.lock_keys,
-                token,
-                cfg.lock_ttl,
-                cfg.lock_wait,
-            )
-            .instrument(tracing::info_span!(
-                "lock.acquire",
-                keys = self.tx.lock_keys.len()
-            ))
-            .await;
+            let acquired = self
+                .engine
+                .acquire_locks(&self.tx.lock_keys, token, wait, started)
+                .await;
             match acquired {
-                Ok(keys) => {
-                    if !keys.is_empty() {
-                        let m = telemetry::metrics();
-                        m.lock_acquired.inc();
-                        m.lock_acquire_duration
-                            .observe(started.elapsed().as_secs_f64());
-                    }
-                    return Ok(Some(keys));
-                }
+                Ok(keys) => return Ok(Some(keys)),
                 Err(e @ lock::LockError::Busy { .. }) if self.tx.status == TxStatus::Created => {
                     if self.now() >= self.tx.deadline_at {
                         self.time_out_before_start(format!("timed out waiting for locks: {e}"))
